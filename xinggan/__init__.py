@@ -1,0 +1,3 @@
+"""xinggan: pose-guided person image generation (XingGAN, ECCV 2020; XingGAN++, TPAMI 2025)."""
+
+__version__ = "0.1.0"
