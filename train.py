@@ -1,0 +1,137 @@
+"""Train XingGAN / XingGAN++.
+
+    python train.py --config configs/market.yaml [--config OVERLAY ...] [--set key=value ...]
+                    [--run-dir DIR] [--resume] [--dry-run]
+
+Multi-GPU: ``torchrun --nproc_per_node=N train.py ...`` (DistributedDataParallel; NCCL on GPU,
+gloo on CPU).  The newest checkpoint is always ``<run-dir>/checkpoints/latest.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", required=True,
+                   help="YAML config; repeat to overlay (later files win)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one value, e.g. --set train.batch_size=16")
+    p.add_argument("--run-dir", default=None, help="output folder (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoints/latest.pt")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config and a module summary, then exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def module_summary(cfg) -> str:
+    """Parameters and output shapes of each top-level module, from one batch-1 forward."""
+    from xinggan.models import build_discriminators, build_generator
+
+    generator = build_generator(cfg).eval()
+    shape_d, appearance_d = build_discriminators(cfg)
+    h, w = cfg.data.height, cfg.data.width
+    rows: list[tuple[str, int, str]] = []
+    hooks = []
+
+    def record(name):
+        def hook(module, inputs, output):
+            shape = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
+            rows.append((name, sum(p.numel() for p in module.parameters()), str(shape)))
+        return hook
+
+    for prefix, net in (("generator", generator), ("shape_discriminator", shape_d.eval()),
+                        ("appearance_discriminator", appearance_d.eval())):
+        for name, child in net.named_children():
+            hooks.append(child.register_forward_hook(record(f"{prefix}.{name}")))
+    with torch.no_grad():
+        image = torch.zeros(1, 3, h, w)
+        pose = torch.zeros(1, 18, h, w)
+        fake = generator(image, pose, pose)
+        shape_d(torch.cat([fake, pose], 1))
+        appearance_d(torch.cat([fake, image], 1))
+    for handle in hooks:
+        handle.remove()
+    lines = [f"{'module':<44} {'parameters':>12}  output shape (batch 1)"]
+    seen = set()
+    for name, n, shape in rows:
+        if name in seen:
+            continue
+        seen.add(name)
+        lines.append(f"{name:<44} {n:>12,}  {shape}")
+    for label, net in (("generator", generator), ("shape_discriminator", shape_d),
+                       ("appearance_discriminator", appearance_d)):
+        lines.append(f"{label + ' total':<44} {sum(p.numel() for p in net.parameters()):>12,}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from xinggan.config import ConfigError, load_config
+    from xinggan.training import Trainer, TrainingError, distributed_context, pick_device
+
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = Path(args.run_dir or Path("runs") / Path(args.config[0]).stem)
+
+    if args.dry_run:
+        print(cfg.to_yaml())
+        print(module_summary(cfg))
+        return 0
+
+    rank, local_rank, world = distributed_context()
+    if world > 1:
+        import torch.distributed as dist
+
+        device = pick_device(cfg.train.device, local_rank)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    else:
+        device = pick_device(cfg.train.device)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = not cfg.train.deterministic
+
+    code = 0
+    try:
+        from xinggan.checkpoint import CheckpointError
+        from xinggan.data import DataError
+
+        trainer = Trainer(cfg, run_dir, device=device, rank=rank, world_size=world,
+                          progress=not args.no_progress)
+        if rank == 0:
+            print(f"training {cfg.model.name} on {device} x{world}: {cfg.data.root}, "
+                  f"{cfg.train.iterations} iterations at batch {cfg.train.batch_size}; run {run_dir}")
+        result = trainer.fit(resume=args.resume)
+        if rank == 0:
+            print(f"finished at iteration {result['iteration']} ({result['stopped']}); "
+                  f"checkpoint {trainer.checkpoint_path}")
+    except (ConfigError, TrainingError, CheckpointError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
