@@ -1,0 +1,293 @@
+"""Turn the raw Market-1501 and DeepFashion downloads into the prepared layout.
+
+The prepared layout (see :mod:`xinggan.data.dataset`) is the one PATN and XingGAN train on:
+``train/`` and ``test/`` image folders beside the annotation and pair CSVs. The images cannot be
+fetched by code (licences, a password), so these functions only rearrange what the user
+downloaded, and say exactly which file is missing and where it comes from.
+
+* Market-1501: ``bounding_box_train/`` and ``bounding_box_test/`` (64 x 128 JPEGs) are copied
+  unchanged to ``train/`` and ``test/``; the training pairs are rebuilt with the PATN rule
+  (:func:`~xinggan.data.build_pairs`) when ``market-pairs-train.csv`` is absent.
+* DeepFashion In-shop: every image of ``img/`` (or ``img_highres/``) named in ``train.lst`` /
+  ``test.lst`` is cropped to columns 40..215 of its 256 x 256 frame (resized to 256 x 256 first
+  if it is another size), giving 256 x 176, and saved under its flat name as PATN's
+  preparation tool did (PIL JPEG, default quality 75). Annotation and pair CSVs whose names are
+  raw paths are rewritten with flat names.
+
+A source folder that is already prepared is accepted as is: it is verified (and copied when
+``out`` is another folder). Every function ends with :func:`~xinggan.data.check.check_dataset`
+on the output and returns its problems.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from PIL import Image
+from tqdm import tqdm
+
+from .annotations import (DataError, build_pairs, deepfashion_flat_name, read_annotations, read_pairs,
+                          write_annotations, write_pairs)
+from .check import check_dataset
+
+__all__ = ["prepare_deepfashion", "prepare_market"]
+
+log = logging.getLogger(__name__)
+
+MARKET_IMAGES_HELP = (
+    "Market-1501 (Market-1501-v15.09.15.zip) is distributed by its authors (Zheng et al., "
+    "ICCV 2015) from the Market-1501 project page; unzip it and pass the folder that holds "
+    "bounding_box_train/ and bounding_box_test/ as --raw")
+MARKET_CSV_HELP = (
+    "the Market annotation/pair CSVs (market-annotation-train.csv, market-annotation-test.csv, "
+    "market-pairs-test.csv, optionally market-pairs-train.csv) come from the data links "
+    "(Google Drive / Baidu Disk) in the README of the Pose-Transfer (PATN) repository, "
+    "github.com/tengteng95/Pose-Transfer; put them in --annotations-dir or --raw")
+DEEPFASHION_IMAGES_HELP = (
+    "DeepFashion In-shop Clothes Retrieval images (img.zip) come from the MMLAB DeepFashion "
+    "page (mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html); the archive "
+    "password is sent once you accept the dataset agreement; unzip it and pass the folder that "
+    "holds img/ as --raw")
+DEEPFASHION_CSV_HELP = (
+    "train.lst / test.lst (fashion_data/ of github.com/tengteng95/Pose-Transfer) and the "
+    "fasion-resize-annotation-{train,test}.csv and fasion-resize-pairs-{train,test}.csv files "
+    "(the Google Drive / Baidu Disk data links in that repository's README) go in "
+    "--annotations-dir or --raw")
+_SHOWN = 5
+
+
+def _find(name: str, folders: Sequence[Path | None]) -> Path | None:
+    for folder in folders:
+        if folder is not None and (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _find_dir(names: Iterable[str], root: Path) -> Path | None:
+    """``root/<name>`` or ``root/<child>/<name>`` (an unzipped archive folder) for the first name found."""
+    names = list(names)
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    if root.is_dir():
+        for child in sorted(p for p in root.iterdir() if p.is_dir()):
+            for name in names:
+                if (child / name).is_dir():
+                    return child / name
+    return None
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_SHOWN])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > _SHOWN else "")
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy unless ``dst`` is ``src`` or already holds a file of the same size."""
+    if _same(src, dst):
+        return
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size:
+        return
+    shutil.copyfile(src, dst)
+
+
+def _require_csvs(names: Sequence[str], folders: Sequence[Path | None], help_text: str) -> dict[str, Path]:
+    found = {n: _find(n, folders) for n in names}
+    missing = [n for n, p in found.items() if p is None]
+    if missing:
+        where = ", ".join(str(f) for f in folders if f is not None)
+        raise DataError(f"missing {', '.join(missing)} (looked in {where}): {help_text}")
+    return found  # type: ignore[return-value]
+
+
+def _is_prepared(folder: Path, annotation_pattern: str) -> bool:
+    return all((folder / s).is_dir() and (folder / annotation_pattern.format(split=s)).is_file()
+               for s in ("train", "test"))
+
+
+def prepare_market(raw: str | os.PathLike, out: str | os.PathLike | None = None,
+                   annotations_dir: str | os.PathLike | None = None, progress: bool = True,
+                   check: bool = True) -> list[str]:
+    """Prepare Market-1501 from ``raw`` into ``out`` (default: verify ``raw`` in place).
+
+    Returns the problems :func:`check_dataset` finds in ``out`` (empty: ready to train).
+    """
+    raw = Path(raw)
+    out = Path(out) if out is not None else raw
+    extra = Path(annotations_dir) if annotations_dir is not None else None
+    if not raw.is_dir():
+        raise DataError(f"{raw}: folder not found; {MARKET_IMAGES_HELP}")
+    prepared = _is_prepared(raw, "market-annotation-{split}.csv")
+    folders = [extra, raw, out]
+    csvs = _require_csvs(["market-annotation-train.csv", "market-annotation-test.csv",
+                          "market-pairs-test.csv"], folders, MARKET_CSV_HELP)
+    sources = {}
+    for split in ("train", "test"):
+        names = (split,) if prepared else (f"bounding_box_{split}",)
+        src = _find_dir(names, raw)
+        if src is None:
+            raise DataError(f"{raw}: no {names[0]}/ folder found; {MARKET_IMAGES_HELP}")
+        sources[split] = src
+
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for split in ("train", "test"):
+        annotations = read_annotations(csvs[f"market-annotation-{split}.csv"])
+        present = {p.name for p in sources[split].iterdir() if p.suffix.lower() == ".jpg"}
+        missing = sorted(set(annotations) - present)
+        if missing:
+            raise DataError(f"{sources[split]}: {len(missing)} images of "
+                            f"{csvs[f'market-annotation-{split}.csv']} are missing: "
+                            f"{_listing(missing)}; {MARKET_IMAGES_HELP}")
+        extra_images = len(present - set(annotations))
+        if extra_images:
+            log.warning("%s: %d images have no annotation and are skipped", sources[split], extra_images)
+        dst_dir = out / split
+        dst_dir.mkdir(exist_ok=True)
+        for name in tqdm(sorted(annotations), desc=f"Market {split}", unit="img", disable=not progress):
+            _copy(sources[split] / name, dst_dir / name)
+        _copy(csvs[f"market-annotation-{split}.csv"], out / f"market-annotation-{split}.csv")
+        counts[split] = len(annotations)
+
+    _copy(csvs["market-pairs-test.csv"], out / "market-pairs-test.csv")
+    train_pairs = _find("market-pairs-train.csv", folders)
+    if train_pairs is not None:
+        _copy(train_pairs, out / "market-pairs-train.csv")
+    else:
+        pairs = build_pairs(read_annotations(out / "market-annotation-train.csv"))
+        write_pairs(out / "market-pairs-train.csv", pairs)
+        log.info("market-pairs-train.csv not found: rebuilt %d training pairs with the PATN rule "
+                 "(263,632 on the full Market-1501)", len(pairs))
+    log.info("Market-1501 prepared in %s: %d train and %d test images", out, counts["train"], counts["test"])
+    return check_dataset(out, 128, 64, ("train", "test"), progress=progress) if check else []
+
+
+def _convert_deepfashion(src: Path, dst: Path, quality: int) -> None:
+    """256 x 256 In-shop image -> columns 40..215 (256 x 176); other sizes are resized first."""
+    try:
+        with Image.open(src) as img:
+            img.load()
+            size = img.size
+            if size == (176, 256) and img.format == "JPEG":
+                shutil.copyfile(src, dst)  # already cropped
+                return
+            rgb = img.convert("RGB")
+    except OSError as e:
+        raise DataError(f"{src}: unreadable image ({e})") from None
+    if rgb.size != (256, 256) and rgb.size != (176, 256):
+        rgb = rgb.resize((256, 256), Image.BICUBIC)
+    if rgb.size == (256, 256):
+        rgb = rgb.crop((40, 0, 216, 256))
+    partial = dst.with_name(dst.name + ".part")  # an interrupted run leaves no half-written image
+    rgb.save(partial, format="JPEG", quality=quality)
+    os.replace(partial, dst)
+
+
+def _flat_csv(src: Path, dst: Path, kind: str) -> int:
+    """Copy an annotation/pair CSV to ``dst``, rewriting raw In-shop paths as flat names."""
+    if kind == "annotations":
+        rows = read_annotations(src)
+        flat = {deepfashion_flat_name(n): kp for n, kp in rows.items()}
+        if list(flat) != list(rows):
+            write_annotations(dst, flat)
+            log.info("%s: rewrote %d raw In-shop paths as flat names into %s", src, len(flat), dst)
+        else:
+            _copy(src, dst)
+        return len(flat)
+    pairs = read_pairs(src)
+    flat_pairs = [(deepfashion_flat_name(a), deepfashion_flat_name(b)) for a, b in pairs]
+    if flat_pairs != pairs:
+        write_pairs(dst, flat_pairs)
+        log.info("%s: rewrote raw In-shop paths as flat names into %s", src, dst)
+    else:
+        _copy(src, dst)
+    return len(flat_pairs)
+
+
+def _read_list(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = None,
+                        annotations_dir: str | os.PathLike | None = None, progress: bool = True,
+                        quality: int = 75, check: bool = True) -> list[str]:
+    """Prepare DeepFashion In-shop from ``raw`` into ``out`` (default: verify ``raw`` in place).
+
+    Returns the problems :func:`check_dataset` finds in ``out`` plus any disagreement between
+    the split lists and the annotation files (empty: ready to train).
+    """
+    raw = Path(raw)
+    out = Path(out) if out is not None else raw
+    extra = Path(annotations_dir) if annotations_dir is not None else None
+    if not raw.is_dir():
+        raise DataError(f"{raw}: folder not found; {DEEPFASHION_IMAGES_HELP}")
+    prepared = _is_prepared(raw, "fasion-resize-annotation-{split}.csv")
+    folders = [extra, raw, out]
+    csv_names = [f"fasion-resize-{kind}-{split}.csv" for kind in ("annotation", "pairs")
+                 for split in ("train", "test")]
+    csvs = _require_csvs(csv_names if prepared else ["train.lst", "test.lst"] + csv_names,
+                         folders, DEEPFASHION_CSV_HELP)
+    out.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    counts = {}
+    for split in ("train", "test"):
+        n = _flat_csv(csvs[f"fasion-resize-annotation-{split}.csv"],
+                      out / f"fasion-resize-annotation-{split}.csv", "annotations")
+        _flat_csv(csvs[f"fasion-resize-pairs-{split}.csv"], out / f"fasion-resize-pairs-{split}.csv", "pairs")
+        counts[split] = n
+
+    if prepared:
+        for split in ("train", "test"):
+            names = sorted(read_annotations(out / f"fasion-resize-annotation-{split}.csv"))
+            (out / split).mkdir(exist_ok=True)
+            for name in tqdm(names, desc=f"DeepFashion {split}", unit="img", disable=not progress):
+                if (raw / split / name).is_file():
+                    _copy(raw / split / name, out / split / name)
+    else:
+        image_root = _find_dir(("img", "img_highres"), raw)
+        if image_root is None:
+            raise DataError(f"{raw}: no img/ (or img_highres/) folder found; {DEEPFASHION_IMAGES_HELP}")
+        index: dict[str, Path] = {}
+        for path in tqdm(sorted(image_root.rglob("*.jpg")), desc="index In-shop images", unit="img",
+                         disable=not progress, leave=False):
+            rel = path.relative_to(image_root).as_posix()
+            try:
+                index[deepfashion_flat_name("img/" + rel)] = path
+            except DataError:
+                continue  # not an In-shop person image (e.g. a stray file)
+        for split in ("train", "test"):
+            wanted = _read_list(csvs[f"{split}.lst"])
+            annotated = set(read_annotations(out / f"fasion-resize-annotation-{split}.csv"))
+            missing = [n for n in wanted if n not in index]
+            if missing:
+                raise DataError(f"{image_root}: {len(missing)} images of {csvs[f'{split}.lst']} are "
+                                f"missing: {_listing(missing)}; {DEEPFASHION_IMAGES_HELP}")
+            if set(wanted) != annotated:
+                only_list = sorted(set(wanted) - annotated)
+                only_csv = sorted(annotated - set(wanted))
+                problems.append(
+                    f"{csvs[f'{split}.lst']} ({len(wanted)} names) and "
+                    f"fasion-resize-annotation-{split}.csv ({len(annotated)} rows) differ: "
+                    f"{len(only_list)} only in the list ({_listing(only_list)}), "
+                    f"{len(only_csv)} only in the annotations ({_listing(only_csv)})")
+            dst_dir = out / split
+            dst_dir.mkdir(exist_ok=True)
+            for name in tqdm(wanted, desc=f"DeepFashion {split}", unit="img", disable=not progress):
+                dst = dst_dir / name
+                if not dst.is_file():
+                    _convert_deepfashion(index[name], dst, quality)
+            counts[split] = len(wanted)
+    log.info("DeepFashion prepared in %s: %d train and %d test images", out, counts["train"], counts["test"])
+    if check:
+        problems += check_dataset(out, 256, 176, ("train", "test"), progress=progress)
+    return problems
