@@ -1,0 +1,139 @@
+"""Cross-attention maths: the three implementations agree with an explicit formula."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xinggan.config import load_config
+from xinggan.models.attention import (
+    ATTENTION_IMPLS,
+    CrossAttention,
+    build_cross_attention,
+    dot_product_attention,
+)
+
+
+def explicit_attention(q, k, v):
+    """out_i = sum_j exp(q_i . k_j) v_j / sum_j exp(q_i . k_j), written out with einsum."""
+    energy = torch.einsum("bid,bjd->bij", q, k)
+    weights = torch.exp(energy - energy.amax(dim=-1, keepdim=True))
+    weights = weights / weights.sum(dim=-1, keepdim=True)
+    return torch.einsum("bij,bjc->bic", weights, v)
+
+
+def random_qkv(dtype, n=77, d=4, c=24, b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, n, d, generator=g, dtype=dtype)
+    k = torch.randn(b, n, d, generator=g, dtype=dtype)
+    v = torch.randn(b, n, c, generator=g, dtype=dtype)  # value width differs from q/k width
+    return q, k, v
+
+
+@pytest.mark.parametrize("impl", ATTENTION_IMPLS)
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_implementations_match_explicit_formula(impl, dtype, tol):
+    q, k, v = random_qkv(dtype)
+    expected = explicit_attention(q, k, v)
+    out = dot_product_attention(q, k, v, impl, chunk=16)  # 16 does not divide 77
+    assert out.shape == (2, 77, 24)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out, expected, atol=tol, rtol=tol)
+
+
+def test_no_scaling():
+    """The released attention does not divide the energy by sqrt(d)."""
+    q, k, v = random_qkv(torch.float64, d=16)
+    out = dot_product_attention(q, k, v, "sdpa")
+    scaled = explicit_attention(q / math.sqrt(16), k, v)
+    assert (out - scaled).abs().max() > 1e-2
+    torch.testing.assert_close(out, explicit_attention(q, k, v), atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_implementations_agree_in_backward(dtype, tol):
+    grads = {}
+    for impl in ATTENTION_IMPLS:
+        q, k, v = (t.requires_grad_() for t in random_qkv(dtype, n=40))
+        out = dot_product_attention(q, k, v, impl, chunk=7)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)).sum().backward()
+        grads[impl] = (q.grad, k.grad, v.grad)
+    for impl in ("sdpa", "chunked"):
+        for a, b in zip(grads[impl], grads["reference"]):
+            torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+def test_unknown_impl_rejected():
+    q, k, v = random_qkv(torch.float32, n=4)
+    with pytest.raises(ValueError, match="attention_impl"):
+        dot_product_attention(q, k, v, "flash")
+
+
+def test_cross_attention_roles():
+    """Queries and values come from x, keys from y; no residual is added."""
+    torch.manual_seed(0)
+    attn = CrossAttention(16, qk_reduction=4, impl="reference").double()
+    x = torch.randn(2, 16, 5, 3, dtype=torch.float64)
+    y = torch.randn(2, 16, 5, 3, dtype=torch.float64)
+
+    def project(conv, t):  # 1x1 conv as a matrix product: (B, N, C_out)
+        w = conv.weight[:, :, 0, 0]
+        return torch.einsum("oc,bcn->bno", w, t.flatten(2)) + conv.bias
+
+    expected = explicit_attention(project(attn.query, x), project(attn.key, y),
+                                  project(attn.value, x))  # (B, N, C)
+    expected = expected.transpose(1, 2).reshape(2, 16, 5, 3)
+    for impl in ATTENTION_IMPLS:
+        attn.impl = impl
+        attn.chunk = 4
+        torch.testing.assert_close(attn(x, y), expected, atol=1e-10, rtol=1e-10)
+    # swapping the roles gives another result (the op is not symmetric)
+    assert (attn(y, x) - expected).abs().max() > 1e-3
+
+
+def test_cross_attention_shape_check():
+    attn = CrossAttention(16, qk_reduction=4)
+    with pytest.raises(ValueError, match="same shape"):
+        attn(torch.randn(1, 16, 4, 4), torch.randn(1, 16, 4, 2))
+
+
+@pytest.mark.parametrize("override", [
+    "model.generator.scales=[1,2]",
+    "model.generator.enhanced_attention=true",
+    "model.generator.dense_fusion=true",
+])
+def test_xingganpp_settings_not_built_yet(repo_root, override):
+    cfg = load_config(repo_root / "configs" / "market.yaml", [override])
+    with pytest.raises(NotImplementedError, match="XingGAN\\+\\+"):
+        build_cross_attention(cfg.model.generator, 256, (32, 16))
+
+
+def test_factory_builds_released_projections(repo_root):
+    cfg = load_config(repo_root / "configs" / "market.yaml")
+    attn = build_cross_attention(cfg.model.generator, 256, (32, 16))
+    assert isinstance(attn, CrossAttention)
+    assert attn.query.weight.shape == (32, 256, 1, 1)
+    assert attn.key.weight.shape == (32, 256, 1, 1)
+    assert attn.value.weight.shape == (256, 256, 1, 1)
+    assert attn.impl == "sdpa"
+
+
+def test_sdpa_matches_reference_at_market_size():
+    """The released sizes (N = 512, d = 32, C = 256) in float32, through the module."""
+    torch.manual_seed(1)
+    attn = CrossAttention(256)
+    # trained-like scale: energies of a few units, not saturating the softmax completely
+    with torch.no_grad():
+        for conv in (attn.query, attn.key, attn.value):
+            conv.weight.normal_(0, 0.05)
+    x, y = torch.randn(2, 1, 256, 32, 16).unbind(0)
+    with torch.no_grad():
+        outs = {}
+        for impl in ATTENTION_IMPLS:
+            attn.impl, attn.chunk = impl, 100
+            outs[impl] = attn(x, y)
+    torch.testing.assert_close(outs["sdpa"], outs["reference"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outs["chunked"], outs["reference"], atol=1e-5, rtol=1e-5)
+    assert F.mse_loss(outs["reference"], torch.zeros_like(outs["reference"])) > 1e-4

@@ -1,0 +1,50 @@
+"""XingGAN networks built from the config: the generator and the two discriminators.
+
+``build_generator(cfg)`` and ``build_discriminators(cfg)`` are the only constructors the entry
+points need; they apply the released initialisation.  The modules are pure (no device
+handling): callers move them with ``.to(device)``.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from xinggan.models.attention import CrossAttention, build_cross_attention, set_attention_impl
+from xinggan.models.discriminator import ResnetDiscriminator
+from xinggan.models.fusion import CandidateDecoder, CoAttentionFusion, build_fusion
+from xinggan.models.generator import NUM_KEYPOINTS, XingGenerator
+from xinggan.models.layers import init_generator_weights
+from xinggan.models.xing_block import XingBlock
+
+__all__ = [
+    "XingGenerator", "XingBlock", "CrossAttention", "CoAttentionFusion", "CandidateDecoder",
+    "ResnetDiscriminator", "build_generator", "build_discriminators", "build_cross_attention",
+    "build_fusion", "init_generator_weights", "set_attention_impl", "count_parameters",
+]
+
+
+def build_generator(cfg) -> XingGenerator:
+    """The XingGAN generator of ``cfg.model``, initialised as released (N(0, init_gain))."""
+    if cfg.model.name != "xinggan":
+        raise NotImplementedError(
+            f"model.name {cfg.model.name!r}: only 'xinggan' networks are provided by this build"
+        )
+    generator = XingGenerator(cfg)
+    init_generator_weights(generator, cfg.model.init_gain)
+    return generator
+
+
+def build_discriminators(cfg) -> tuple[ResnetDiscriminator, ResnetDiscriminator]:
+    """(shape discriminator on image ++ target pose, appearance discriminator on image ++ source
+    image), with PyTorch's default initialisation as released."""
+    d = cfg.model.discriminator
+
+    def make(in_channels: int) -> ResnetDiscriminator:
+        return ResnetDiscriminator(in_channels, d.ndf, d.n_blocks, cfg.model.norm, d.dropout,
+                                   d.sigmoid, d.head)
+
+    return make(3 + NUM_KEYPOINTS), make(3 + 3)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (shared ones counted once)."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,141 @@
+"""Cross-attention between the appearance and shape codes (paper Sec. 3.1-3.2, SA and AS).
+
+XingGAN's two attention directions are the same operation with the roles swapped:
+
+- shape-guided appearance (SA): queries and values from the appearance code A, keys from the
+  shape code S;
+- appearance-guided shape (AS): queries and values from S, keys from A.
+
+So one module ``attn(x, y)`` covers both: with N = h*w positions,
+
+    Q = query(x), K = key(y), V = value(x)          (1x1 convs; Q, K: C/8 ch, V: C ch)
+    E = Q^T K   (N x N, no 1/sqrt(d) scaling: the released code multiplies the raw projections)
+    out_i = sum_j softmax_j(E_ij) V_j               (softmax over the key axis)
+
+and it returns ``out`` as (B, C, h, w) *without* the residual; the Xing block adds
+``gamma * out`` (``xing_block.py``).  With ``share_projections: true`` (the released code) the
+same module object serves SA and AS.
+
+Three numerically equivalent implementations, chosen by ``model.generator.attention_impl``:
+
+- ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)``, so GPUs use
+  the memory-efficient kernels (the value width C differs from the query/key width C/8, which the
+  math and memory-efficient backends accept);
+- ``reference``: explicit ``bmm`` + ``softmax``, the N x N matrix in memory;
+- ``chunked``: the reference maths over chunks of ``attention_chunk`` queries, to bound CPU
+  memory at DeepFashion size.
+
+:func:`build_cross_attention` is the single factory the Xing blocks use; the multi-scale
+windowed attention of XingGAN++ (``scales != (1,)``) and the enhanced attention will be returned
+from there.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ATTENTION_IMPLS = ("sdpa", "reference", "chunked")
+
+
+def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
+                          chunk: int = 1024) -> Tensor:
+    """softmax(q k^T) v without scaling.
+
+    q: (B, Nq, d), k: (B, Nk, d), v: (B, Nk, Cv) -> (B, Nq, Cv).  The softmax runs over the
+    key axis.  ``impl`` picks the implementation (see the module docstring); all three agree to
+    floating-point rounding.
+    """
+    if impl == "sdpa":
+        # (B, 1, N, d): the fused GPU kernels want an explicit head axis.
+        out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1),
+                                             scale=1.0)
+        return out.squeeze(1)
+    if impl == "reference":
+        energy = torch.bmm(q, k.transpose(1, 2))  # (B, Nq, Nk)
+        return torch.bmm(torch.softmax(energy, dim=-1), v)
+    if impl == "chunked":
+        if chunk < 1:
+            raise ValueError(f"attention chunk must be positive, got {chunk}")
+        k_t = k.transpose(1, 2)  # (B, d, Nk)
+        outs = []
+        for start in range(0, q.shape[1], chunk):
+            energy = torch.bmm(q[:, start:start + chunk], k_t)  # (B, chunk, Nk)
+            outs.append(torch.bmm(torch.softmax(energy, dim=-1), v))
+        return torch.cat(outs, dim=1)
+    raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+
+
+class CrossAttention(nn.Module):
+    """``attn(x, y)``: queries and values from ``x``, keys from ``y``; (B, C, h, w) -> same.
+
+    The output is the attended values only; the caller adds the residual.
+    """
+
+    def __init__(self, channels: int, qk_reduction: int = 8, impl: str = "sdpa",
+                 chunk: int = 1024) -> None:
+        super().__init__()
+        if channels % qk_reduction:
+            raise ValueError(f"qk_reduction {qk_reduction} does not divide {channels} channels")
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+        # All three projections carry a bias in the released code, whatever the norm.
+        self.query = nn.Conv2d(channels, channels // qk_reduction, kernel_size=1)
+        self.key = nn.Conv2d(channels, channels // qk_reduction, kernel_size=1)
+        self.value = nn.Conv2d(channels, channels, kernel_size=1)
+        self.impl = impl
+        self.chunk = chunk
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        if x.shape != y.shape:
+            raise ValueError(
+                f"CrossAttention: x and y must have the same shape, got {tuple(x.shape)} and "
+                f"{tuple(y.shape)}"
+            )
+        b, c, h, w = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, C/r)
+        k = self.key(y).flatten(2).transpose(1, 2)  # (B, N, C/r)
+        v = self.value(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        out = dot_product_attention(q, k, v, self.impl, self.chunk)  # (B, N, C)
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"impl={self.impl!r}, chunk={self.chunk}"
+
+
+def build_cross_attention(gen_cfg, channels: int, grid_hw: tuple[int, int]) -> nn.Module:
+    """The attention module of one direction of one Xing block, from ``model.generator``.
+
+    ``grid_hw`` is the (h, w) feature grid the module will see; the windowed attention of
+    XingGAN++ needs it to size its windows.
+    """
+    if tuple(gen_cfg.scales) != (1,) or gen_cfg.enhanced_attention or gen_cfg.dense_fusion:
+        raise NotImplementedError(
+            "multi-scale attention (scales != [1]), enhanced_attention and dense_fusion are "
+            "XingGAN++ extensions that this build does not provide yet; use scales: [1], "
+            "enhanced_attention: false, dense_fusion: false for XingGAN"
+        )
+    del grid_hw  # global attention works on any grid
+    return CrossAttention(channels, gen_cfg.qk_reduction, gen_cfg.attention_impl,
+                          gen_cfg.attention_chunk)
+
+
+def set_attention_impl(model: nn.Module, impl: str, chunk: int | None = None) -> nn.Module:
+    """Switch every :class:`CrossAttention` in ``model`` to ``impl`` (and ``chunk``), in place.
+
+    The weights do not depend on the implementation, so e.g. a model trained with ``sdpa`` on a
+    GPU can be evaluated with ``chunked`` on a CPU.
+    """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    for m in _modules_of(model, CrossAttention):
+        m.impl = impl
+        if chunk is not None:
+            m.chunk = chunk
+    return model
+
+
+def _modules_of(model: nn.Module, cls: type) -> Iterable[nn.Module]:
+    return (m for m in model.modules() if isinstance(m, cls))

@@ -1,0 +1,252 @@
+"""Map the authors' released XingGAN checkpoints onto our modules.
+
+The released files (``latest_net_netG.pth``, ``latest_net_netD_PB.pth``,
+``latest_net_netD_PP.pth``) are plain ``state_dict`` s of tensors saved by the PATN-style code
+(github.com/Ha0Tang/XingGAN @ 10d6146).  Their keys carry a ``model.`` prefix and
+``nn.Sequential`` indices that count the parameter-free layers (padding, ReLU, dropout).  Every
+key is mapped by an explicit rule below (official module path -> our module path); nothing is
+matched by position.
+
+- ``module.`` prefixes (checkpoints saved from ``DataParallel``) are removed.
+- InstanceNorm running statistics (``running_mean``/``running_var``/``num_batches_tracked`` of
+  layers that are ``InstanceNorm2d(track_running_stats=False)`` here), which PyTorch < 0.4 saved,
+  are dropped.
+- A missing BatchNorm ``num_batches_tracked`` (PyTorch < 0.4.1) is filled with 0, as PyTorch's
+  own loader does; it is not used in eval mode.
+- Every other source key must be consumed and every target key filled with a tensor of the
+  same shape, else :class:`ConversionError` lists the leftovers in both directions.
+
+Transposed convolutions keep PyTorch's [in, out, k, k] weight layout on both sides, so weights
+are copied unchanged.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from xinggan.checkpoint import CheckpointError
+
+KINDS = ("generator", "shape_discriminator", "appearance_discriminator")
+RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+class ConversionError(CheckpointError):
+    """An official checkpoint does not map onto the network described by the config."""
+
+
+# --------------------------------------------------------------------------------------
+# Explicit rules: official module path -> our module path
+# --------------------------------------------------------------------------------------
+
+# Sequential indices of the released encoders / discriminator stems:
+# 0 pad, 1 conv, 2 norm, 3 relu, 4 conv, 5 norm, 6 relu, 7 conv, 8 norm, 9 relu.
+_STEM = {"1": "conv_in", "2": "norm_in", "4": "conv_down1", "5": "norm_down1",
+         "7": "conv_down2", "8": "norm_down2"}
+# Xing block / residual block conv paths: 0 pad, 1 conv, 2 norm, 3 relu, 4 dropout, 5 pad,
+# 6 conv, 7 norm (the shape path has no 7).
+_CONV_PATH = {"1": "conv1", "2": "norm1", "6": "conv2", "7": "norm2"}
+# Decoders: 0 convT, 1 norm, 2 relu, 3 convT, 4 norm, 5 relu, 6 pad, 7 conv, 8 tanh.
+_DECODER = {"0": "up1", "1": "norm1", "3": "up2", "4": "norm2", "7": "conv_out"}
+_ATTENTION = {"query_conv": "query", "key_conv": "key", "value_conv": "value"}
+_FUSION = {"x2_con": "shape_decoder.project", "x2_norm": "shape_decoder.project_norm",
+           "atte_con": "fusion.up1", "atte_norm": "fusion.norm1", "atte_con1": "fusion.up2",
+           "atte_norm1": "fusion.norm2", "atte_con2": "fusion.to_maps"}
+
+Rule = tuple[re.Pattern, Callable[[re.Match], str]]
+
+
+def _rules(*pairs: tuple[str, Callable[[re.Match], str]]) -> list[Rule]:
+    return [(re.compile(pattern), fn) for pattern, fn in pairs]
+
+
+_GENERATOR_RULES = _rules(
+    (r"stream1_down\.(\d+)", lambda m: f"appearance_encoder.{_STEM[m[1]]}"),
+    (r"stream2_down\.(\d+)", lambda m: f"shape_encoder.{_STEM[m[1]]}"),
+    (r"att\.(\d+)", lambda m: f"blocks.{m[1]}"),  # holds the shared ``gamma``
+    (r"att\.(\d+)\.conv_block_stream1\.(\d+)",
+     lambda m: f"blocks.{m[1]}.appearance_conv.{_CONV_PATH[m[2]]}"),
+    (r"att\.(\d+)\.conv_block_stream2\.(\d+)",
+     lambda m: f"blocks.{m[1]}.shape_conv.{_CONV_PATH[m[2]]}"),
+    (r"att\.(\d+)\.(query_conv|key_conv|value_conv)",
+     lambda m: f"blocks.{m[1]}.attention.{_ATTENTION[m[2]]}"),
+    (r"stream1_up\.(\d+)", lambda m: f"appearance_decoder.{_DECODER[m[1]]}"),
+    (r"stream2_up\.(\d+)", lambda m: f"shape_decoder.{_DECODER[m[1]]}"),
+    (r"(x2_con|x2_norm|atte_con|atte_norm|atte_con1|atte_norm1|atte_con2)",
+     lambda m: _FUSION[m[1]]),
+)
+
+# The released discriminator: stem indices as above, residual blocks at 10, 11, 12 (n_blocks
+# of them), then the sigmoid.
+_DISCRIMINATOR_RULES = _rules(
+    (r"(\d+)", lambda m: _STEM[m[1]]),
+    (r"(\d+)\.conv_block\.(\d+)",
+     lambda m: f"block{_residual_index(m[1])}.conv_block.{_CONV_PATH[m[2]]}"),
+)
+
+
+def _residual_index(official: str) -> int:
+    i = int(official) - 9  # model.10 is our block1
+    if i < 1:
+        raise KeyError(official)
+    return i
+
+
+def _strip_prefixes(key: str) -> str:
+    """Remove the ``module.`` (DataParallel) and ``model.`` (XingNetwork) wrappers."""
+    while True:
+        for prefix in ("module.", "model."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        else:
+            return key
+
+
+def map_official_key(kind: str, key: str) -> Optional[str]:
+    """Our state-dict key for an official key, or None if no rule matches."""
+    rules = _GENERATOR_RULES if kind == "generator" else _DISCRIMINATOR_RULES
+    module_path, _, param = _strip_prefixes(key).rpartition(".")
+    for pattern, fn in rules:
+        m = pattern.fullmatch(module_path)
+        if m is None:
+            continue
+        try:
+            return f"{fn(m)}.{param}"
+        except KeyError:  # an index that no rule covers
+            return None
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Conversion
+# --------------------------------------------------------------------------------------
+
+
+def _target_network(kind: str, cfg) -> nn.Module:
+    from xinggan.models import build_discriminators, build_generator
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    with torch.device("meta"):  # shapes only, no memory, no init cost
+        if kind == "generator":
+            return build_generator(cfg)
+        shape_d, appearance_d = build_discriminators(cfg)
+        return shape_d if kind == "shape_discriminator" else appearance_d
+
+
+def _describe(items: Mapping[str, tuple], limit: int = 40) -> str:
+    lines = [f"    {k} {list(shape)}" for k, shape in list(items.items())[:limit]]
+    if len(items) > limit:
+        lines.append(f"    ... and {len(items) - limit} more")
+    return "\n".join(lines)
+
+
+def convert_official_state_dict(kind: str, official_sd: Mapping[str, Tensor], cfg,
+                                notes: Optional[list[str]] = None) -> "OrderedDict[str, Tensor]":
+    """Convert one released state dict to ours.
+
+    kind: ``"generator"``, ``"shape_discriminator"`` (released ``netD_PB``) or
+    ``"appearance_discriminator"`` (``netD_PP``).  ``cfg`` must describe the released network
+    (``configs/market.yaml`` or ``configs/deepfashion.yaml``).  Dropped or filled keys are
+    described in ``notes`` when a list is given.  Raises :class:`ConversionError` listing every
+    unmatched source key, unfilled target key and shape mismatch.
+    """
+    target_net = _target_network(kind, cfg)
+    target = {k: tuple(v.shape) for k, v in target_net.state_dict().items()}
+    modules = dict(target_net.named_modules())
+
+    converted: dict[str, Tensor] = {}
+    origin: dict[str, str] = {}
+    unmatched: dict[str, tuple] = {}
+    mismatched: dict[str, str] = {}  # our key -> description
+    dropped: list[str] = []
+    for key, value in official_sd.items():
+        if not isinstance(value, Tensor):
+            raise ConversionError(f"{kind}: official entry {key!r} is a {type(value).__name__}, "
+                                  "not a tensor")
+        ours = map_official_key(kind, key)
+        if ours is None or ours not in target:
+            module_path, _, param = (ours or "").rpartition(".")
+            if (ours is not None and param in RUNNING_STATS
+                    and isinstance(modules.get(module_path), nn.InstanceNorm2d)):
+                dropped.append(key)  # InstanceNorm statistics of PyTorch < 0.4
+                continue
+            unmatched[key] = tuple(value.shape)
+            continue
+        if ours in converted:
+            raise ConversionError(f"{kind}: official keys {origin[ours]!r} and {key!r} both map "
+                                  f"to {ours!r} (the file holds the network twice?)")
+        if tuple(value.shape) != target[ours]:
+            mismatched[ours] = (f"    {key} {list(value.shape)} -> {ours} expects "
+                                f"{list(target[ours])}")
+            continue
+        converted[ours] = value.detach().clone()
+        origin[ours] = key
+
+    missing = {k: s for k, s in target.items() if k not in converted and k not in mismatched}
+    filled = []
+    for k in list(missing):
+        module_path, _, param = k.rpartition(".")
+        if param == "num_batches_tracked" and isinstance(modules.get(module_path), nn.BatchNorm2d):
+            converted[k] = torch.tensor(0, dtype=torch.long)  # PyTorch < 0.4.1 did not save it
+            filled.append(k)
+            del missing[k]
+
+    if unmatched or missing or mismatched:
+        parts = [f"{kind}: the official checkpoint does not match the network of this config"]
+        if mismatched:
+            parts.append("shape mismatches:\n" + "\n".join(mismatched.values()))
+        if unmatched:
+            parts.append(f"official keys with no place in our network ({len(unmatched)}):\n"
+                         + _describe(unmatched))
+        if missing:
+            parts.append(f"our keys the checkpoint does not fill ({len(missing)}):\n"
+                         + _describe(missing))
+        parts.append(_hint(kind, unmatched, missing, mismatched))
+        raise ConversionError("\n".join(p for p in parts if p))
+
+    if notes is not None:
+        if dropped:
+            notes.append(f"{kind}: dropped {len(dropped)} InstanceNorm running-statistics "
+                         "entries (saved by PyTorch < 0.4, unused)")
+        if filled:
+            notes.append(f"{kind}: filled {len(filled)} missing BatchNorm num_batches_tracked "
+                         "entries with 0")
+    return OrderedDict((k, converted[k]) for k in target)
+
+
+def _hint(kind: str, unmatched: Mapping, missing: Mapping, mismatched: Mapping[str, str]) -> str:
+    hints = []
+    if any(k.rsplit(".", 1)[-1] in ("running_mean", "running_var") for k in unmatched) or any(
+            ".norm" in k and k.endswith(".weight") for k in missing):
+        hints.append("the checkpoint's normalisation differs from model.norm: Market-1501 "
+                     "checkpoints use norm: batch, DeepFashion ones norm: instance")
+    if kind != "generator" and "conv_in.weight" in mismatched:
+        hints.append("the shape discriminator is netD_PB (21 input channels), the appearance "
+                     "discriminator netD_PP (6 input channels): were the files swapped?")
+    hints.append("the config must describe the released network (configs/market.yaml or "
+                 "configs/deepfashion.yaml: ngf 64, n_blocks 9, num_candidates 10, "
+                 "share_projections, appearance_update, shape_update and fusion true)")
+    return "hint: " + "; ".join(hints)
+
+
+def load_official_state_dict(path: Union[str, Path]) -> "OrderedDict[str, Tensor]":
+    """Read a released ``.pth`` file safely (``weights_only=True``) as a dict of tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"official checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable file
+        raise CheckpointError(f"{path}: cannot read as a PyTorch state dict ({exc})") from None
+    if isinstance(state, dict) and state.get("format") == "xinggan":
+        raise CheckpointError(f"{path}: already an xinggan checkpoint; no conversion needed")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a plain state dict of tensors (as the authors "
+                              "released), got something else")
+    return OrderedDict(state)

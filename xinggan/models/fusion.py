@@ -1,0 +1,132 @@
+"""Co-attention fusion (CAF, paper Sec. 3.3): candidate images, fusion maps, one weighted sum.
+
+After the last Xing block the final appearance code ``a`` (4 ngf ch) and shape code ``s``
+(8 ngf ch) produce:
+
+- ``num_candidates`` (N, 10 as released) RGB candidates from the **appearance decoder**
+  (ConvT3x3 s2 -> Norm -> ReLU -> ConvT3x3 s2 -> Norm -> ReLU -> ReflPad3 -> Conv7x7 (with bias)
+  -> Tanh), released as ``model.stream1_up``;
+- N more from the **shape decoder**, which first maps s to 4 ngf channels with a 1x1
+  transposed conv -> Norm -> ReLU (``model.x2_con``/``x2_norm``) and then has the same layers
+  with its own weights (``model.stream2_up``);
+- 2N + 1 **fusion maps** from the attention head on concat(a, s): ConvT3x3 s2 -> Norm -> ReLU
+  -> ConvT3x3 s2 -> Norm -> ReLU -> ConvT1x1 -> softmax over the maps (``model.atte_con``,
+  ``atte_norm``, ``atte_con1``, ``atte_norm1``, ``atte_con2``).
+
+The source image is the last candidate.  Candidates are stacked on a candidate axis,
+(B, 2N+1, 3, H, W), and the output is ``(maps.unsqueeze(2) * candidates).sum(1)``: a convex
+combination of values in [-1, 1], with no final tanh (released behaviour).
+
+``fusion: false`` (ablation "no fusion") drops the shape decoder and the attention head; the
+appearance decoder then ends in a 3-channel conv and its single image is the output (exactly the
+"first candidate" of a released-style decoder).  The XingGAN++ dense fusion will be built by
+:func:`build_fusion` from the per-block codes the generator keeps.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from xinggan.models.layers import conv_bias, norm_layer, transposed_conv
+
+
+class CandidateDecoder(nn.Sequential):
+    """Up-sampling decoder: (B, in_channels, h, w) -> (B, num_images, 3, 4h, 4w) in [-1, 1].
+
+    With ``in_channels != 4 ngf`` (the shape decoder) a 1x1 transposed conv -> Norm -> ReLU
+    first maps the code to 4 ngf channels.
+    """
+
+    def __init__(self, in_channels: int, ngf: int, norm: str, num_images: int) -> None:
+        bias = conv_bias(norm)
+        layers: list[tuple[str, nn.Module]] = []
+        if in_channels != 4 * ngf:
+            layers += [
+                ("project", transposed_conv(in_channels, 4 * ngf, 1, 1, bias)),
+                ("project_norm", norm_layer(norm, 4 * ngf)),
+                ("project_relu", nn.ReLU(inplace=True)),
+            ]
+        layers += [
+            ("up1", transposed_conv(4 * ngf, 2 * ngf, 3, 2, bias)),
+            ("norm1", norm_layer(norm, 2 * ngf)),
+            ("relu1", nn.ReLU(inplace=True)),
+            ("up2", transposed_conv(2 * ngf, ngf, 3, 2, bias)),
+            ("norm2", norm_layer(norm, ngf)),
+            ("relu2", nn.ReLU(inplace=True)),
+            ("pad_out", nn.ReflectionPad2d(3)),
+            # The image conv always has a bias in the released code.
+            ("conv_out", nn.Conv2d(ngf, 3 * num_images, kernel_size=7)),
+            ("tanh", nn.Tanh()),
+        ]
+        super().__init__(OrderedDict(layers))
+        self.num_images = num_images
+
+    def forward(self, code: Tensor) -> Tensor:
+        images = super().forward(code)  # (B, 3N, H, W), candidate k in channels 3k..3k+2
+        b, _, h, w = images.shape
+        return images.view(b, self.num_images, 3, h, w)
+
+
+class CoAttentionFusion(nn.Module):
+    """The attention head and the weighted sum over the 2N + 1 candidates."""
+
+    def __init__(self, code_channels: int, ngf: int, norm: str, num_candidates: int) -> None:
+        super().__init__()
+        bias = conv_bias(norm)
+        self.num_maps = 2 * num_candidates + 1
+        self.up1 = transposed_conv(code_channels, 4 * ngf, 3, 2, bias)
+        self.norm1 = norm_layer(norm, 4 * ngf)
+        self.up2 = transposed_conv(4 * ngf, 2 * ngf, 3, 2, bias)
+        self.norm2 = norm_layer(norm, 2 * ngf)
+        self.to_maps = transposed_conv(2 * ngf, self.num_maps, 1, 1, bias)
+        self.relu = nn.ReLU(inplace=True)
+
+    def fusion_maps(self, appearance_code: Tensor, shape_code: Tensor) -> Tensor:
+        """(B, 2N+1, H, W) softmax weights: appearance candidates, shape candidates, source."""
+        x = torch.cat([appearance_code, shape_code], dim=1)
+        x = self.relu(self.norm1(self.up1(x)))
+        x = self.relu(self.norm2(self.up2(x)))
+        return torch.softmax(self.to_maps(x), dim=1)
+
+    def forward(self, source_image: Tensor, appearance_candidates: Tensor,
+                shape_candidates: Tensor, appearance_code: Tensor, shape_code: Tensor,
+                block_codes: Optional[Sequence[tuple[Tensor, Tensor]]] = None,
+                ) -> tuple[Tensor, Tensor]:
+        """Returns the fused image (B, 3, H, W) and the maps (B, 2N+1, H, W).
+
+        ``block_codes`` (every block's (appearance, shape) output) is unused here; the dense
+        fusion of XingGAN++ consumes it.
+        """
+        del block_codes
+        maps = self.fusion_maps(appearance_code, shape_code)  # (B, 2N+1, H, W)
+        candidates = torch.cat(
+            [appearance_candidates, shape_candidates, source_image.unsqueeze(1)], dim=1
+        )  # (B, 2N+1, 3, H, W)
+        if candidates.shape[1] != self.num_maps:
+            raise ValueError(
+                f"CoAttentionFusion: {candidates.shape[1]} candidates for {self.num_maps} maps"
+            )
+        return (maps.unsqueeze(2) * candidates).sum(1), maps
+
+
+def build_fusion(cfg, appearance_channels: int, shape_channels: int,
+                 block_channels: Sequence[tuple[int, int]] = ()) -> Optional[nn.Module]:
+    """The fusion head from the full config; None when ``model.generator.fusion`` is false.
+
+    ``block_channels`` lists the (appearance, shape) widths of every block's outputs, for the
+    dense fusion of XingGAN++.
+    """
+    gen = cfg.model.generator
+    if gen.dense_fusion:
+        raise NotImplementedError(
+            "dense_fusion is a XingGAN++ extension that this build does not provide yet; "
+            "use dense_fusion: false for XingGAN's co-attention fusion"
+        )
+    del block_channels
+    if not gen.fusion:
+        return None
+    return CoAttentionFusion(appearance_channels + shape_channels, gen.ngf, cfg.model.norm,
+                             gen.num_candidates)

@@ -1,0 +1,86 @@
+"""The XingGAN generator (paper Sec. 3): two branches crossed by Xing blocks, then CAF.
+
+    source image I_s (B, 3, H, W) -----------> appearance_encoder -> a (4 ngf, H/4 x W/4)
+    cat(P_s, P_t)    (B, 36, H, W) -----------> shape_encoder      -> s (4 ngf)
+    for t in 1..T:  a, s = blocks[t](a, s)                              (s: 8 ngf after block 1)
+    appearance_decoder(a), shape_decoder(s), source image -> 2N + 1 candidates
+    fusion(concat(a, s)) -> 2N + 1 softmax maps -> weighted sum -> output (B, 3, H, W)
+
+With the released settings (ngf 64, T = 9, N = 10) this is exactly the released network,
+44,853,189 parameters with BatchNorm (Market-1501) and 44,844,634 with InstanceNorm
+(DeepFashion); ``xinggan/models/convert.py`` maps the authors' checkpoints onto it.  The
+per-block codes are kept in a list for the XingGAN++ dense fusion.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from xinggan.models.encoder import Encoder
+from xinggan.models.fusion import CandidateDecoder, build_fusion
+from xinggan.models.xing_block import XingBlock
+
+NUM_KEYPOINTS = 18  # OpenPose COCO-18 heatmaps per pose
+
+
+class XingGenerator(nn.Module):
+    """``generator(source_image, source_pose, target_pose) -> image``, all (B, ., H, W)."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        gen = cfg.model.generator
+        norm = cfg.model.norm
+        ngf = gen.ngf
+        grid_hw = (cfg.data.height // 4, cfg.data.width // 4)
+        self.num_keypoints = NUM_KEYPOINTS
+
+        self.appearance_encoder = Encoder(3, ngf, norm)
+        self.shape_encoder = Encoder(2 * NUM_KEYPOINTS, ngf, norm)
+        self.blocks = nn.ModuleList(
+            XingBlock(gen, norm, 4 * ngf if t == 0 else 8 * ngf, grid_hw)
+            for t in range(gen.n_blocks)
+        )
+        appearance_channels = 4 * ngf
+        shape_channels = 8 * ngf if gen.n_blocks > 0 else 4 * ngf
+        # fusion: false -> a single image from the appearance decoder (ablation "no fusion").
+        self.appearance_decoder = CandidateDecoder(
+            appearance_channels, ngf, norm, gen.num_candidates if gen.fusion else 1)
+        self.shape_decoder: Optional[CandidateDecoder] = (
+            CandidateDecoder(shape_channels, ngf, norm, gen.num_candidates) if gen.fusion else None
+        )
+        self.fusion = build_fusion(cfg, appearance_channels, shape_channels,
+                                   [(4 * ngf, 8 * ngf)] * gen.n_blocks)
+
+    def forward(self, source_image: Tensor, source_pose: Tensor, target_pose: Tensor,
+                return_details: bool = False):
+        """source_image (B, 3, H, W) in [-1, 1]; poses (B, 18, H, W) -> image (B, 3, H, W).
+
+        With ``return_details`` also returns a dict with the candidates (B, 2N, 3, H, W; the
+        source image is the last, implicit one) and the fusion maps (B, 2N + 1, H, W).
+        """
+        k = self.num_keypoints
+        if source_pose.shape[1] != k or target_pose.shape[1] != k:
+            raise ValueError(
+                f"XingGenerator: poses must have {k} channels, got {tuple(source_pose.shape)} and "
+                f"{tuple(target_pose.shape)}"
+            )
+        appearance = self.appearance_encoder(source_image)
+        shape = self.shape_encoder(torch.cat([source_pose, target_pose], dim=1))
+        block_codes: list[tuple[Tensor, Tensor]] = []
+        for block in self.blocks:
+            appearance, shape = block(appearance, shape)
+            block_codes.append((appearance, shape))
+
+        appearance_candidates = self.appearance_decoder(appearance)  # (B, N, 3, H, W)
+        if self.fusion is None:
+            image = appearance_candidates[:, 0]
+            details = {"candidates": appearance_candidates, "maps": None}
+        else:
+            shape_candidates = self.shape_decoder(shape)  # (B, N, 3, H, W)
+            image, maps = self.fusion(source_image, appearance_candidates, shape_candidates,
+                                      appearance, shape, block_codes)
+            details = {"candidates": torch.cat([appearance_candidates, shape_candidates], 1),
+                       "maps": maps}
+        return (image, details) if return_details else image

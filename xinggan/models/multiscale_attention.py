@@ -1,0 +1,205 @@
+"""Multi-scale cross-attention (EMSA / EMAS) of XingGAN++: attention inside windows at several scales.
+
+XingGAN++ (Tang, Shao, Sebe, Van Gool; IEEE TPAMI 2025, arXiv 2501.08900) replaces the single
+global cross-attention of each Xing block (shape-guided appearance SA, appearance-guided shape
+AS) by "enhanced multi-scale" blocks that learn the correlations between the two poses "at
+different scales and sub-regions".  Only the abstract was available to us and no code is
+public: this module is **our reading of XingGAN++, not the authors' code** (XINGGANPP.md,
+section 1, of the specification).
+
+One module serves one direction of one block: ``attn(x, y)`` takes the queries and values from
+``x`` and the keys from ``y`` (SA: x = appearance code, y = shape code; AS: the mirror) and
+returns the attention output **without** the residual; the Xing block adds it with its
+zero-initialised scale ``gamma``.  For every scale ``s`` in ``scales``:
+
+- the h x w grid is cut into s x s non-overlapping windows (s rows of windows by s columns,
+  each window (h/s) x (w/s)); a query attends only to the keys of its own window.  ``s = 1`` is
+  XingGAN's global attention;
+- the windows are folded into the batch, ``(B, C, h, w) -> (B*s*s, h*w/s^2, C)``, so a scale is
+  one batched attention call (never a Python loop over windows);
+- each scale has its own 1x1 query and key projections (C -> C / qk_reduction); the 1x1 value
+  projection (C -> C) is shared by all scales;
+- the attention maths is the released one: energy ``Q^T K`` without 1/sqrt(d) scaling, softmax
+  over the keys, ``softmax(E) V``; computed by ``attention.dot_product_attention`` (XingGAN's
+  implementations ``sdpa``, ``reference``, ``chunked``), or, for the scales listed in
+  ``enhanced_scales``, by the Enhanced Attention module (``enhanced_attention.py``), which needs
+  the explicit correlation matrix.
+
+The per-scale outputs are concatenated along channels and merged by a 1x1 conv back to C
+channels.  With a single scale there is nothing to merge and the merge is the identity, so
+``MultiScaleCrossAttention(C, (h, w), scales=(1,))`` has exactly the parameters of XingGAN's
+attention (query, key, value) and computes exactly the same function.
+
+Cost: scale s costs N^2 / s^2 energy entries per sample instead of N^2 (N = h * w).
+
+This module imports ``attention.py`` (for the shared attention maths); ``attention.py`` returns
+this module from its factory and must therefore import it inside the factory, not at its top.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from xinggan.models.attention import ATTENTION_IMPLS, dot_product_attention
+from xinggan.models.enhanced_attention import EnhancedAttention
+
+
+# --------------------------------------------------------------------------------------
+# Windows
+# --------------------------------------------------------------------------------------
+
+
+def to_windows(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """(B, C, h, w) -> (B * s * s, (h/s) * (w/s), C).
+
+    Windows are ordered row-major over the s x s window grid (window row, then window column)
+    inside each sample; positions inside a window are row-major too.
+    """
+    b, c, h, w = x.shape
+    s = scale
+    x = x.view(b, c, s, h // s, s, w // s)  # (B, C, window row, row in window, window col, col)
+    x = x.permute(0, 2, 4, 3, 5, 1)  # (B, window row, window col, row, col, C)
+    return x.reshape(b * s * s, (h // s) * (w // s), c)
+
+
+def from_windows(x: torch.Tensor, scale: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`to_windows`: (B * s * s, (h/s) * (w/s), C) -> (B, C, h, w)."""
+    s = scale
+    windows, _, c = x.shape
+    b = windows // (s * s)
+    x = x.reshape(b, s, s, height // s, width // s, c)  # (B, window row, window col, row, col, C)
+    x = x.permute(0, 5, 2, 3, 1, 4)  # (B, C, window row, row, window col, col)
+    return x.reshape(b, c, height, width)
+
+
+# --------------------------------------------------------------------------------------
+# The module
+# --------------------------------------------------------------------------------------
+
+
+class MultiScaleCrossAttention(nn.Module):
+    """Windowed cross-attention at several scales, merged by a 1x1 conv (one direction).
+
+    Args:
+        channels: C, the width of both codes.
+        grid_hw: (h, w), the feature grid the module runs on (H/4 x W/4 of the images).
+        scales: window grids; every scale must divide both h and w.
+        qk_reduction: query/key projections have C / qk_reduction channels.
+        enhanced_scales: scales that use Enhanced Attention (a subset of ``scales``); empty: none.
+        enhanced_dim: the inner width d of Enhanced Attention.
+        impl: attention implementation of the scales without EA ("sdpa", "reference",
+            "chunked"); the EA scales always compute the correlation matrix explicitly.
+        chunk: query chunk length of the "chunked" implementation.
+    """
+
+    def __init__(self, channels: int, grid_hw: Sequence[int], scales: Iterable[int] = (1, 2, 4),
+                 qk_reduction: int = 8, enhanced_scales: Iterable[int] = (),
+                 enhanced_dim: int = 64, impl: str = "sdpa", chunk: int = 1024) -> None:
+        super().__init__()
+        height, width = (int(v) for v in grid_hw)
+        scales = tuple(int(s) for s in scales)
+        enhanced_scales = tuple(int(s) for s in enhanced_scales)
+        if not scales or len(set(scales)) != len(scales) or any(s < 1 for s in scales):
+            raise ValueError(f"scales must be distinct positive integers, got {list(scales)}")
+        for s in scales:
+            if height % s or width % s:
+                raise ValueError(
+                    f"scale {s} does not divide the {height} x {width} feature grid "
+                    f"(scales {list(scales)})"
+                )
+        extra = [s for s in enhanced_scales if s not in scales]
+        if extra:
+            raise ValueError(f"enhanced_scales {extra} are not in scales {list(scales)}")
+        if channels % qk_reduction:
+            raise ValueError(f"qk_reduction {qk_reduction} does not divide channels {channels}")
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention impl {impl!r} is not one of {', '.join(ATTENTION_IMPLS)}")
+
+        self.channels = channels
+        self.grid_hw = (height, width)
+        self.scales = scales
+        self.enhanced_scales = tuple(s for s in scales if s in enhanced_scales)
+        self.impl = impl
+        self.chunk = chunk
+        qk_channels = channels // qk_reduction
+        # ModuleDict keys must be strings: "1", "2", "4"
+        self.query = nn.ModuleDict(
+            {str(s): nn.Conv2d(channels, qk_channels, kernel_size=1) for s in scales})
+        self.key = nn.ModuleDict(
+            {str(s): nn.Conv2d(channels, qk_channels, kernel_size=1) for s in scales})
+        self.value = nn.Conv2d(channels, channels, kernel_size=1)  # shared by every scale
+        self.enhanced = nn.ModuleDict({
+            str(s): EnhancedAttention(window, window, enhanced_dim)
+            for s in self.enhanced_scales
+            for window in [(height // s) * (width // s)]
+        })
+        # one scale: nothing to merge (and exactly XingGAN's attention when s = 1 without EA)
+        self.merge = (nn.Conv2d(len(scales) * channels, channels, kernel_size=1)
+                      if len(scales) > 1 else nn.Identity())
+
+    def extra_repr(self) -> str:
+        return (f"channels={self.channels}, grid_hw={self.grid_hw}, scales={self.scales}, "
+                f"enhanced_scales={self.enhanced_scales}, impl={self.impl!r}")
+
+    def attend_at_scale(self, scale: int, query: torch.Tensor, key: torch.Tensor,
+                        value: torch.Tensor) -> torch.Tensor:
+        """Attention at one scale on projected maps (B, dq, h, w), (B, dq, h, w), (B, C, h, w)."""
+        _, _, height, width = query.shape
+        q, k, v = (to_windows(t, scale) for t in (query, key, value))  # (B*s*s, n, .)
+        if str(scale) in self.enhanced:
+            out = self.enhanced[str(scale)](q, k, v)
+        else:
+            out = dot_product_attention(q, k, v, self.impl, self.chunk)
+        return from_windows(out, scale, height, width)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Queries and values from ``x`` (B, C, h, w), keys from ``y`` (B, C, h, w) -> (B, C, h, w)."""
+        if x.shape != y.shape or x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"MultiScaleCrossAttention expects two (B, {self.channels}, h, w) maps of the "
+                f"same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        height, width = x.shape[-2:]
+        for s in self.scales:
+            if height % s or width % s:
+                raise ValueError(f"scale {s} does not divide the {height} x {width} feature grid")
+        value = self.value(x)
+        outputs = [self.attend_at_scale(s, self.query[str(s)](x), self.key[str(s)](y), value)
+                   for s in self.scales]
+        return self.merge(torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0])
+
+
+# --------------------------------------------------------------------------------------
+# From the config
+# --------------------------------------------------------------------------------------
+
+
+def enhanced_scales_of(gen_cfg) -> tuple[int, ...]:
+    """The scales that use Enhanced Attention under a ``GeneratorConfig``.
+
+    ``enhanced_attention: false`` -> none; ``enhanced_attention_scales: []`` -> every scale.
+    """
+    if not gen_cfg.enhanced_attention:
+        return ()
+    return tuple(gen_cfg.enhanced_attention_scales) or tuple(gen_cfg.scales)
+
+
+def uses_multiscale_attention(gen_cfg) -> bool:
+    """True when the config asks for more than XingGAN's single global attention."""
+    return tuple(gen_cfg.scales) != (1,) or bool(enhanced_scales_of(gen_cfg))
+
+
+def build_multiscale_attention(gen_cfg, channels: int,
+                               grid_hw: Sequence[int]) -> MultiScaleCrossAttention:
+    """A :class:`MultiScaleCrossAttention` for one direction from a ``GeneratorConfig``."""
+    return MultiScaleCrossAttention(
+        channels, grid_hw,
+        scales=gen_cfg.scales,
+        qk_reduction=gen_cfg.qk_reduction,
+        enhanced_scales=enhanced_scales_of(gen_cfg),
+        enhanced_dim=gen_cfg.enhanced_attention_dim,
+        impl=gen_cfg.attention_impl,
+        chunk=gen_cfg.attention_chunk,
+    )
