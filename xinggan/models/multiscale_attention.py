@@ -70,7 +70,7 @@ def from_windows(x: torch.Tensor, scale: int, height: int, width: int) -> torch.
     windows, _, c = x.shape
     b = windows // (s * s)
     x = x.reshape(b, s, s, height // s, width // s, c)  # (B, window row, window col, row, col, C)
-    x = x.permute(0, 5, 2, 3, 1, 4)  # (B, C, window row, row, window col, col)
+    x = x.permute(0, 5, 1, 3, 2, 4)  # (B, C, window row, row, window col, col)
     return x.reshape(b, c, height, width)
 
 
