@@ -101,13 +101,20 @@ def _copy(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-def _require_csvs(names: Sequence[str], folders: Sequence[Path | None], help_text: str) -> dict[str, Path]:
+def _find_csvs(names: Sequence[str], folders: Sequence[Path | None], help_text: str,
+               missing: list[str]) -> dict[str, Path]:
+    """Locate each file in the first folder holding it; note the absent ones in ``missing``."""
     found = {n: _find(n, folders) for n in names}
-    missing = [n for n, p in found.items() if p is None]
-    if missing:
+    absent = [n for n, p in found.items() if p is None]
+    if absent:
         where = ", ".join(str(f) for f in folders if f is not None)
-        raise DataError(f"missing {', '.join(missing)} (looked in {where}): {help_text}")
+        missing.append(f"missing {', '.join(absent)} (looked in {where}): {help_text}")
     return found  # type: ignore[return-value]
+
+
+def _raise_missing(missing: list[str]) -> None:
+    if missing:
+        raise DataError("\n".join(missing))
 
 
 def _is_prepared(folder: Path, annotation_pattern: str) -> bool:
@@ -129,15 +136,16 @@ def prepare_market(raw: str | os.PathLike, out: str | os.PathLike | None = None,
         raise DataError(f"{raw}: folder not found; {MARKET_IMAGES_HELP}")
     prepared = _is_prepared(raw, "market-annotation-{split}.csv")
     folders = [extra, raw, out]
-    csvs = _require_csvs(["market-annotation-train.csv", "market-annotation-test.csv",
-                          "market-pairs-test.csv"], folders, MARKET_CSV_HELP)
+    missing: list[str] = []
     sources = {}
     for split in ("train", "test"):
-        names = (split,) if prepared else (f"bounding_box_{split}",)
-        src = _find_dir(names, raw)
-        if src is None:
-            raise DataError(f"{raw}: no {names[0]}/ folder found; {MARKET_IMAGES_HELP}")
-        sources[split] = src
+        sources[split] = _find_dir((split,) if prepared else (f"bounding_box_{split}",), raw)
+    absent = [f"bounding_box_{s}/" for s, p in sources.items() if p is None]
+    if absent:
+        missing.append(f"{raw}: no {' or '.join(absent)} folder found; {MARKET_IMAGES_HELP}")
+    csvs = _find_csvs(["market-annotation-train.csv", "market-annotation-test.csv",
+                       "market-pairs-test.csv"], folders, MARKET_CSV_HELP, missing)
+    _raise_missing(missing)
 
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -235,8 +243,15 @@ def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = 
     folders = [extra, raw, out]
     csv_names = [f"fasion-resize-{kind}-{split}.csv" for kind in ("annotation", "pairs")
                  for split in ("train", "test")]
-    csvs = _require_csvs(csv_names if prepared else ["train.lst", "test.lst"] + csv_names,
-                         folders, DEEPFASHION_CSV_HELP)
+    missing: list[str] = []
+    image_root = None
+    if not prepared:
+        image_root = _find_dir(("img", "img_highres"), raw)
+        if image_root is None:
+            missing.append(f"{raw}: no img/ (or img_highres/) folder found; {DEEPFASHION_IMAGES_HELP}")
+    csvs = _find_csvs(csv_names if prepared else ["train.lst", "test.lst"] + csv_names,
+                      folders, DEEPFASHION_CSV_HELP, missing)
+    _raise_missing(missing)
     out.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     counts = {}
@@ -254,9 +269,6 @@ def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = 
                 if (raw / split / name).is_file():
                     _copy(raw / split / name, out / split / name)
     else:
-        image_root = _find_dir(("img", "img_highres"), raw)
-        if image_root is None:
-            raise DataError(f"{raw}: no img/ (or img_highres/) folder found; {DEEPFASHION_IMAGES_HELP}")
         index: dict[str, Path] = {}
         for path in tqdm(sorted(image_root.rglob("*.jpg")), desc="index In-shop images", unit="img",
                          disable=not progress, leave=False):
@@ -287,6 +299,7 @@ def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = 
                 if not dst.is_file():
                     _convert_deepfashion(index[name], dst, quality)
             counts[split] = len(wanted)
+            _copy(csvs[f"{split}.lst"], out / f"{split}.lst")
     log.info("DeepFashion prepared in %s: %d train and %d test images", out, counts["train"], counts["test"])
     if check:
         problems += check_dataset(out, 256, 176, ("train", "test"), progress=progress)
