@@ -54,6 +54,7 @@ def module_summary(cfg) -> str:
         image = torch.zeros(1, 3, h, w)
         pose = torch.zeros(1, 18, h, w)
         fake = generator(image, pose, pose)
+        rows.append(("generator output", 0, str(tuple(fake.shape))))
         shape_d(torch.cat([fake, pose], 1))
         appearance_d(torch.cat([fake, image], 1))
     for handle in hooks:

@@ -510,7 +510,7 @@ class Trainer:
                     if self.is_main and (it % image_every == 0 or it == end):
                         self._log_images()
                 if stop:
-                    if self.progress:
+                    if self.is_main:
                         print(f"stopped at iteration {it}; checkpoint {self.checkpoint_path}")
                     return {"iteration": it, "stopped": "signal", **last}
                 if it >= end:
@@ -558,8 +558,8 @@ def versions() -> dict:
 
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
         "numpy": np.__version__,
         "cuda": torch.version.cuda,
         "platform": platform.platform(),

@@ -1,0 +1,275 @@
+"""The training loop: schedule, exact resume, DDP on CPU, stops, logging, full-size smoke."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from xinggan.checkpoint import load_checkpoint
+from xinggan.config import ConfigError, load_config
+from xinggan.training import Trainer, TrainingError, lr_factor
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_overrides(root: Path, **extra) -> list[str]:
+    values = {
+        "data.root": str(root), "data.height": 64, "data.width": 32, "data.num_workers": 0,
+        "model.generator.ngf": 8, "model.generator.n_blocks": 2,
+        "model.generator.num_candidates": 2, "model.generator.dropout": 0.5,
+        "model.discriminator.ndf": 8, "model.discriminator.n_blocks": 1,
+        "train.batch_size": 2, "train.iterations": 6, "train.checkpoint_every": 3,
+        "train.log_every": 1, "train.grid_pairs": 2, "loss.pool_size": 4,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    from xinggan.data.toy import make_toy_dataset
+
+    root = tmp_path_factory.mktemp("toy64")
+    make_toy_dataset(root, seed=1, identities=3, test_identities=2, poses=3, test_pairs=6,
+                     height=64, width=32)
+    return root
+
+
+def tiny_config(root: Path, **extra):
+    return load_config(REPO / "configs" / "toy.yaml", tiny_overrides(root, **extra))
+
+
+def state_of(trainer: Trainer) -> dict:
+    return {"g": trainer.generator.state_dict(), "ds": trainer.shape_d.state_dict(),
+            "da": trainer.appearance_d.state_dict()}
+
+
+def assert_same_weights(a: dict, b: dict, skip_running_stats: bool = False) -> None:
+    for net in a:
+        assert a[net].keys() == b[net].keys()
+        for key in a[net]:
+            if skip_running_stats and ("running_" in key or "num_batches" in key):
+                continue
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs"
+
+
+# -- schedule ------------------------------------------------------------------------
+
+
+def released_lr(epoch: int, n_const: int, n_decay: int) -> float:
+    """The released per-epoch rule, 1-based epoch (written out from the specification)."""
+    return 1.0 - max(0, epoch + 1 - n_const) / float(n_decay + 1)
+
+
+def test_lr_follows_the_released_epoch_rule():
+    cfg = load_config(REPO / "configs" / "market.yaml").optim
+    for epoch in (1, 250, 498, 499, 500, 501, 600, 699, 700):
+        for offset in (0, 62, 124):
+            it = (epoch - 1) * 125 + offset
+            got = lr_factor(it, cfg.lr_constant_iterations, cfg.lr_decay_iterations,
+                            cfg.lr_step_iterations)
+            assert got == pytest.approx(released_lr(epoch, 500, 200))
+    assert lr_factor(0, 62500, 25000, 125) == 1.0
+    assert lr_factor(87499, 62500, 25000, 125) == 0.0  # the last iteration trains at lr 0
+    values = [lr_factor(i, 100, 50, 1) for i in range(150)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+# -- exact resume ----------------------------------------------------------------------
+
+
+def test_resume_is_bit_identical(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data)
+    straight = Trainer(cfg, tmp_path / "straight", progress=False, tensorboard=False)
+    straight.fit()
+    assert straight.iteration == 6
+
+    first = Trainer(cfg, tmp_path / "split", progress=False, tensorboard=False)
+    first.fit(max_iterations=4)  # a checkpoint is written at 3 and at the stop (4)
+    assert load_checkpoint(first.checkpoint_path)["iteration"] == 4
+    del first
+    torch.manual_seed(12345)  # resuming must not depend on the process's RNG state
+    second = Trainer(cfg, tmp_path / "split", progress=False, tensorboard=False)
+    second.fit(resume=True)
+    assert second.iteration == 6
+    assert_same_weights(state_of(straight), state_of(second))
+    # and a run that did not stop in the same way differs (the check can fail)
+    other = Trainer(tiny_config(tiny_data, **{"train.seed": 1}), tmp_path / "other",
+                    progress=False, tensorboard=False)
+    other.fit()
+    assert not torch.equal(other.generator.state_dict()["appearance_encoder.1.weight"]
+                           if "appearance_encoder.1.weight" in other.generator.state_dict()
+                           else next(iter(other.generator.parameters())),
+                           straight.generator.state_dict()["appearance_encoder.1.weight"]
+                           if "appearance_encoder.1.weight" in straight.generator.state_dict()
+                           else next(iter(straight.generator.parameters())))
+
+
+def test_checkpoint_loads_with_load_generator(tiny_data, tmp_path):
+    from xinggan import load_generator
+
+    cfg = tiny_config(tiny_data, **{"train.iterations": 1, "train.checkpoint_every": 1})
+    trainer = Trainer(cfg, tmp_path, progress=False, tensorboard=True)
+    trainer.fit()
+    generator = load_generator(trainer.checkpoint_path)
+    assert not generator.training
+    batch = trainer.dataset[0]
+    with torch.no_grad():
+        out = generator(batch["source_image"][None], batch["source_pose"][None],
+                        batch["target_pose"][None])
+    assert out.shape == (1, 3, 64, 32)
+    # logging: stats, config, versions, image grid and TensorBoard events
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert stats[-1]["iteration"] == 1 and "g_l1" in stats[-1] and "images_per_s" in stats[-1]
+    assert load_config(tmp_path / "config.yaml") == cfg
+    assert "torch" in json.loads((tmp_path / "versions.json").read_text())
+    assert list((tmp_path / "samples").glob("iter_*.png"))
+    assert list((tmp_path / "tensorboard").glob("events.*"))
+
+
+def test_resume_refuses_another_model(tiny_data, tmp_path):
+    Trainer(tiny_config(tiny_data, **{"train.iterations": 1}), tmp_path, progress=False,
+            tensorboard=False).fit()
+    other = Trainer(tiny_config(tiny_data, **{"model.generator.n_blocks": 3}), tmp_path,
+                    progress=False, tensorboard=False)
+    with pytest.raises(TrainingError, match="model.generator.n_blocks"):
+        other.fit(resume=True)
+
+
+# -- failures ----------------------------------------------------------------------------
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, **{"train.checkpoint_every": 2})
+    trainer = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    trainer.fit(max_iterations=2)
+    good = load_checkpoint(trainer.checkpoint_path)
+    weights_before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    original = trainer.gan_loss.forward
+
+    def poisoned(prediction, target_is_real):
+        return original(prediction, target_is_real) * float("nan")
+
+    trainer.gan_loss.forward = poisoned
+    with pytest.raises(TrainingError, match=r"non-finite loss at iteration 3: .*g_gan=nan"):
+        trainer.fit()
+    after = load_checkpoint(trainer.checkpoint_path)
+    assert after["iteration"] == good["iteration"] == 2
+    # the bad step updated no weight (BatchNorm statistics move in any forward pass; the
+    # checkpoint on disk is what a resumed run starts from)
+    for k, v in trainer.generator.named_parameters():
+        assert torch.equal(v, weights_before[k]), k
+
+
+def test_batch_not_divisible_by_processes(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, **{"train.batch_size": 3})
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        Trainer(cfg, tmp_path, world_size=2, progress=False, tensorboard=False)
+
+
+def test_sigterm_saves_and_exits_cleanly(tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "train.py", "--config", "configs/toy.yaml", "--run-dir", str(run_dir),
+           "--no-progress"]
+    for s in tiny_overrides(tiny_data, **{"train.iterations": 100000,
+                                          "train.checkpoint_every": 100000}):
+        cmd += ["--set", s]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stats = run_dir / "stats.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (stats.is_file() and stats.stat().st_size > 0):
+        time.sleep(0.2)
+    assert stats.is_file(), proc.communicate()[0].decode()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out.decode()
+    state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert 1 <= state["iteration"] < 100000
+    assert f"stopped at iteration {state['iteration']}" in out.decode()
+
+
+# -- multi-process (DDP, gloo, CPU) -------------------------------------------------------
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, root: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        cfg = tiny_config(Path(root), **{"train.batch_size": 4, "train.iterations": 3})
+        trainer = Trainer(cfg, Path(out_dir) / "run", rank=rank, world_size=world,
+                          progress=False, tensorboard=False)
+        trainer.fit()
+        torch.save(state_of(trainer), Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes_end_with_identical_weights(tiny_data, tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tiny_data), str(tmp_path)),
+             nprocs=2, join=True)
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    # Parameters are all-reduced; BatchNorm running statistics stay per rank (as in any DDP
+    # run without sync_batchnorm) and rank 0's are the ones saved.
+    assert_same_weights(a, b, skip_running_stats=True)
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()  # rank 0 saved
+    # the ranks trained: weights moved away from the initialisation
+    init = Trainer(tiny_config(tiny_data), tmp_path / "init_run", progress=False, tensorboard=False)
+    moved = any(not torch.equal(v, a["g"][k]) for k, v in init.generator.state_dict().items()
+                if v.is_floating_point())
+    assert moved
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def test_dry_run_prints_config_and_summary():
+    out = subprocess.run([sys.executable, "train.py", "--config", "configs/market.yaml",
+                          "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "lambda_perceptual: 50.0" in out.stdout
+    assert "generator total" in out.stdout and "44,853,189" in out.stdout
+    assert "(1, 3, 128, 64)" in out.stdout
+
+
+def test_bad_override_fails_before_work(tmp_path):
+    out = subprocess.run([sys.executable, "train.py", "--config", "configs/toy.yaml", "--set",
+                          "train.batchsize=3", "--run-dir", str(tmp_path / "r")], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "train.batch_size" in out.stderr and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("config, height, width, batch", [
+    ("market.yaml", 128, 64, 2),
+    ("deepfashion.yaml", 256, 176, 1),
+])
+def test_full_size_configs_start_training(config, height, width, batch, tmp_path):
+    from xinggan.data.toy import make_toy_dataset
+
+    make_toy_dataset(tmp_path / "data", seed=2, identities=2, test_identities=1, poses=2,
+                     test_pairs=2, height=height, width=width)
+    overrides = [f"data.root={tmp_path / 'data'}", "data.num_workers=0",
+                 "data.train_annotations=market-annotation-train.csv",
+                 "data.test_annotations=market-annotation-test.csv",
+                 "data.train_pairs=market-pairs-train.csv", "data.test_pairs=market-pairs-test.csv",
+                 f"train.batch_size={batch}", "train.iterations=1", "train.checkpoint_every=1",
+                 "train.grid_pairs=1",
+                 "loss.vgg_weights=random"]
+    cfg = load_config(REPO / "configs" / config, overrides)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, tensorboard=False)
+    result = trainer.fit()
+    assert result["iteration"] == 1
+    for key in ("g_l1", "g_perceptual", "g_gan", "d_shape", "d_appearance"):
+        assert torch.isfinite(torch.tensor(result[key])) and result[key] > 0
