@@ -483,3 +483,63 @@ def test_xingganpp_config_is_xinggan_recipe_plus_extensions(dataset):
     # every key spelled out in the YAML, as in the XingGAN configs
     raw = yaml.safe_load((REPO / f"configs/{dataset}_xingganpp.yaml").read_text())
     assert {k for k, _ in _leaves(raw)} == {k for k, _ in _leaves(base)}
+
+
+# --------------------------------------------------------------------------------------
+# scripts/model_table.py
+# --------------------------------------------------------------------------------------
+
+
+def _model_table():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("model_table", REPO / "scripts/model_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY = """# tiny XingGAN for the model-table test
+data: {height: 64, width: 32}
+model: {generator: {ngf: 8, n_blocks: 2, num_candidates: 2}}
+"""
+
+
+def test_model_table_skips_overlays_that_change_nothing():
+    mt = _model_table()
+    rows = mt.rows_to_measure([str(REPO / "configs/market.yaml"),
+                               str(REPO / "configs/market_xingganpp.yaml")], overlays=True)
+    names = [(Path(c).stem, Path(o).stem if o else None) for c, o in rows]
+    assert ("market", None) in names and ("market", "no_dense_fusion") not in names
+    assert ("market", "blocks_6") in names and ("market_xingganpp", "no_dense_fusion") in names
+    assert ("market_xingganpp", "separate_projections") not in names
+
+
+def test_model_table_counts_parameters_flops_and_memory(tmp_path):
+    pytest.importorskip("xinggan.models.generator")
+    mt = _model_table()
+    overlay = tmp_path / "tiny.yaml"
+    overlay.write_text(TINY)
+    no_attention = tmp_path / "tiny_no_attention.yaml"
+    no_attention.write_text(TINY.replace(
+        "num_candidates: 2}", "num_candidates: 2, appearance_update: false, shape_update: false}"))
+    market = str(REPO / "configs/market.yaml")
+    row = mt.measure(market, str(overlay), torch.device("cpu"), memory=False)
+    assert "error" not in row, row.get("error")
+    from xinggan.models import build_discriminators, build_generator
+
+    cfg = load_config([market, overlay])
+    d_shape, d_appearance = build_discriminators(cfg)
+    assert row["params"] == {
+        "generator": sum(p.numel() for p in build_generator(cfg).parameters()),
+        "shape_discriminator": sum(p.numel() for p in d_shape.parameters()),
+        "appearance_discriminator": sum(p.numel() for p in d_appearance.parameters())}
+    # the CPU memory measurement (in this process here; the script runs it in a fresh one)
+    memory = mt.cpu_memory_child(market, str(overlay))
+    assert memory["rise_mb"] > 0 and memory["peak_mb"] >= memory["rise_mb"]
+    # the attention FLOPs (which the counter must see through SDPA) by hand:
+    # per block and direction, 1x1 q, k, v projections and the N x N energy and weighted sum
+    without = mt.measure(market, str(no_attention), torch.device("cpu"), memory=False)
+    n, c, dq, blocks = (64 // 4) * (32 // 4), 4 * 8, 4 * 8 // 8, 2
+    per_direction = 2 * n * c * (dq + dq + c) + 2 * n * n * (dq + c)
+    assert round((row["gflops"] - without["gflops"]) * 1e9) == blocks * 2 * per_direction
