@@ -136,7 +136,8 @@ class DenseCoAttentionFusion(nn.Module):
         )  # (B, 2N+1, 3, H, W)
         if candidates.shape[1] != self.num_maps:
             raise ValueError(
-                f"DenseCoAttentionFusion: {candidates.shape[1]} candidates for {self.num_maps} maps")
+                f"DenseCoAttentionFusion: {candidates.shape[1]} candidates for "
+                f"{self.num_maps} maps")
         return (maps.unsqueeze(2) * candidates).sum(dim=1), maps
 
     # ------------------------------------------------------------------------------

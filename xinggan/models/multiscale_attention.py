@@ -1,4 +1,4 @@
-"""Multi-scale cross-attention (EMSA / EMAS) of XingGAN++: attention inside windows at several scales.
+"""Multi-scale cross-attention (EMSA / EMAS) of XingGAN++: windowed attention at several scales.
 
 XingGAN++ (Tang, Shao, Sebe, Van Gool; IEEE TPAMI 2025, arXiv 2501.08900) replaces the single
 global cross-attention of each Xing block (shape-guided appearance SA, appearance-guided shape
@@ -155,7 +155,7 @@ class MultiScaleCrossAttention(nn.Module):
         return from_windows(out, scale, height, width)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Queries and values from ``x`` (B, C, h, w), keys from ``y`` (B, C, h, w) -> (B, C, h, w)."""
+        """Queries and values from ``x``, keys from ``y``; both and the result (B, C, h, w)."""
         if x.shape != y.shape or x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(
                 f"MultiScaleCrossAttention expects two (B, {self.channels}, h, w) maps of the "
