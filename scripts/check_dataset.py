@@ -1,5 +1,6 @@
 """Check a prepared dataset folder and report every problem at once.
 
+    python scripts/check_dataset.py --config configs/market.yaml [--set data.root=DIR]
     python scripts/check_dataset.py --root datasets/market [--height 128 --width 64] [--split train,test]
 
 Finds missing, unreadable or truncated images, images of the wrong size, malformed annotation
@@ -20,7 +21,11 @@ from xinggan.data.check import check_dataset  # noqa: E402
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", required=True, type=Path, help="prepared dataset folder")
+    p.add_argument("--config", action="append", default=[],
+                   help="YAML config(s): take root and image size from its data section")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. data.root=DIR")
+    p.add_argument("--root", type=Path, default=None, help="prepared dataset folder")
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--split", default="train,test", help="comma-separated splits to check")
@@ -28,6 +33,19 @@ def main(argv=None) -> int:
                    help="read image headers only (faster; misses truncated files)")
     p.add_argument("--all", action="store_true", help="list every problem, not 20 of each kind")
     args = p.parse_args(argv)
+    if args.config:
+        from xinggan.config import ConfigError, load_config
+
+        try:
+            cfg = load_config(args.config, args.set)
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return 2
+        args.root = args.root or Path(cfg.data.root)
+        args.height = args.height or cfg.data.height
+        args.width = args.width or cfg.data.width
+    if args.root is None:
+        p.error("give --config or --root")
     if (args.height is None) != (args.width is None):
         p.error("give both --height and --width, or neither")
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
