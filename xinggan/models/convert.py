@@ -165,6 +165,7 @@ def convert_official_state_dict(kind: str, official_sd: Mapping[str, Tensor], cf
     unmatched: dict[str, tuple] = {}
     mismatched: dict[str, str] = {}  # our key -> description
     dropped: list[str] = []
+    norm_hint = ""  # the norm the checkpoint seems to have been trained with, if not ours
     for key, value in official_sd.items():
         if not isinstance(value, Tensor):
             raise ConversionError(f"{kind}: official entry {key!r} is a {type(value).__name__}, "
@@ -177,6 +178,8 @@ def convert_official_state_dict(kind: str, official_sd: Mapping[str, Tensor], cf
                 dropped.append(key)  # InstanceNorm statistics of PyTorch < 0.4
                 continue
             unmatched[key] = tuple(value.shape)
+            if isinstance(modules.get(module_path), nn.InstanceNorm2d):
+                norm_hint = "batch"  # affine norm weights where we have InstanceNorm
             continue
         if ours in converted:
             raise ConversionError(f"{kind}: official keys {origin[ours]!r} and {key!r} both map "
@@ -189,6 +192,9 @@ def convert_official_state_dict(kind: str, official_sd: Mapping[str, Tensor], cf
         origin[ours] = key
 
     missing = {k: s for k, s in target.items() if k not in converted and k not in mismatched}
+    if any(isinstance(modules.get(k.rpartition(".")[0]), nn.BatchNorm2d)
+           and not k.endswith("num_batches_tracked") for k in missing):
+        norm_hint = "instance"  # no BatchNorm tensors where we have BatchNorm
     filled = []
     for k in list(missing):
         module_path, _, param = k.rpartition(".")
@@ -207,7 +213,7 @@ def convert_official_state_dict(kind: str, official_sd: Mapping[str, Tensor], cf
         if missing:
             parts.append(f"our keys the checkpoint does not fill ({len(missing)}):\n"
                          + _describe(missing))
-        parts.append(_hint(kind, unmatched, missing, mismatched))
+        parts.append(_hint(kind, norm_hint, mismatched))
         raise ConversionError("\n".join(p for p in parts if p))
 
     if notes is not None:
@@ -220,12 +226,11 @@ def convert_official_state_dict(kind: str, official_sd: Mapping[str, Tensor], cf
     return OrderedDict((k, converted[k]) for k in target)
 
 
-def _hint(kind: str, unmatched: Mapping, missing: Mapping, mismatched: Mapping[str, str]) -> str:
+def _hint(kind: str, norm_hint: str, mismatched: Mapping[str, str]) -> str:
     hints = []
-    if any(k.rsplit(".", 1)[-1] in ("running_mean", "running_var") for k in unmatched) or any(
-            ".norm" in k and k.endswith(".weight") for k in missing):
-        hints.append("the checkpoint's normalisation differs from model.norm: Market-1501 "
-                     "checkpoints use norm: batch, DeepFashion ones norm: instance")
+    if norm_hint:
+        hints.append(f"the checkpoint looks trained with model.norm: {norm_hint} "
+                     "(Market-1501: batch, DeepFashion: instance)")
     if kind != "generator" and "conv_in.weight" in mismatched:
         hints.append("the shape discriminator is netD_PB (21 input channels), the appearance "
                      "discriminator netD_PP (6 input channels): were the files swapped?")

@@ -74,8 +74,11 @@ def init_generator_weights(module: nn.Module, init_gain: float = 0.02) -> nn.Mod
 
     Conv2d / ConvTranspose2d weights ~ N(0, init_gain) (biases untouched: PyTorch's default);
     BatchNorm2d weight ~ N(1, 0.02), bias 0.  Parameters named ``gamma`` (the attention
-    residual scales) are set to 0.
+    residual scales) are set to 0.  Tensors on the ``meta`` device (shape-only builds) hold no
+    values and are skipped.
     """
+    if any(p.is_meta for p in module.parameters()):
+        return module
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, init_gain)

@@ -1,0 +1,389 @@
+"""Converting the authors' checkpoints: key rules, leftovers, and equivalence of the forward pass.
+
+The released code cannot run here, so ``released_forward`` below re-implements the released
+generator literally from the layer list of XINGGAN.md, in plain functional ops that read the
+OFFICIAL key names; it shares nothing with ``xinggan.models``.  Synthetic checkpoints are made
+from the official key listings (every key and shape of the released files) with random values.
+"""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xinggan.checkpoint import load_checkpoint
+from xinggan.config import load_config
+from xinggan.inference import load_generator
+from xinggan.models import build_discriminators, build_generator
+from xinggan.models.convert import ConversionError, convert_official_state_dict
+
+REPO = Path(__file__).resolve().parents[1]
+OFFICIAL_KEYS = REPO.parent / "shared" / "spec" / "official_keys"
+DATASETS = {"market": ("market", "configs/market.yaml"),
+            "deepfashion": ("fashion", "configs/deepfashion.yaml")}
+KINDS = {"G": "generator", "D_PB": "shape_discriminator", "D_PP": "appearance_discriminator"}
+
+
+def listing(dataset: str, net: str) -> dict:
+    if not OFFICIAL_KEYS.is_dir():
+        pytest.skip("../shared/spec/official_keys is not present")
+    name = DATASETS[dataset][0]
+    path = OFFICIAL_KEYS / f"official_{net[0]}_{name}_keys.json"
+    return json.loads(path.read_text())[net]["state_dict"]
+
+
+def synthetic_official(dataset: str, net: str, seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
+    """Random tensors of the listed shapes, at trained-like scales (fan-in scaled weights, so
+    that every layer, the attention softmax included, is far from degenerate)."""
+    g = torch.Generator().manual_seed(seed)
+    out = OrderedDict()
+    for key, entry in listing(dataset, net).items():
+        shape = entry["shape"]
+        name = key.rsplit(".", 1)[-1]
+        if entry["dtype"] == "int64":
+            out[key] = torch.tensor(1000)
+        elif name == "gamma":
+            out[key] = torch.rand(shape, generator=g) + 0.5
+        elif name == "running_var":
+            out[key] = torch.rand(shape, generator=g) + 0.5
+        elif name == "running_mean":
+            out[key] = torch.randn(shape, generator=g) * 0.1
+        elif len(shape) == 4:
+            transposed = any(t in key for t in ("_up.0.", "_up.3.", "x2_con.", "atte_con"))
+            if transposed:  # [in, out, k, k]; a 3x3 one has stride 2
+                fan_in = shape[0] * shape[2] * shape[3] / (4 if shape[2] == 3 else 1)
+            else:
+                fan_in = shape[1] * shape[2] * shape[3]
+            out[key] = torch.randn(shape, generator=g) * (2 / fan_in) ** 0.5
+        elif name == "weight":  # BatchNorm
+            out[key] = 1 + 0.1 * torch.randn(shape, generator=g)
+        else:  # biases
+            out[key] = 0.1 * torch.randn(shape, generator=g)
+    return out
+
+
+def config(dataset: str):
+    return load_config(REPO / DATASETS[dataset][1])
+
+
+# --------------------------------------------------------------------------------------
+# The released generator, literally, on the official keys
+# --------------------------------------------------------------------------------------
+
+
+def released_forward(sd, source_image, source_pose, target_pose, norm, n_blocks=9,
+                     n_images=10):
+    def conv(x, name, stride=1, padding=0):
+        return F.conv2d(x, sd[name + ".weight"], sd.get(name + ".bias"), stride, padding)
+
+    def conv_t(x, name, stride, padding, output_padding):
+        return F.conv_transpose2d(x, sd[name + ".weight"], sd.get(name + ".bias"), stride,
+                                  padding, output_padding)
+
+    def normalise(x, name):
+        if norm == "batch":
+            return F.batch_norm(x, sd[name + ".running_mean"], sd[name + ".running_var"],
+                                sd[name + ".weight"], sd[name + ".bias"], training=False,
+                                eps=1e-5)
+        return F.instance_norm(x, eps=1e-5)
+
+    def pad(x, p):
+        return F.pad(x, (p, p, p, p), mode="reflect")
+
+    def down(x, stream):
+        x = F.relu(normalise(conv(pad(x, 3), f"{stream}.1"), f"{stream}.2"))
+        x = F.relu(normalise(conv(x, f"{stream}.4", 2, 1), f"{stream}.5"))
+        return F.relu(normalise(conv(x, f"{stream}.7", 2, 1), f"{stream}.8"))
+
+    x1 = down(source_image, "model.stream1_down")
+    x2 = down(torch.cat((source_pose, target_pose), 1), "model.stream2_down")
+    for t in range(n_blocks):
+        blk = f"model.att.{t}"
+        c1 = f"{blk}.conv_block_stream1"
+        a = F.relu(normalise(conv(pad(x1, 1), c1 + ".1"), c1 + ".2"))  # dropout: eval
+        a = normalise(conv(pad(a, 1), c1 + ".6"), c1 + ".7")
+        c2 = f"{blk}.conv_block_stream2"
+        s = F.relu(normalise(conv(pad(x2, 1), c2 + ".1"), c2 + ".2"))
+        s = conv(pad(s, 1), c2 + ".6")
+        b, c, h, w = a.shape
+
+        def attention(query_from, key_from):  # self-attention style, as in SAGAN-like code
+            proj_query = conv(query_from, blk + ".query_conv").view(b, -1, h * w).permute(0, 2, 1)
+            proj_key = conv(key_from, blk + ".key_conv").view(b, -1, h * w)
+            energy = torch.bmm(proj_query, proj_key)  # (b, N, N)
+            att = F.softmax(energy, dim=-1)
+            proj_value = conv(query_from, blk + ".value_conv").view(b, -1, h * w)
+            return torch.bmm(proj_value, att.permute(0, 2, 1)).view(b, c, h, w)
+
+        gamma = sd[blk + ".gamma"]
+        a_out = gamma * attention(a, s) + a
+        s_out = gamma * attention(s, a) + s
+        x1 = a_out
+        x2 = torch.cat((a_out, s_out), 1)
+
+    def up(x, stream):
+        x = F.relu(normalise(conv_t(x, f"{stream}.0", 2, 1, 1), f"{stream}.1"))
+        x = F.relu(normalise(conv_t(x, f"{stream}.3", 2, 1, 1), f"{stream}.4"))
+        return torch.tanh(conv(pad(x, 3), f"{stream}.7"))
+
+    images1 = up(x1, "model.stream1_up")
+    x2_reduced = F.relu(normalise(conv_t(x2, "model.x2_con", 1, 0, 0), "model.x2_norm"))
+    images2 = up(x2_reduced, "model.stream2_up")
+    att = F.relu(normalise(conv_t(torch.cat((x1, x2), 1), "model.atte_con", 2, 1, 1),
+                           "model.atte_norm"))
+    att = F.relu(normalise(conv_t(att, "model.atte_con1", 2, 1, 1), "model.atte_norm1"))
+    att = F.softmax(conv_t(att, "model.atte_con2", 1, 0, 0), dim=1)
+    out = 0
+    for k in range(n_images):
+        out = out + images1[:, 3 * k:3 * k + 3] * att[:, k:k + 1]
+    for k in range(n_images):
+        out = out + images2[:, 3 * k:3 * k + 3] * att[:, n_images + k:n_images + k + 1]
+    return out + source_image * att[:, 2 * n_images:2 * n_images + 1]
+
+
+def released_discriminator(sd, x, norm, sigmoid, n_blocks=3):
+    def conv(x, name, stride=1, padding=0):
+        return F.conv2d(x, sd[name + ".weight"], sd.get(name + ".bias"), stride, padding)
+
+    def normalise(x, name):
+        if norm == "batch":
+            return F.batch_norm(x, sd[name + ".running_mean"], sd[name + ".running_var"],
+                                sd[name + ".weight"], sd[name + ".bias"], training=False)
+        return F.instance_norm(x)
+
+    x = F.relu(normalise(conv(F.pad(x, (3,) * 4, mode="reflect"), "model.1"), "model.2"))
+    x = F.relu(normalise(conv(x, "model.4", 2, 1), "model.5"))
+    x = F.relu(normalise(conv(x, "model.7", 2, 1), "model.8"))
+    for i in range(10, 10 + n_blocks):
+        blk = f"model.{i}.conv_block"
+        y = F.relu(normalise(conv(F.pad(x, (1,) * 4, mode="reflect"), blk + ".1"), blk + ".2"))
+        y = normalise(conv(F.pad(y, (1,) * 4, mode="reflect"), blk + ".6"), blk + ".7")
+        x = x + y
+    return torch.sigmoid(x) if sigmoid else x
+
+
+def inputs(height, width, batch=1, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, height, width, generator=g) * 2 - 1
+    poses = torch.rand(2, batch, 18, height, width, generator=g)
+    return image, poses[0], poses[1]
+
+
+@pytest.fixture(scope="module")
+def market_official():
+    return synthetic_official("market", "G", seed=1)
+
+
+@pytest.fixture(scope="module")
+def fashion_official():
+    return synthetic_official("deepfashion", "G", seed=2)
+
+
+def generator_with(cfg, state_dict):
+    """The generator of ``cfg`` holding ``state_dict`` (built on meta: no init cost)."""
+    with torch.device("meta"):
+        generator = build_generator(cfg)
+    generator.load_state_dict(state_dict, strict=True, assign=True)
+    return generator
+
+
+@pytest.mark.parametrize("dataset", ["market", "deepfashion"])
+def test_converted_generator_reproduces_the_released_forward(dataset, market_official,
+                                                            fashion_official):
+    """Market at its size, 128 x 64; DeepFashion weights (InstanceNorm, conv biases) on
+    64 x 32 inputs (the weights do not depend on the image size), to keep the test short."""
+    cfg = config(dataset)
+    official = market_official if dataset == "market" else fashion_official
+    generator = generator_with(cfg, convert_official_state_dict("generator", official, cfg))
+    generator.eval()
+    x = inputs(128, 64) if dataset == "market" else inputs(64, 32)
+    with torch.no_grad():
+        ours = generator(*x)
+        theirs = released_forward(official, *x, norm=cfg.model.norm)
+        if dataset == "deepfashion":  # (the small one) the attention reaches the output, so
+            no_attention = dict(official)  # the comparison covers it
+            no_attention.update({k: torch.zeros_like(v) for k, v in official.items()
+                                 if k.endswith("gamma")})
+            without = released_forward(no_attention, *x, norm=cfg.model.norm)
+            assert (theirs - without).abs().max() > 1e-2
+    assert theirs.std() > 0.05
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dataset", ["market", "deepfashion"])
+@pytest.mark.parametrize("net", ["D_PB", "D_PP"])
+def test_converted_discriminators_reproduce_the_released_forward(dataset, net):
+    cfg = config(dataset)
+    official = synthetic_official(dataset, net, seed=3)
+    shape_d, appearance_d = build_discriminators(cfg)
+    d = shape_d if net == "D_PB" else appearance_d
+    d.load_state_dict(convert_official_state_dict(KINDS[net], official, cfg))
+    d.eval()
+    channels = 21 if net == "D_PB" else 6
+    x = torch.rand(1, channels, 32, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(
+            d(x), released_discriminator(official, x, cfg.model.norm,
+                                         cfg.model.discriminator.sigmoid),
+            rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# Key rules and leftovers
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", ["market", "deepfashion"])
+@pytest.mark.parametrize("net", ["D_PB", "D_PP"])
+def test_discriminator_keys_and_prefixes(dataset, net):
+    cfg = config(dataset)
+    official = synthetic_official(dataset, net)
+    ours = convert_official_state_dict(KINDS[net], official, cfg)
+    assert len(ours) == len(official)
+    torch.testing.assert_close(ours["block3.conv_block.conv2.weight"],
+                               official["model.12.conv_block.6.weight"], rtol=0, atol=0)
+    prefixed = OrderedDict(("module." + k, v) for k, v in official.items())
+    again = convert_official_state_dict(KINDS[net], prefixed, cfg)
+    assert list(again) == list(ours) and all(torch.equal(again[k], ours[k]) for k in ours)
+
+
+def test_generator_rules_map_the_right_tensors(market_official):
+    cfg = config("market")
+    ours = convert_official_state_dict("generator", market_official, cfg)
+    expected_pairs = {
+        "appearance_encoder.conv_in.weight": "model.stream1_down.1.weight",
+        "shape_encoder.norm_down2.running_var": "model.stream2_down.8.running_var",
+        "blocks.4.gamma": "model.att.4.gamma",
+        "blocks.8.appearance_conv.norm2.bias": "model.att.8.conv_block_stream1.7.bias",
+        "blocks.2.shape_conv.conv2.weight": "model.att.2.conv_block_stream2.6.weight",
+        "blocks.0.attention.key.weight": "model.att.0.key_conv.weight",
+        "appearance_decoder.conv_out.bias": "model.stream1_up.7.bias",
+        "shape_decoder.up2.weight": "model.stream2_up.3.weight",
+        "shape_decoder.project.weight": "model.x2_con.weight",
+        "fusion.up1.weight": "model.atte_con.weight",  # ConvT layout [768, 256, 3, 3]
+        "fusion.to_maps.weight": "model.atte_con2.weight",
+    }
+    for our_key, official_key in expected_pairs.items():
+        assert torch.equal(ours[our_key], market_official[official_key]), our_key
+    assert ours["fusion.up1.weight"].shape == (768, 256, 3, 3)
+    assert len(ours) == len(market_official) == 317
+
+
+def test_module_prefix_is_accepted(market_official):
+    cfg = config("market")
+    prefixed = OrderedDict(("module." + k, v) for k, v in market_official.items())
+    a = convert_official_state_dict("generator", prefixed, cfg)
+    b = convert_official_state_dict("generator", market_official, cfg)
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("with_counter", [False, True])
+def test_old_instance_norm_running_statistics_are_dropped(with_counter, fashion_official):
+    """PyTorch < 0.4 saved running statistics of InstanceNorm layers (DeepFashion)."""
+    cfg = config("deepfashion")
+    official = fashion_official
+    old = OrderedDict(official)
+    stats = ("running_mean", "running_var") + (("num_batches_tracked",) if with_counter else ())
+    for key, entry in listing("market", "G").items():  # the norm layers and their widths
+        if key.rsplit(".", 1)[-1] in stats:
+            old[key] = torch.zeros(entry["shape"]) if entry["shape"] else torch.tensor(0)
+    n_norms = sum(k.endswith("running_mean") for k in listing("market", "G"))
+    assert len(old) == len(official) + len(stats) * n_norms
+    notes: list[str] = []
+    converted = convert_official_state_dict("generator", old, cfg, notes)
+    reference = convert_official_state_dict("generator", official, cfg)
+    assert list(converted) == list(reference)
+    assert all(torch.equal(converted[k], reference[k]) for k in reference)
+    assert any("InstanceNorm running-statistics" in n for n in notes)
+
+
+def test_missing_num_batches_tracked_is_filled(market_official):
+    cfg = config("market")
+    old = OrderedDict((k, v) for k, v in market_official.items()
+                      if not k.endswith("num_batches_tracked"))
+    notes: list[str] = []
+    converted = convert_official_state_dict("generator", old, cfg, notes)
+    assert converted["fusion.norm1.num_batches_tracked"].item() == 0
+    assert any("num_batches_tracked" in n for n in notes)
+
+
+def test_leftovers_are_listed_in_both_directions(market_official):
+    cfg = config("market")
+    broken = OrderedDict(market_official)
+    del broken["model.att.3.value_conv.bias"]
+    broken["model.att.9.gamma"] = torch.zeros(1)  # a tenth block that we do not have
+    broken["model.att.0.query_conv.weight"] = torch.zeros(16, 256, 1, 1)
+    with pytest.raises(ConversionError) as info:
+        convert_official_state_dict("generator", broken, cfg)
+    message = str(info.value)
+    assert "blocks.3.attention.value.bias [256]" in message  # unfilled target, with shape
+    assert "model.att.9.gamma [1]" in message  # unconsumed source, with shape
+    assert "model.att.0.query_conv.weight [16, 256, 1, 1]" in message
+    assert "blocks.0.attention.query.weight expects [32, 256, 1, 1]" in message
+
+
+def test_wrong_dataset_config_is_explained(market_official, fashion_official):
+    with pytest.raises(ConversionError, match="trained with model.norm: batch"):
+        convert_official_state_dict("generator", market_official, config("deepfashion"))
+    with pytest.raises(ConversionError, match="trained with model.norm: instance"):
+        convert_official_state_dict("generator", fashion_official, config("market"))
+
+
+def test_swapped_discriminators_are_explained():
+    cfg = config("market")
+    with pytest.raises(ConversionError, match="swapped"):
+        convert_official_state_dict("shape_discriminator", synthetic_official("market", "D_PP"),
+                                    cfg)
+
+
+def test_another_generator_config_is_rejected(market_official):
+    cfg = config("market").replace("model.generator.share_projections=false")
+    with pytest.raises(ConversionError) as info:
+        convert_official_state_dict("generator", market_official, cfg)
+    assert "appearance_attention" in str(info.value) and "share_projections" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------
+# The script, end to end, and load_generator on its output
+# --------------------------------------------------------------------------------------
+
+
+def test_convert_script_end_to_end(tmp_path, market_official):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "convert_official_checkpoint", REPO / "scripts" / "convert_official_checkpoint.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    torch.save(market_official, tmp_path / "latest_net_netG.pth")
+    d_pb = synthetic_official("market", "D_PB", seed=4)
+    torch.save(d_pb, tmp_path / "latest_net_netD_PB.pth")
+    torch.save(synthetic_official("market", "D_PP", seed=5), tmp_path / "latest_net_netD_PP.pth")
+    out = tmp_path / "converted.pt"
+    code = script.main(["--config", str(REPO / "configs" / "market.yaml"),
+                        "--generator", str(tmp_path / "latest_net_netG.pth"),
+                        "--shape-discriminator", str(tmp_path / "latest_net_netD_PB.pth"),
+                        "--appearance-discriminator", str(tmp_path / "latest_net_netD_PP.pth"),
+                        "--out", str(out)])
+    assert code == 0
+    state = load_checkpoint(out)
+    assert state["config"] == config("market").to_dict()
+    assert "converted from" in state["source"] and "latest_net_netG.pth" in state["source"]
+    assert torch.equal(state["shape_discriminator"]["conv_in.weight"], d_pb["model.1.weight"])
+    generator = load_generator(out)  # its forward equals the released one: tested above
+    assert not generator.training
+    expected = convert_official_state_dict("generator", market_official, config("market"))
+    loaded = generator.state_dict()
+    assert list(loaded) == list(expected)
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+
+    # a failing conversion returns an error code and writes nothing
+    code = script.main(["--config", str(REPO / "configs" / "deepfashion.yaml"),
+                        "--generator", str(tmp_path / "latest_net_netG.pth"),
+                        "--out", str(tmp_path / "bad.pt")])
+    assert code == 1 and not (tmp_path / "bad.pt").exists()

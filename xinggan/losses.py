@@ -1,0 +1,250 @@
+"""XingGAN's training losses (paper Sec. 3.4) and the history pool of generated samples.
+
+- :class:`GANLoss`: ``"bce"`` (Market-1501: the discriminators end in a sigmoid, and the loss is
+  ``BCELoss`` on those probabilities, as released) or ``"lsgan"`` (DeepFashion: least squares on
+  the raw outputs).  The target is a tensor of ones (real) or zeros (fake) shaped like the
+  prediction, and the loss is the mean over the whole output map.
+- L1: ``mean |generated - target|`` in [-1, 1] space (``torch.nn.L1Loss``).
+- :class:`PerceptualLoss`: L1 between VGG19 ``features[0:4]`` (up to relu1_2) activations of the
+  generated and target images, inputs mapped from [-1, 1] to [0, 1] then normalised with the
+  ImageNet mean/std, target features detached, VGG frozen.
+- :class:`ImagePool`: pix2pix's history of generated samples for the discriminator steps, with a
+  state dict and an explicit random generator so that resumed training is bit-exact.
+
+The lambdas (``lambda_gan``, ``lambda_l1``, ``lambda_perceptual``) are applied by the training
+loop; these modules return unweighted means.  Pure modules: no device handling.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GAN_MODES = ("bce", "lsgan")
+
+
+class VGGWeightsError(RuntimeError):
+    """The ImageNet VGG19 weights of the perceptual loss cannot be found or read."""
+
+
+# --------------------------------------------------------------------------------------
+# Adversarial loss
+# --------------------------------------------------------------------------------------
+
+
+class GANLoss(nn.Module):
+    """``loss(prediction, target_is_real)``: mean over the whole discriminator output map.
+
+    ``"bce"`` expects probabilities (the discriminator's sigmoid output), as released; it is
+    computed in float32 outside autocast because ``binary_cross_entropy`` on probabilities is
+    not autocast-safe.  ``"lsgan"`` is the mean squared error to the 1/0 target.
+    """
+
+    def __init__(self, mode: str, real_label: float = 1.0, fake_label: float = 0.0) -> None:
+        super().__init__()
+        if mode not in GAN_MODES:
+            raise ValueError(f"gan mode must be one of {GAN_MODES}, got {mode!r}")
+        self.mode = mode
+        self.real_label = real_label
+        self.fake_label = fake_label
+
+    def target_tensor(self, prediction: Tensor, target_is_real: bool) -> Tensor:
+        label = self.real_label if target_is_real else self.fake_label
+        return torch.full_like(prediction, label)
+
+    def forward(self, prediction: Tensor, target_is_real: bool) -> Tensor:
+        target = self.target_tensor(prediction, target_is_real)
+        if self.mode == "lsgan":
+            return F.mse_loss(prediction, target)
+        with torch.autocast(device_type=prediction.device.type, enabled=False):
+            return F.binary_cross_entropy(prediction.float(), target.float())
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"
+
+
+# --------------------------------------------------------------------------------------
+# Perceptual loss
+# --------------------------------------------------------------------------------------
+
+
+def _vgg19_relu1_2() -> nn.Sequential:
+    """The first four layers of torchvision's ``vgg19().features`` (conv1_1 .. relu1_2)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(64, 64, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _missing_weights_message(reason: str) -> str:
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    return (
+        f"{reason}. The perceptual loss needs torchvision's ImageNet VGG19 weights, file "
+        f"{VGG19_FILE} (https://download.pytorch.org/models/{VGG19_FILE}). Put it in the torch "
+        f"hub checkpoints folder ({hub}/{VGG19_FILE}, i.e. torch.hub.get_dir()/checkpoints/) "
+        f"or anywhere and set loss.vgg_weights to its path (loss.vgg_weights=random builds an "
+        "untrained VGG, for tests only)."
+    )
+
+
+def load_vgg19_relu1_2(weights: str = "") -> nn.Sequential:
+    """VGG19 ``features[0:4]`` with ImageNet weights.
+
+    weights: ``""`` (torchvision's weights API: the torch hub cache, downloaded when missing),
+    a path to ``vgg19-dcbb9e9d.pth``, or ``"random"`` (torchvision's initialisation; tests).
+    Only the four layers are built; the other VGG19 tensors in the file are ignored.
+    """
+    vgg = _vgg19_relu1_2()
+    if weights == "random":
+        for m in vgg.modules():
+            if isinstance(m, nn.Conv2d):  # as torchvision.models.VGG initialises them
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        return vgg
+    if weights:
+        path = Path(weights)
+        if not path.is_file():
+            raise VGGWeightsError(_missing_weights_message(f"loss.vgg_weights: {path} not found"))
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - unreadable file of any kind
+            raise VGGWeightsError(_missing_weights_message(f"{path}: cannot read ({exc})")) from None
+        source = str(path)
+    else:
+        from torchvision.models import VGG19_Weights
+
+        try:
+            state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
+        except Exception as exc:  # noqa: BLE001 - no internet, bad hash, unreadable cache
+            raise VGGWeightsError(_missing_weights_message(
+                f"could not load or download the VGG19 weights ({type(exc).__name__}: {exc})"
+            )) from None
+        source = f"torch hub cache ({VGG19_FILE})"
+    try:
+        vgg.load_state_dict({f"{i}.{p}": state[f"features.{i}.{p}"]
+                             for i in (0, 2) for p in ("weight", "bias")})
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise VGGWeightsError(_missing_weights_message(
+            f"{source}: not torchvision's VGG19 state dict ({type(exc).__name__}: {exc})"
+        )) from None
+    return vgg
+
+
+class PerceptualLoss(nn.Module):
+    """``loss(generated, target)``: L1 between VGG19 relu1_2 features; images in [-1, 1]."""
+
+    def __init__(self, weights: str = "") -> None:
+        super().__init__()
+        self.vgg = load_vgg19_relu1_2(weights)
+        self.vgg.requires_grad_(False)
+        self.vgg.eval()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def train(self, mode: bool = True) -> "PerceptualLoss":
+        super().train(mode)
+        self.vgg.eval()  # frozen: always in eval mode
+        return self
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """[-1, 1] -> [0, 1] -> ImageNet mean/std."""
+        return ((images + 1) / 2 - self.mean) / self.std
+
+    def features(self, images: Tensor) -> Tensor:
+        return self.vgg(self.normalize(images))
+
+    def forward(self, generated: Tensor, target: Tensor) -> Tensor:
+        with torch.no_grad():  # target features are constants
+            target_features = self.features(target)
+        return F.l1_loss(self.features(generated), target_features)
+
+
+# --------------------------------------------------------------------------------------
+# History pool
+# --------------------------------------------------------------------------------------
+
+
+class ImagePool:
+    """History of generated samples (pix2pix / PATN): ``pool.query(batch, generator)``.
+
+    size 0: the batch is returned unchanged.  Until the pool holds ``size`` samples, every
+    sample is stored and returned.  Then each sample, with probability 0.5, is swapped with a
+    random stored one (the stored one is returned, the new one stored); otherwise it is returned
+    itself.  Random numbers come from ``generator`` (a CPU ``torch.Generator``) or the global
+    torch RNG; with :meth:`state_dict` and the generator's state a resumed run draws the same.
+    Returned samples are detached.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"pool size must be >= 0, got {size}")
+        self.size = size
+        self.images: list[Tensor] = []
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def query(self, images: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        if self.size == 0:
+            return images.detach()
+        out = []
+        for image in images.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif torch.rand((), generator=generator).item() > 0.5:
+                index = int(torch.randint(self.size, (), generator=generator).item())
+                out.append(self.images[index].to(image.device))
+                self.images[index] = image.clone()
+            else:
+                out.append(image)
+        return torch.cat(out, dim=0)
+
+    __call__ = query
+
+    def state_dict(self) -> dict:
+        """``{"size": int, "images": (n, ...) tensor}`` (n stored samples, stacked)."""
+        images = torch.cat(self.images, 0) if self.images else torch.empty(0)
+        return {"size": self.size, "images": images.detach().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("size") != self.size:
+            raise ValueError(f"ImagePool: state of a pool of size {state.get('size')!r} loaded "
+                             f"into a pool of size {self.size}")
+        images = state["images"]
+        if images.shape[0] > self.size:
+            raise ValueError(f"ImagePool: state holds {images.shape[0]} samples for size "
+                             f"{self.size}")
+        self.images = [image.unsqueeze(0).clone() for image in images] if images.numel() else []
+
+
+# --------------------------------------------------------------------------------------
+# All of them from the config
+# --------------------------------------------------------------------------------------
+
+
+def build_losses(cfg) -> nn.ModuleDict:
+    """``{"gan": GANLoss, "l1": L1Loss, "perceptual": PerceptualLoss}`` from ``cfg.loss``.
+
+    The perceptual loss (and its VGG weights) is left out when ``lambda_perceptual`` is 0.
+    """
+    losses = nn.ModuleDict({"gan": GANLoss(cfg.loss.gan_mode), "l1": nn.L1Loss()})
+    if cfg.loss.lambda_perceptual > 0:
+        losses["perceptual"] = PerceptualLoss(cfg.loss.vgg_weights)
+    return losses
+
+
+def build_image_pools(cfg) -> tuple[ImagePool, ImagePool]:
+    """(shape pool, appearance pool): one history pool per discriminator."""
+    return ImagePool(cfg.loss.pool_size), ImagePool(cfg.loss.pool_size)
