@@ -1,0 +1,218 @@
+"""Structural similarity (SSIM), batched in torch, reproducing scikit-image bit for bit in float64.
+
+Three settings are provided, each a frozen :class:`SSIMSettings`:
+
+* :data:`PATN_SSIM` -- what the PATN / XingGAN evaluation scripts computed with scikit-image
+  0.14.2: ``compare_ssim(target, generated, gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, multichannel=True, data_range=generated.max() - generated.min())``
+  on uint8 images. In 0.14.2 ``gaussian_weights`` called ``scipy.ndimage.gaussian_filter`` with
+  its default ``truncate=4.0``: radius ``int(4.0 * 1.5 + 0.5) = 6``, i.e. a 13-tap Gaussian, while
+  the border crop stayed at ``(win_size - 1) // 2 = 5`` pixels with the default ``win_size=11``.
+* :data:`SKIMAGE_SSIM` -- current scikit-image's ``structural_similarity(..., gaussian_weights=True,
+  sigma=1.5, use_sample_covariance=False, channel_axis=-1, data_range=...)``: ``truncate=3.5``,
+  an 11-tap Gaussian, same 5-pixel crop. It gives slightly different numbers from the paper's.
+* :data:`GFLA_SSIM` -- the "window 51" SSIM of GFLA / PISE / DPTN-era scripts:
+  ``compare_ssim(gt, pred, data_range=1, win_size=51, multichannel=True)`` on ``float32(uint8) /
+  255`` images, i.e. a uniform 51 x 51 window (``scipy.ndimage.uniform_filter``), the default
+  ``use_sample_covariance=True`` (covariances times 2601 / 2600) and a 25-pixel crop.
+
+Common to all (scikit-image's algorithm, Wang et al. 2004): images in float64; local means,
+variances and covariance from a separable filter with scipy's ``'reflect'`` borders (half-sample
+symmetric: ``d c b a | a b c d``); ``K1 = 0.01``, ``K2 = 0.03``, ``C1 = (K1 R)^2``,
+``C2 = (K2 R)^2`` with ``R`` the data range; SSIM map averaged over the pixels left after cropping
+``crop`` pixels from every border, separately per channel, then averaged over channels.
+
+Implementation: each separable 1-D filter, borders included, is a fixed linear operator, built
+once as a small dense matrix restricted to the rows that survive the crop. A batch (B, C, H, W)
+is filtered for its five maps (x, y, x^2, y^2, xy) at once with two matrix products (columns,
+then rows), which on a CPU is much faster than a float64 convolution and exactly the same sums.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Union
+
+import numpy as np
+import torch
+
+__all__ = [
+    "SSIMSettings",
+    "PATN_SSIM",
+    "SKIMAGE_SSIM",
+    "GFLA_SSIM",
+    "ssim",
+    "gaussian_taps",
+    "filter_operator",
+]
+
+
+@dataclass(frozen=True)
+class SSIMSettings:
+    """One SSIM recipe. ``window`` is ``'gaussian'`` or ``'uniform'``.
+
+    Gaussian: ``sigma`` and ``truncate`` give the taps as in ``scipy.ndimage.gaussian_filter``
+    (radius ``int(truncate * sigma + 0.5)``); ``win_size`` only sets the border crop
+    ``(win_size - 1) // 2`` and the sample-covariance factor, as in scikit-image.
+    Uniform: a ``win_size`` x ``win_size`` box (``scipy.ndimage.uniform_filter``).
+    ``data_range`` is a number, or ``'generated'`` for max - min of each generated image.
+    """
+
+    name: str
+    window: str = "gaussian"
+    sigma: float = 1.5
+    truncate: float = 4.0
+    win_size: int = 11
+    use_sample_covariance: bool = False
+    data_range: Union[float, str] = "generated"
+    K1: float = 0.01
+    K2: float = 0.03
+
+    def __post_init__(self) -> None:
+        if self.window not in ("gaussian", "uniform"):
+            raise ValueError(f"SSIMSettings.window must be 'gaussian' or 'uniform', got {self.window!r}")
+        if self.win_size % 2 != 1:
+            raise ValueError(f"SSIMSettings.win_size must be odd, got {self.win_size}")
+        if not (self.data_range == "generated" or isinstance(self.data_range, (int, float))):
+            raise ValueError(f"SSIMSettings.data_range must be a number or 'generated', got {self.data_range!r}")
+
+    @property
+    def radius(self) -> int:
+        """Half-width of the 1-D filter in pixels."""
+        if self.window == "gaussian":
+            return int(self.truncate * self.sigma + 0.5)
+        return self.win_size // 2
+
+    @property
+    def taps(self) -> int:
+        """Number of filter taps (13 for scikit-image 0.14.2's Gaussian, 11 for current)."""
+        return 2 * self.radius + 1
+
+    @property
+    def crop(self) -> int:
+        """Pixels ignored at every border before averaging the SSIM map."""
+        return (self.win_size - 1) // 2
+
+    @property
+    def cov_norm(self) -> float:
+        n = self.win_size ** 2
+        return n / (n - 1) if self.use_sample_covariance else 1.0
+
+    def taps_1d(self) -> np.ndarray:
+        if self.window == "gaussian":
+            return gaussian_taps(self.sigma, self.radius)
+        return np.full(self.win_size, 1.0 / self.win_size)
+
+
+# scikit-image 0.14.2 as called by the PATN/XingGAN scripts: 13 taps (scipy truncate=4.0), crop 5.
+PATN_SSIM = SSIMSettings(name="skimage-0.14.2 gaussian (13 taps)", truncate=4.0)
+# Current scikit-image structural_similarity with the same arguments: 11 taps (truncate=3.5), crop 5.
+SKIMAGE_SSIM = SSIMSettings(name="skimage>=0.19 gaussian (11 taps)", truncate=3.5)
+# GFLA-era compare_ssim(gt, pred, data_range=1, win_size=51, multichannel=True) on [0, 1] floats.
+GFLA_SSIM = SSIMSettings(
+    name="uniform 51x51 window", window="uniform", win_size=51, use_sample_covariance=True, data_range=1.0
+)
+
+
+def gaussian_taps(sigma: float, radius: int) -> np.ndarray:
+    """Normalised 1-D Gaussian taps of ``scipy.ndimage.gaussian_filter1d`` (order 0)."""
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+    return phi / phi.sum()
+
+
+def _reflect_index(j: int, n: int) -> int:
+    # scipy.ndimage mode='reflect' (half-sample symmetric), valid for any offset.
+    j %= 2 * n
+    return 2 * n - 1 - j if j >= n else j
+
+
+@lru_cache(maxsize=64)
+def _operator_cached(n: int, taps: tuple, crop: int) -> torch.Tensor:
+    radius = len(taps) // 2
+    rows = n - 2 * crop
+    op = np.zeros((rows, n), dtype=np.float64)
+    for i in range(rows):
+        centre = i + crop
+        for k, w in enumerate(taps):
+            op[i, _reflect_index(centre + k - radius, n)] += w
+    return torch.from_numpy(op)
+
+
+def filter_operator(n: int, settings: SSIMSettings) -> torch.Tensor:
+    """(n - 2 crop, n) float64 matrix: the 1-D filter with reflect borders, cropped rows only."""
+    if n - 2 * settings.crop <= 0:
+        raise ValueError(f"image side {n} is too small for a {settings.crop}-pixel crop on each border")
+    return _operator_cached(n, tuple(settings.taps_1d().tolist()), settings.crop)
+
+
+def _ssim_chunk(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor,
+                op_h: torch.Tensor, op_w: torch.Tensor, cov_norm: float) -> torch.Tensor:
+    b, c, h, w = x.shape
+    maps = torch.empty((5, b, c, h, w), dtype=torch.float64, device=x.device)
+    maps[0], maps[1] = x, y
+    torch.mul(x, x, out=maps[2])
+    torch.mul(y, y, out=maps[3])
+    torch.mul(x, y, out=maps[4])
+    h_out, w_out = op_h.shape[0], op_w.shape[0]
+    filt = (maps.reshape(-1, w) @ op_w.T).reshape(-1, h, w_out)           # columns: (5BC, H, W')
+    filt = (filt.transpose(1, 2).reshape(-1, h) @ op_h.T)                 # rows: (5BC * W', H')
+    ux, uy, uxx, uyy, uxy = filt.reshape(5, b, c, w_out * h_out).unbind(0)  # layout (W', H'): the mean is order-free
+    c1, c2 = c1.reshape(b, 1, 1), c2.reshape(b, 1, 1)
+    ux_uy = ux * uy
+    sum_sq = ux * ux + uy * uy
+    # vx + vy = (uxx - ux^2) + (uyy - uy^2);  vxy = uxy - ux uy  (times cov_norm)
+    if cov_norm == 1.0:
+        var_sum = uxx.add_(uyy).sub_(sum_sq)
+        cov = uxy.sub_(ux_uy)
+    else:
+        var_sum = uxx.add_(uyy).sub_(sum_sq).mul_(cov_norm)
+        cov = uxy.sub_(ux_uy).mul_(cov_norm)
+    numerator = ux_uy.mul_(2).add_(c1).mul_(cov.mul_(2).add_(c2))
+    denominator = sum_sq.add_(c1).mul_(var_sum.add_(c2))
+    return numerator.div_(denominator).mean(dim=2).mean(dim=1)               # (B,)
+
+
+def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings = PATN_SSIM,
+         data_range: Union[float, torch.Tensor, None] = None, chunk: int = 16) -> torch.Tensor:
+    """Per-pair SSIM of two batches ``(B, C, H, W)`` (or ``(C, H, W)``); returns float64 ``(B,)``.
+
+    Values are used as given (uint8 0..255 for the PATN setting, [0, 1] floats for GFLA); they
+    are converted to float64. ``data_range`` overrides ``settings.data_range``: a number or a
+    ``(B,)`` tensor. ``'generated'`` takes max - min of each generated image over all channels.
+    The computation runs on ``generated.device`` in chunks of ``chunk`` pairs.
+    """
+    if generated.shape != target.shape:
+        raise ValueError(f"SSIM needs equal shapes, got generated {tuple(generated.shape)} "
+                         f"and target {tuple(target.shape)}")
+    if generated.dim() == 3:
+        return ssim(generated[None], target[None], settings, data_range, chunk)
+    if generated.dim() != 4:
+        raise ValueError(f"SSIM expects (B, C, H, W) tensors, got shape {tuple(generated.shape)}")
+    b, _, h, w = generated.shape
+    if min(h, w) < settings.win_size:
+        raise ValueError(f"SSIM window {settings.win_size} exceeds the image extent {h} x {w}")
+    device = generated.device
+    x_all = generated.to(torch.float64)
+    y_all = target.to(device=device, dtype=torch.float64)
+
+    if data_range is None:
+        data_range = settings.data_range
+    if isinstance(data_range, str):
+        if data_range != "generated":
+            raise ValueError(f"unknown data_range {data_range!r}")
+        flat = x_all.reshape(b, -1)
+        ranges = flat.amax(dim=1) - flat.amin(dim=1)
+    else:
+        ranges = torch.as_tensor(data_range, dtype=torch.float64, device=device).expand(b)
+    c1_all = ((settings.K1 * ranges) ** 2).reshape(b, 1, 1, 1)
+    c2_all = ((settings.K2 * ranges) ** 2).reshape(b, 1, 1, 1)
+
+    op_h = filter_operator(h, settings).to(device)
+    op_w = filter_operator(w, settings).to(device)
+    scores = [
+        _ssim_chunk(x_all[i:i + chunk], y_all[i:i + chunk], c1_all[i:i + chunk], c2_all[i:i + chunk],
+                    op_h, op_w, settings.cov_norm)
+        for i in range(0, b, chunk)
+    ]
+    return torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64, device=device)
