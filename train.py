@@ -72,6 +72,17 @@ def module_summary(cfg) -> str:
     return "\n".join(lines)
 
 
+def clean_message(exc: BaseException) -> str:
+    """The message of an error, without the worker traceback a DataLoader wraps around it."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        name = type(exc).__name__
+        last = [line for line in text.splitlines() if line.startswith(f"{name}: ")]
+        tail = text.split(f"{name}: ", 1)[-1] if not last else text[text.rindex(f"{name}: ") + len(name) + 2:]
+        return tail.strip()
+    return text
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from xinggan.config import ConfigError, load_config
@@ -123,7 +134,7 @@ def main(argv=None) -> int:
             print(f"finished at iteration {result['iteration']} ({result['stopped']}); "
                   f"checkpoint {trainer.checkpoint_path}")
     except (ConfigError, TrainingError, CheckpointError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {clean_message(exc)}", file=sys.stderr)
         code = 1
     finally:
         if world > 1:

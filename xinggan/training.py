@@ -465,7 +465,7 @@ class Trainer:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-        if resume and self.resume() and self.progress:
+        if resume and self.resume() and self.is_main:
             print(f"resumed from {self.checkpoint_path} at iteration {self.iteration}")
         end = cfg.iterations if max_iterations is None else min(cfg.iterations, max_iterations)
         handlers = {}
