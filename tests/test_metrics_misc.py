@@ -1,0 +1,89 @@
+"""PSNR, L1, PCKh and the protocol steps (8-bit truncation, JPEG round trip, white padding)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
+
+from xinggan.metrics.l1 import l1_distance, to_signed_unit
+from xinggan.metrics.pckh import pckh, pckh_pair
+from xinggan.metrics.protocols import PROTOCOLS, get_protocol, jpeg_roundtrip, pad_white_columns, tensor_to_uint8
+from xinggan.metrics.psnr import psnr
+
+
+def test_psnr_matches_scikit_image():
+    rng = np.random.default_rng(0)
+    gen = rng.integers(0, 256, size=(3, 16, 8, 3), dtype=np.uint8)
+    tgt = rng.integers(0, 256, size=(3, 16, 8, 3), dtype=np.uint8)
+    unit = lambda x: torch.from_numpy(x.astype(np.float32) / np.float32(255)).permute(0, 3, 1, 2)  # noqa: E731
+    ours = psnr(unit(gen), unit(tgt)).numpy()
+    ref = [peak_signal_noise_ratio(t.astype(np.float32) / np.float32(255), g.astype(np.float32) / np.float32(255),
+                                   data_range=1) for g, t in zip(gen, tgt)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-6)
+
+
+def test_l1_in_signed_unit_space():
+    gen = torch.tensor([[[[0, 255]]]], dtype=torch.uint8).expand(1, 3, 1, 2)
+    tgt = torch.tensor([[[[255, 255]]]], dtype=torch.uint8).expand(1, 3, 1, 2)
+    # |-1 - 1| = 2 on half the pixels.
+    assert l1_distance(to_signed_unit(gen), to_signed_unit(tgt)).item() == pytest.approx(1.0)
+
+
+def pose(**joints):
+    kp = np.full((18, 2), -1)
+    for index, yx in joints.items():
+        kp[int(index[1:])] = yx
+    return kp
+
+
+def test_pckh_rule():
+    # Head box from joints 0, 1, 14: height 10 (rows 20..30), width 8 (cols 30..38).
+    target = pose(j0=(20, 34), j1=(30, 34), j14=(22, 38), j15=(22, 30), j2=(35, 20), j3=(50, 20))
+    detected = target.copy()
+    detected[2] = (35 + 4, 20 + 3)    # |dy| 4 < 5, |dx| 3 < 4: correct
+    detected[3] = (50, 20 + 4)        # |dx| = 4 is not < 4: wrong (strict)
+    detected[15] = (-1, -1)           # not detected
+    detected[5] = (40, 40)            # no target joint: not counted
+    assert pckh_pair(detected, target) == (4, 6)
+    # Fewer than 2 head joints in the target: the pair is skipped entirely.
+    lonely = pose(j0=(20, 34), j2=(35, 20))
+    assert pckh_pair(lonely, lonely) is None
+    result = pckh([detected, lonely], [target, lonely])
+    assert result == {"pckh": 4 / 6, "correct": 4, "total": 6, "scored_pairs": 1, "skipped_pairs": 1}
+
+
+def test_tensor_to_uint8_truncates():
+    x = torch.tensor([-1.0, 0.0, 0.999, 1.0, 1.5]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
+    out = tensor_to_uint8(x)
+    assert out.shape == (1, 1, 5, 3) and out.dtype == np.uint8
+    # (0 + 1) / 2 * 255 = 127.5 -> 127; (0.999 + 1) / 2 * 255 = 254.87 -> 254; clipped above.
+    assert out[0, 0, :, 0].tolist() == [0, 127, 254, 255, 255]
+
+
+def test_jpeg_roundtrip_equals_pil_default_save(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(2, 32, 16, 3), dtype=np.uint8)
+    ours = jpeg_roundtrip(images)
+    for image, decoded in zip(images, ours):
+        path = tmp_path / "x.jpg"
+        Image.fromarray(image).save(path)  # PIL's default quality, as the released test code saved
+        np.testing.assert_array_equal(decoded, np.asarray(Image.open(path).convert("RGB")))
+    assert not np.array_equal(ours, images)
+
+
+def test_white_padding():
+    images = np.zeros((1, 4, 3, 3), dtype=np.uint8)
+    padded = pad_white_columns(images, 40)
+    assert padded.shape == (1, 4, 83, 3)
+    assert (padded[:, :, :40] == 255).all() and (padded[:, :, 43:] == 255).all() and (padded[:, :, 40:43] == 0).all()
+
+
+def test_presets():
+    assert set(PROTOCOLS) == {"patn-market", "patn-deepfashion", "gfla"}
+    assert get_protocol("patn-market").default_metrics == ("ssim", "mask_ssim", "is", "mask_is", "pckh")
+    assert get_protocol("patn-deepfashion").pad_columns == 40
+    assert not get_protocol("gfla").jpeg_roundtrip and get_protocol("gfla").ssim.win_size == 51
+    with pytest.raises(ValueError, match="patn-market"):
+        get_protocol("patn")

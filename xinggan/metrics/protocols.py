@@ -1,0 +1,167 @@
+"""Evaluation presets: the PATN protocol of the XingGAN paper and the later GFLA-era protocol.
+
+``patn-market`` / ``patn-deepfashion`` reproduce, step by step, what the released PATN/XingGAN
+scripts did (``tool/getMetrics_market.py``, ``getMetrics_fashion.py``, ``calPCKH_*.py``):
+
+1. generated images were saved as 8-bit by truncation (``uint8((x + 1) / 2 * 255)``) in JPEG at
+   PIL's default quality 75, and every metric read the decoded JPEGs, targets included;
+   :func:`jpeg_roundtrip` repeats that (on by default, a switch turns it off);
+2. DeepFashion only: 40 white columns are added on each side (256 x 176 -> 256 x 256) before
+   SSIM and IS (:func:`pad_white_columns`);
+3. SSIM as scikit-image 0.14.2 computed it (:data:`~xinggan.metrics.ssim.PATN_SSIM`), mask-SSIM
+   with the target pose mask, IS / mask-IS with TensorFlow's 2015 Inception, PCKh from a keypoint
+   CSV.
+
+``gfla`` is the protocol of GFLA, PISE, DPTN, NTED, PIDM and CFLD: FID with torchvision's
+Inception against a real image set, LPIPS (AlexNet, v0.1), SSIM with a 51 x 51 uniform window,
+PSNR, and mask-LPIPS on Market. No JPEG round trip.
+
+``l1`` (mean absolute error in [-1, 1]) is available in every preset, as are the metrics of the
+other presets; a preset fixes the defaults and the settings (SSIM window, FID network), and its
+name is printed beside every number.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .ssim import GFLA_SSIM, PATN_SSIM, SSIMSettings
+
+__all__ = [
+    "ALL_METRICS",
+    "Protocol",
+    "PROTOCOLS",
+    "PAPER_RESULTS",
+    "get_protocol",
+    "tensor_to_uint8",
+    "jpeg_roundtrip",
+    "pad_white_columns",
+    "JPEG_QUALITY",
+]
+
+ALL_METRICS = ("ssim", "mask_ssim", "is", "mask_is", "fid", "lpips", "mask_lpips", "psnr", "pckh", "l1")
+JPEG_QUALITY = 75  # PIL's default, what Image.save(path.jpg) used in the released test code
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One evaluation preset."""
+
+    name: str
+    dataset: str                       # 'market' or 'deepfashion' (or 'any')
+    default_metrics: tuple
+    jpeg_roundtrip: bool               # step 1 of the PATN protocol
+    pad_columns: int                   # white columns added on each side before SSIM and IS
+    ssim: SSIMSettings
+    ssim_input: str                    # 'uint8': values 0..255; 'unit': float32(uint8) / 255
+    fid_network: str                   # 'tf-inception' (torch-fidelity) or 'torchvision'
+    image_size: Optional[tuple]        # (H, W) every image must have, None: any (pairs must agree)
+    description: str
+
+
+PROTOCOLS = {
+    "patn-market": Protocol(
+        name="patn-market",
+        dataset="market",
+        default_metrics=("ssim", "mask_ssim", "is", "mask_is", "pckh"),
+        jpeg_roundtrip=True,
+        pad_columns=0,
+        ssim=PATN_SSIM,
+        ssim_input="uint8",
+        fid_network="tf-inception",
+        image_size=(128, 64),
+        description="PATN/XingGAN Market-1501 protocol (JPEG q75 round trip, skimage-0.14.2 SSIM, "
+                    "TF-Inception IS, pose-masked SSIM/IS, PCKh)",
+    ),
+    "patn-deepfashion": Protocol(
+        name="patn-deepfashion",
+        dataset="deepfashion",
+        default_metrics=("ssim", "is", "pckh"),
+        jpeg_roundtrip=True,
+        pad_columns=40,
+        ssim=PATN_SSIM,
+        ssim_input="uint8",
+        fid_network="tf-inception",
+        image_size=(256, 176),
+        description="PATN/XingGAN DeepFashion protocol (JPEG q75 round trip, 40 white columns per "
+                    "side before SSIM and IS, skimage-0.14.2 SSIM, TF-Inception IS, PCKh)",
+    ),
+    "gfla": Protocol(
+        name="gfla",
+        dataset="any",
+        default_metrics=("fid", "lpips", "ssim", "psnr", "mask_lpips"),
+        jpeg_roundtrip=False,
+        pad_columns=0,
+        ssim=GFLA_SSIM,
+        ssim_input="unit",
+        fid_network="torchvision",
+        image_size=None,
+        description="GFLA-era protocol (torchvision-Inception FID against a real set, LPIPS AlexNet "
+                    "v0.1, SSIM with a 51x51 uniform window, PSNR, mask-LPIPS on Market)",
+    ),
+}
+
+# Reported values, copied from the papers' tables as listed in the project's evaluation spec
+# (DATA_AND_METRICS.md); they are the papers' numbers, not ours. Keyed by preset, then method.
+PAPER_RESULTS = {
+    "patn-market": {
+        "PATN (paper)": {"ssim": 0.311, "is": 3.323, "mask_ssim": 0.811, "mask_is": 3.773},
+        "XingGAN (paper)": {"ssim": 0.313, "is": 3.506, "mask_ssim": 0.816, "mask_is": 3.872, "pckh": 0.93},
+    },
+    "patn-deepfashion": {
+        "PATN (paper)": {"ssim": 0.773, "is": 3.209},
+        "XingGAN (paper)": {"ssim": 0.778, "is": 3.476, "pckh": 0.95},
+    },
+    "gfla": {
+        "NTED (paper, DeepFashion)": {"fid": 8.68, "lpips": 0.175},
+        "PIDM (paper, DeepFashion)": {"fid": 6.37, "lpips": 0.168, "ssim": 0.731},
+        "CFLD (paper, DeepFashion)": {"fid": 6.80, "lpips": 0.152, "ssim": 0.738},
+    },
+}
+
+# Column order of the paper's Table 1 (Market: SSIM, IS, mask-SSIM, mask-IS, PCKh; DeepFashion:
+# SSIM, IS, PCKh), then the later metrics.
+TABLE_ORDER = ("ssim", "is", "mask_ssim", "mask_is", "pckh", "fid", "lpips", "mask_lpips", "psnr", "l1")
+
+
+def get_protocol(name: str) -> Protocol:
+    """The preset called ``name``; an unknown name is an error listing the presets."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ValueError(f"unknown evaluation protocol {name!r}; choose one of {sorted(PROTOCOLS)}") from None
+
+
+def tensor_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generator output in [-1, 1], ``(B, 3, H, W)`` -> uint8 ``(B, H, W, 3)`` by truncation.
+
+    ``uint8((x + 1) / 2 * 255)`` as the released ``tensor2im`` did (values outside [-1, 1]
+    are clipped first).
+    """
+    x = images.detach().to("cpu", torch.float32)
+    x = ((x + 1.0) / 2.0 * 255.0).clamp_(0.0, 255.0)
+    return x.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+
+
+def jpeg_roundtrip(images: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
+    """Encode each uint8 ``(B, H, W, 3)`` image as PIL JPEG at ``quality`` and decode it again."""
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            out[i] = np.asarray(decoded.convert("RGB"))
+    return out
+
+
+def pad_white_columns(images: np.ndarray, columns: int) -> np.ndarray:
+    """Add ``columns`` white (255) columns on each side of uint8 ``(B, H, W, C)`` images."""
+    if columns == 0:
+        return images
+    return np.pad(images, ((0, 0), (0, 0), (columns, columns), (0, 0)), constant_values=255)
