@@ -31,7 +31,8 @@ def test_bce_on_probabilities_is_mean_over_the_whole_map():
     p = torch.rand(2, 256, 8, 4) * 0.98 + 0.01  # a sigmoid output map
     loss = GANLoss("bce")
     assert loss.target_tensor(p, True).shape == p.shape
-    assert torch.all(loss.target_tensor(p, True) == 1) and torch.all(loss.target_tensor(p, False) == 0)
+    assert torch.all(loss.target_tensor(p, True) == 1)
+    assert torch.all(loss.target_tensor(p, False) == 0)
     torch.testing.assert_close(loss(p, True), (-torch.log(p)).mean())
     torch.testing.assert_close(loss(p, False), (-torch.log(1 - p)).mean())
 

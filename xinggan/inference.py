@@ -50,7 +50,9 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
         for title, items in (("missing", missing), ("unexpected", unexpected),
                              ("shape mismatch", wrong_shape)):
             if items:
-                shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
+                shown = items[:20]
+                if len(items) > 20:
+                    shown.append(f"... and {len(items) - 20} more")
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(shown))
         raise CheckpointError("\n".join(lines))
     generator.load_state_dict(weights, strict=True, assign=True)

@@ -116,7 +116,8 @@ def load_vgg19_relu1_2(weights: str = "") -> nn.Sequential:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - unreadable file of any kind
-            raise VGGWeightsError(_missing_weights_message(f"{path}: cannot read ({exc})")) from None
+            raise VGGWeightsError(
+                _missing_weights_message(f"{path}: cannot read ({exc})")) from None
         source = str(path)
     else:
         from torchvision.models import VGG19_Weights

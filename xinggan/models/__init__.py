@@ -23,11 +23,11 @@ __all__ = [
 
 
 def build_generator(cfg) -> XingGenerator:
-    """The XingGAN generator of ``cfg.model``, initialised as released (N(0, init_gain))."""
-    if cfg.model.name != "xinggan":
-        raise NotImplementedError(
-            f"model.name {cfg.model.name!r}: only 'xinggan' networks are provided by this build"
-        )
+    """The generator of ``cfg.model``, initialised as released (N(0, init_gain)).
+
+    ``model.name`` is a label: the ``model.generator`` switches define the network, and the
+    XingGAN++ parts come from the factories ``build_cross_attention`` and ``build_fusion``.
+    """
     generator = XingGenerator(cfg)
     init_generator_weights(generator, cfg.model.init_gain)
     return generator

@@ -49,10 +49,10 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
     floating-point rounding.
     """
     if impl == "sdpa":
-        # (B, 1, N, d): the fused GPU kernels want an explicit head axis.
-        out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1),
-                                             scale=1.0)
-        return out.squeeze(1)
+        # (B, 1, N, d) with a unit-stride last axis: what the fused GPU kernels accept
+        # (otherwise PyTorch falls back to the math path and its N x N matrix).
+        q, k, v = (t.unsqueeze(1).contiguous() for t in (q, k, v))
+        return F.scaled_dot_product_attention(q, k, v, scale=1.0).squeeze(1)
     if impl == "reference":
         energy = torch.bmm(q, k.transpose(1, 2))  # (B, Nq, Nk)
         return torch.bmm(torch.softmax(energy, dim=-1), v)

@@ -65,7 +65,8 @@ class ResnetDiscriminator(nn.Sequential):
             + conv_norm_relu("down1", ndf, 2 * ndf, 3, norm, stride=2, zero_pad=1)
             + conv_norm_relu("down2", 2 * ndf, 4 * ndf, 3, norm, stride=2, zero_pad=1)
         )
-        layers += [(f"block{i + 1}", ResidualBlock(4 * ndf, norm, dropout)) for i in range(n_blocks)]
+        layers += [(f"block{i + 1}", ResidualBlock(4 * ndf, norm, dropout))
+                   for i in range(n_blocks)]
         if head == "patch":  # our option: a 1-channel patch score map
             layers.append(("head", nn.Conv2d(4 * ndf, 1, kernel_size=3, padding=1)))
         if sigmoid:

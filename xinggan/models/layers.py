@@ -46,7 +46,7 @@ def _check_norm(norm: str) -> None:
 def conv_norm_relu(prefix: str, in_channels: int, out_channels: int, kernel_size: int,
                    norm: str, stride: int = 1, reflect_pad: int = 0,
                    zero_pad: int = 0) -> list[tuple[str, nn.Module]]:
-    """[ReflectionPad] -> Conv -> Norm -> ReLU as named layers ``pad_/conv_/norm_/relu_<prefix>``."""
+    """[ReflectionPad] -> Conv -> Norm -> ReLU, named ``pad_/conv_/norm_/relu_<prefix>``."""
     layers: list[tuple[str, nn.Module]] = []
     if reflect_pad:
         layers.append((f"pad_{prefix}", nn.ReflectionPad2d(reflect_pad)))
