@@ -1,0 +1,259 @@
+"""evaluate_folder and scripts/evaluate.py end to end on a tiny synthetic Market-style folder."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from xinggan.data import write_annotations, write_pairs
+from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable, evaluate_folder, generated_stem,
+                                      write_metrics)
+from xinggan.metrics.inception_score import TF_INCEPTION_FILE
+from xinggan.metrics.l1 import l1_distance, to_signed_unit
+from xinggan.metrics.mask import pose_masks
+from xinggan.metrics.protocols import jpeg_roundtrip
+from xinggan.metrics.psnr import psnr
+from xinggan.metrics.ssim import PATN_SSIM, ssim
+
+PAIRS = [
+    ("0001_c1s1_000001_00.jpg", "0001_c2s1_000002_00.jpg"),
+    ("0001_c2s1_000002_00.jpg", "0001_c1s1_000001_00.jpg"),
+    ("0002_c1s1_000101_00.jpg", "0002_c3s1_000102_00.jpg"),
+    ("0002_c3s1_000102_00.jpg", "0002_c1s1_000101_00.jpg"),
+]
+
+
+def smooth_image(rng, height=128, width=64) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.normal(size=(height, width, 3)), sigma=(4, 4, 0))
+    field = (field - field.min()) / (field.max() - field.min()) * 200 + 20 + rng.normal(scale=5, size=field.shape)
+    return np.clip(field, 0, 255).astype(np.uint8)
+
+
+def keypoints(rng) -> np.ndarray:
+    kp = np.stack([rng.integers(5, 120, 18), rng.integers(3, 60, 18)], axis=1)
+    kp[rng.random(18) < 0.2] = -1
+    kp[[0, 1, 14]] = [(15, 30), (30, 32), (12, 27)]  # a head box for PCKh
+    return kp
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no Inception weights here
+    rng = np.random.default_rng(0)
+    targets, generated = tmp_path / "test", tmp_path / "generated"
+    targets.mkdir()
+    generated.mkdir()
+    names = sorted({n for pair in PAIRS for n in pair})
+    for name in names:
+        Image.fromarray(smooth_image(rng)).save(targets / name)
+    for source, target in PAIRS:
+        Image.fromarray(smooth_image(rng)).save(generated / f"{generated_stem(source, target)}.png")
+    pairs_csv = tmp_path / "market-pairs-test.csv"
+    write_pairs(pairs_csv, PAIRS)
+    annotations = {name: keypoints(rng) for name in names}
+    annotations_csv = tmp_path / "market-annotation-test.csv"
+    write_annotations(annotations_csv, annotations)
+    # Detections named after the generated files: exact for the first two pairs, nothing for the others.
+    detected = {}
+    for i, (source, target) in enumerate(PAIRS):
+        detected[f"{generated_stem(source, target)}.png"] = annotations[target] if i < 2 else np.full((18, 2), -1)
+    detected_csv = tmp_path / "detected.csv"
+    write_annotations(detected_csv, detected)
+    return {"root": tmp_path, "generated": generated, "targets": targets, "pairs": pairs_csv,
+            "annotations": annotations_csv, "detected": detected_csv, "keypoints": annotations}
+
+
+def load(path) -> np.ndarray:
+    return np.array(Image.open(path).convert("RGB"))[None]
+
+
+def direct_scores(folder, roundtrip: bool) -> dict:
+    """The same numbers computed pair by pair with the metric functions."""
+    scores = {"ssim": [], "mask_ssim": [], "l1": [], "psnr": []}
+    for source, target in PAIRS:
+        gen = load(folder["generated"] / f"{generated_stem(source, target)}.png")
+        tgt = load(folder["targets"] / target)
+        if roundtrip:
+            gen, tgt = jpeg_roundtrip(gen), jpeg_roundtrip(tgt)
+        g, t = torch.from_numpy(gen).permute(0, 3, 1, 2), torch.from_numpy(tgt).permute(0, 3, 1, 2)
+        mask = torch.from_numpy(pose_masks(folder["keypoints"][target][None], 128, 64))[:, None]
+        scores["ssim"].append(ssim(g, t, PATN_SSIM).item())
+        scores["mask_ssim"].append(ssim(g * mask, t * mask, PATN_SSIM).item())
+        scores["l1"].append(l1_distance(to_signed_unit(g), to_signed_unit(t)).item())
+        scores["psnr"].append(psnr(g.float() / 255, t.float() / 255).item())
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def present_joints(kp) -> int:
+    return int(((kp[:, 0] != -1) & (kp[:, 1] != -1)).sum())
+
+
+def run(folder, **kwargs):
+    arguments = dict(generated_dir=folder["generated"], targets_dir=folder["targets"], pairs_csv=folder["pairs"],
+                     annotations_csv=folder["annotations"], progress=False, batch_size=3,
+                     weights={"allow_download": False})
+    arguments.update(kwargs)
+    return evaluate_folder(**arguments)
+
+
+def test_metrics_that_run_here(folder):
+    results = run(folder, protocol="patn-market", metrics=["ssim", "mask_ssim", "l1", "psnr", "pckh"],
+                  detected_keypoints=folder["detected"])
+    expected = direct_scores(folder, roundtrip=True)
+    for metric in ("ssim", "mask_ssim", "l1", "psnr"):
+        assert results[metric] == pytest.approx(expected[metric], abs=1e-9), metric
+    assert results["mask_ssim"] > results["ssim"]  # masks zero most of both images
+    # Exact detections on pairs 0-1, none on pairs 2-3; every target has a head box.
+    kp = folder["keypoints"]
+    hits = sum(present_joints(kp[t]) for _, t in PAIRS[:2])
+    total = sum(present_joints(kp[t]) for _, t in PAIRS)
+    assert results["pckh"] == pytest.approx(hits / total)
+    assert results["protocol"] == "patn-market" and results["num_pairs"] == 4 and results["skipped"] == {}
+
+
+def test_jpeg_roundtrip_switch(folder):
+    off = run(folder, protocol="patn-market", metrics=["ssim"], jpeg_roundtrip=False)
+    assert off["ssim"] == pytest.approx(direct_scores(folder, roundtrip=False)["ssim"], abs=1e-9)
+    on = run(folder, protocol="patn-market", metrics=["ssim"])
+    assert on["jpeg_roundtrip"] and not off["jpeg_roundtrip"] and on["ssim"] != off["ssim"]
+
+
+def test_default_metrics_that_cannot_run_are_skipped(folder, tmp_path):
+    # 12 pairs (each pair three times): enough for the 10 IS splits, so only the weights are missing.
+    pairs_csv = folder["root"] / "more-pairs.csv"
+    write_pairs(pairs_csv, PAIRS * 3)
+    results = run(folder, protocol="patn-market", pairs_csv=pairs_csv)
+    assert results["num_pairs"] == 12 and "ssim" in results and "mask_ssim" in results
+    assert set(results["skipped"]) == {"is", "mask_is", "pckh"}
+    for metric in ("is", "mask_is"):  # the reason names the file and where it goes
+        assert TF_INCEPTION_FILE in results["skipped"][metric]
+        assert str(folder["root"] / "torch-home") in results["skipped"][metric]
+    assert "detected" in results["skipped"]["pckh"]
+    write_metrics(results, tmp_path / "out" / "metrics.json", tmp_path / "out" / "metrics.md")
+    stored = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert stored["ssim"] == pytest.approx(results["ssim"]) and "is" in stored["skipped"]
+    table = (tmp_path / "out" / "metrics.md").read_text()
+    assert "0.313 (patn-market)" in table and "XingGAN (paper)" in table and "reported" in table
+    assert f"{results['ssim']:.4f} (patn-market)" in table
+
+
+def test_too_few_pairs_for_inception_score(folder):
+    results = run(folder, protocol="patn-market", metrics=None)
+    assert "10 splits" in results["skipped"]["is"]
+
+
+def test_explicit_metric_that_cannot_run_is_an_error(folder):
+    with pytest.raises(MetricUnavailable, match="detected"):
+        run(folder, protocol="patn-market", metrics=["pckh"])
+    with pytest.raises(MetricUnavailable, match="annotations"):
+        run(folder, protocol="patn-market", metrics=["mask_ssim"], annotations_csv=None)
+    with pytest.raises(MetricUnavailable, match="real"):
+        run(folder, protocol="gfla", metrics=["fid"])
+    assert issubclass(MetricUnavailable, RuntimeError)
+    with pytest.raises(ValueError, match="unknown metric"):
+        run(folder, protocol="patn-market", metrics=["ssim", "fidelity"])
+
+
+def test_missing_generated_image_is_named(folder):
+    missing = folder["generated"] / f"{generated_stem(*PAIRS[2])}.png"
+    missing.unlink()
+    with pytest.raises(EvaluationInputError) as error:
+        run(folder, protocol="patn-market", metrics=["ssim"])
+    message = str(error.value)
+    assert "1 of 4 generated images are missing" in message and generated_stem(*PAIRS[2]) in message
+
+
+def test_wrong_size_target_is_named(folder):
+    name = PAIRS[1][1]
+    Image.fromarray(np.zeros((64, 32, 3), dtype=np.uint8)).save(folder["targets"] / name)
+    with pytest.raises(EvaluationInputError) as error:
+        run(folder, protocol="patn-market", metrics=["ssim"])
+    assert name in str(error.value) and "64x32" in str(error.value)
+
+
+def test_extra_generated_files_are_a_warning(folder):
+    Image.fromarray(np.zeros((128, 64, 3), dtype=np.uint8)).save(folder["generated"] / "stray.png")
+    with pytest.warns(UserWarning, match="stray.png"):
+        run(folder, protocol="patn-market", metrics=["l1"])
+
+
+def test_script(folder, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
+    spec = importlib.util.spec_from_file_location("evaluate_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = folder["root"] / "result" / "metrics.json"
+    common = ["--protocol", "patn-market", "--generated", str(folder["generated"]), "--targets",
+              str(folder["targets"]), "--pairs", str(folder["pairs"]), "--annotations", str(folder["annotations"]),
+              "--no-download", "--out", str(out)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert module.main(common + ["--metrics", "ssim,l1", "--no-jpeg-roundtrip"]) == 0
+    printed = capsys.readouterr().out
+    assert "(patn-market)" in printed and out.is_file() and out.with_suffix(".md").is_file()
+    assert json.loads(out.read_text())["jpeg_roundtrip"] is False
+    assert module.main(common + ["--metrics", "is"]) == 2
+    assert "cannot run" in capsys.readouterr().err
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny convolutions run faster on one thread, especially on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # 4 images: singular covariances
+def test_network_metrics_end_to_end_with_untrained_weights(folder, tmp_path, monkeypatch, one_thread):
+    """IS, mask-IS, FID, LPIPS and mask-LPIPS through evaluate_folder, weights loaded from local files.
+
+    Plumbing only, kept fast: the Inception resize target is lowered from 299 to 75 (its smallest input) and the Fréchet
+    distance (a 2048 x 2048 sqrtm, a minute on this CPU) is taken on the first 32 feature
+    dimensions; its arithmetic is pinned in test_metrics_inception.py.
+    """
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torchvision.models import alexnet
+
+    import xinggan.metrics.evaluate as evaluate_module
+    from xinggan.metrics.fid import TorchvisionInception, frechet_distance
+    from xinggan.metrics.inception_score import TFInception
+    from xinggan.metrics.lpips import ALEXNET_FILE
+
+    monkeypatch.setattr(FeatureExtractorInceptionV3, "INPUT_IMAGE_SIZE", 75)
+    monkeypatch.setattr(TorchvisionInception, "input_size", 75)
+    seen = []
+
+    def leading_block_distance(mu1, sigma1, mu2, sigma2):
+        seen.append((mu1.shape, sigma1.shape, mu2.shape, sigma2.shape))
+        return frechet_distance(mu1[:32], sigma1[:32, :32], mu2[:32], sigma2[:32, :32])
+
+    monkeypatch.setattr(evaluate_module, "frechet_distance", leading_block_distance)
+    torch.manual_seed(0)
+    files = {"inception": tmp_path / TF_INCEPTION_FILE, "torchvision_inception": tmp_path / "tv-inception.pth",
+             "alexnet": tmp_path / ALEXNET_FILE}
+    torch.save(TFInception(random_init=True).network.state_dict(), files["inception"])
+    torch.save(TorchvisionInception(random_init=True).network.state_dict(), files["torchvision_inception"])
+    torch.save(alexnet(weights=None).state_dict(), files["alexnet"])
+    weights = {name: str(path) for name, path in files.items()} | {"allow_download": False}
+
+    pairs_csv = folder["root"] / "ten-pairs.csv"
+    write_pairs(pairs_csv, (PAIRS * 3)[:10])
+    patn = run(folder, protocol="patn-market", pairs_csv=pairs_csv, metrics=["is", "mask_is"], weights=weights)
+    assert patn["is"] >= 1.0 and patn["mask_is"] >= 1.0 and np.isfinite(patn["is_std"])
+
+    cache = tmp_path / "fid-cache"
+    gfla = run(folder, protocol="gfla", real_dir=folder["targets"], weights=weights, cache_dir=cache)
+    assert gfla["skipped"] == {}
+    assert gfla["fid"] > 0 and gfla["lpips"] > 0 and 0 < gfla["mask_lpips"] < gfla["lpips"]
+    assert len(list(cache.glob("real-gfla-torchvision-128x64-*.npz"))) == 1
+    assert seen == [((2048,), (2048, 2048), (2048,), (2048, 2048))]

@@ -1,0 +1,448 @@
+"""Score a folder of generated images against the targets under one evaluation preset.
+
+``evaluate_folder`` pairs every (source, target) row of a pairs CSV with the generated file whose
+stem is ``<source stem>___<target stem>`` (png or jpg) and the target image ``targets_dir/<target>``,
+checks them all up front (missing or unreadable files, sizes), then streams the pairs in batches
+through the preset's steps (:mod:`xinggan.metrics.protocols`) and metrics, keeping only per-pair
+scores, Inception logits and running FID sums in memory. ``write_metrics`` writes
+``metrics.json`` and a ``metrics.md`` table in the paper's layout with the papers' reported numbers
+beside ours and the preset name beside every number.
+
+A default metric that cannot run here (no weights, no keypoints, no real set) is listed in
+``skipped`` with the reason; a metric asked for explicitly that cannot run raises
+:class:`MetricUnavailable`, which says what to provide.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data import read_annotations, read_pairs
+from .fid import RunningStatistics, TorchvisionInception, frechet_distance, real_statistics
+from .inception_score import TFInception, inception_score_from_logits
+from .l1 import l1_distance, to_signed_unit
+from .lpips import LPIPSAlex
+from .mask import pose_masks
+from .pckh import pckh
+from .protocols import ALL_METRICS, PAPER_RESULTS, TABLE_ORDER, Protocol, get_protocol, pad_white_columns
+from .protocols import jpeg_roundtrip as roundtrip_images
+from .psnr import psnr
+from .ssim import ssim
+from .weights import MetricWeights, WeightsUnavailable
+
+__all__ = ["MetricUnavailable", "EvaluationInputError", "evaluate_folder", "write_metrics", "format_table"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+PAIR_SEPARATOR = "___"
+_SHOW = 5  # how many offending files an error lists
+_MASK_METRICS = ("mask_ssim", "mask_is", "mask_lpips")
+_LABELS = {"ssim": "SSIM", "is": "IS", "mask_ssim": "mask-SSIM", "mask_is": "mask-IS", "pckh": "PCKh",
+           "fid": "FID", "lpips": "LPIPS", "mask_lpips": "mask-LPIPS", "psnr": "PSNR", "l1": "L1"}
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric asked for explicitly cannot be computed; the message says what to provide."""
+
+
+class EvaluationInputError(ValueError):
+    """Generated/target images or keypoint files are missing, unreadable or inconsistent."""
+
+
+def _listing(items: Sequence[str], total: int) -> str:
+    shown = "\n  ".join(items[:_SHOW])
+    more = f"\n  ... and {total - _SHOW} more" if total > _SHOW else ""
+    return f"\n  {shown}{more}"
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _strip_image_name(name: str) -> str:
+    """``'x.jpg'`` -> ``'x'``; also drops the ``_vis`` suffix and extensions of older result names."""
+    changed = True
+    while changed:
+        changed = False
+        for suffix in IMAGE_EXTENSIONS + ("_vis",):
+            if name.lower().endswith(suffix):
+                name, changed = name[: -len(suffix)], True
+    return name
+
+
+def generated_stem(source: str, target: str) -> str:
+    """Stem of the generated image of pair (source, target): ``<source stem>___<target stem>``."""
+    return f"{Path(source).stem}{PAIR_SEPARATOR}{Path(target).stem}"
+
+
+def _match_generated(generated_dir: Path, pairs: list, pairs_csv) -> list[Path]:
+    if not generated_dir.is_dir():
+        raise EvaluationInputError(f"generated images folder {generated_dir} does not exist")
+    by_stem: dict[str, Path] = {}
+    for path in _image_files(generated_dir):
+        if path.stem in by_stem:
+            raise EvaluationInputError(f"{generated_dir}: two generated images for one pair: "
+                                       f"{by_stem[path.stem].name} and {path.name}")
+        by_stem[path.stem] = path
+    found, missing = [], []
+    for line, (source, target) in enumerate(pairs, start=2):
+        stem = generated_stem(source, target)
+        if stem in by_stem:
+            found.append(by_stem[stem])
+        else:
+            missing.append(f"{stem}.png|.jpg  (pair {source},{target} on line {line} of {pairs_csv})")
+    if missing:
+        raise EvaluationInputError(f"{len(missing)} of {len(pairs)} generated images are missing in "
+                                   f"{generated_dir}:" + _listing(missing, len(missing)))
+    extra = sorted(set(by_stem) - {p.stem for p in found})
+    if extra:
+        warnings.warn(f"{len(extra)} image(s) in {generated_dir} belong to no pair of {pairs_csv} and are "
+                      f"ignored:" + _listing([by_stem[s].name for s in extra], len(extra)), stacklevel=3)
+    return found
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        width, height = image.size
+    return height, width
+
+
+def _check_images(generated: list[Path], targets: list[Path], protocol: Protocol) -> tuple[int, int]:
+    """Every file readable, every target the size of its generated image (and of the preset)."""
+    missing = [str(t) for t in targets if not t.is_file()]
+    if missing:
+        raise EvaluationInputError(f"{len(missing)} target image(s) are missing:" + _listing(missing, len(missing)))
+    unreadable, mismatched = [], []
+    sizes = {}
+    for path in dict.fromkeys(generated + targets):
+        try:
+            sizes[path] = _image_size(path)
+        except Exception as error:  # PIL raises several types for broken files
+            unreadable.append(f"{path}: {type(error).__name__}: {error}")
+    if unreadable:
+        raise EvaluationInputError(f"{len(unreadable)} image file(s) cannot be read:" +
+                                   _listing(unreadable, len(unreadable)))
+    for gen, tgt in zip(generated, targets):
+        gh, gw = sizes[gen]
+        th, tw = sizes[tgt]
+        if protocol.image_size is not None and (th, tw) != tuple(protocol.image_size):
+            mismatched.append(f"target {tgt} is {th}x{tw}, preset {protocol.name} expects "
+                              f"{protocol.image_size[0]}x{protocol.image_size[1]} (generated {gen.name} is {gh}x{gw})")
+        elif (gh, gw) != (th, tw):
+            mismatched.append(f"target {tgt} is {th}x{tw} but generated {gen} is {gh}x{gw}")
+    if mismatched:
+        raise EvaluationInputError(f"{len(mismatched)} pair(s) have images of the wrong size (HxW):" +
+                                   _listing(mismatched, len(mismatched)))
+    shapes = {sizes[t] for t in targets}
+    if len(shapes) > 1:
+        raise EvaluationInputError(f"targets have several sizes {sorted(shapes)}; a folder is scored at one size")
+    return shapes.pop()
+
+
+def _load_rgb(paths: Iterable[Path]) -> np.ndarray:
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                images.append(np.asarray(image.convert("RGB")))
+        except Exception as error:
+            raise EvaluationInputError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from None
+    return np.stack(images)
+
+
+def _to_tensor(images: np.ndarray, device) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> uint8 (B, 3, H, W) on device."""
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
+
+
+def _detections_by_pair(detected_csv, pairs: list) -> list[np.ndarray]:
+    """Detected keypoints per pair; rows are named after the generated images (any extension)."""
+    table = read_annotations(detected_csv)
+    by_pair = {}
+    for name in table:
+        parts = Path(name).name.split(PAIR_SEPARATOR)
+        if len(parts) == 2:
+            by_pair[(_strip_image_name(parts[0]), _strip_image_name(parts[1]))] = table[name]
+    rows, missing = [], []
+    for source, target in pairs:
+        key = (_strip_image_name(source), _strip_image_name(target))
+        if key in by_pair:
+            rows.append(by_pair[key])
+        else:
+            missing.append(generated_stem(source, target))
+    if missing:
+        raise EvaluationInputError(f"{detected_csv}: no detected keypoints for {len(missing)} of {len(pairs)} "
+                                   f"generated images (rows are named after the generated files):" +
+                                   _listing(missing, len(missing)))
+    return rows
+
+
+def _target_keypoints(annotations_csv, pairs: list) -> np.ndarray:
+    table = read_annotations(annotations_csv)
+    missing = sorted({t for _, t in pairs if t not in table})
+    if missing:
+        raise EvaluationInputError(f"{annotations_csv}: no keypoints for {len(missing)} target image(s):" +
+                                   _listing(missing, len(missing)))
+    return np.stack([table[t] for _, t in pairs])
+
+
+def _resolve_metrics(protocol: Protocol, metrics: Optional[Sequence[str]]) -> tuple[list, bool]:
+    if metrics is None:
+        return list(protocol.default_metrics), False
+    names = [m.strip().lower().replace("-", "_") for m in metrics if m.strip()]
+    unknown = [m for m in names if m not in ALL_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; available: {list(ALL_METRICS)}")
+    return list(dict.fromkeys(names)), True
+
+
+def evaluate_folder(
+    protocol: str,
+    generated_dir: Union[str, Path],
+    targets_dir: Union[str, Path],
+    pairs_csv: Union[str, Path],
+    annotations_csv: Union[str, Path, None] = None,
+    metrics: Optional[Sequence[str]] = None,
+    jpeg_roundtrip: Optional[bool] = None,
+    detected_keypoints: Union[str, Path, None] = None,
+    real_dir: Union[str, Path, None] = None,
+    weights: Union[MetricWeights, dict, None] = None,
+    device: Union[str, torch.device] = "cpu",
+    batch_size: int = 64,
+    progress: bool = True,
+    cache_dir: Union[str, Path, None] = None,
+) -> dict:
+    """Compute the preset's metrics (or ``metrics``) for a folder of generated images.
+
+    Returns ``{'protocol', 'num_pairs', 'jpeg_roundtrip', <metric>: value ..., 'skipped': {metric:
+    reason}, 'details': {...}}``. ``jpeg_roundtrip=None`` follows the preset. ``annotations_csv``
+    (target keypoints) enables the mask metrics and PCKh; ``detected_keypoints`` (keypoints detected
+    on the generated images, annotation format, rows named after the generated files) enables PCKh;
+    ``real_dir`` (real images) enables FID. ``weights``: :class:`MetricWeights` or a dict of its fields.
+    """
+    preset = get_protocol(protocol)
+    requested, explicit = _resolve_metrics(preset, metrics)
+    roundtrip = preset.jpeg_roundtrip if jpeg_roundtrip is None else bool(jpeg_roundtrip)
+    if isinstance(weights, dict):
+        weights = MetricWeights(**weights)
+    weights = weights or MetricWeights()
+    device = torch.device(device)
+    generated_dir, targets_dir = Path(generated_dir), Path(targets_dir)
+
+    pairs = read_pairs(pairs_csv)
+    if not pairs:
+        raise EvaluationInputError(f"{pairs_csv}: no pairs")
+    generated = _match_generated(generated_dir, pairs, pairs_csv)
+    targets = [targets_dir / target for _, target in pairs]
+    height, width = _check_images(generated, targets, preset)
+
+    skipped: dict[str, str] = {}
+
+    def unavailable(metric: str, reason: str) -> None:
+        if explicit:
+            raise MetricUnavailable(f"metric {metric!r} (preset {preset.name}) cannot run: {reason}")
+        skipped[metric] = reason
+
+    # Keypoints.
+    target_kp = None
+    if any(m in requested for m in _MASK_METRICS + ("pckh",)):
+        if annotations_csv is None:
+            for m in [m for m in requested if m in _MASK_METRICS + ("pckh",)]:
+                unavailable(m, "needs the target keypoints: pass annotations_csv (--annotations) in the "
+                               "annotation format (name: [y...]: [x...])")
+        else:
+            target_kp = _target_keypoints(annotations_csv, pairs)
+    detections = None
+    if "pckh" in requested and "pckh" not in skipped:
+        if detected_keypoints is None:
+            unavailable("pckh", "needs keypoints detected on the generated images: pass detected_keypoints "
+                                "(--detected-keypoints), an annotation-format CSV with one row per generated image")
+        else:
+            detections = _detections_by_pair(detected_keypoints, pairs)
+    if "fid" in requested and real_dir is None:
+        unavailable("fid", "needs a folder of real images for the reference statistics: pass real_dir (--real)")
+    for m in ("is", "mask_is"):
+        if m in requested and m not in skipped and len(pairs) < 10:
+            unavailable(m, f"needs at least 10 images for its 10 splits, got {len(pairs)}")
+
+    # Networks.
+    inception = tv_inception = lpips_net = None
+    tf_features = []
+    if any(m in requested and m not in skipped for m in ("is", "mask_is")):
+        tf_features.append("logits_unbiased")
+    if "fid" in requested and "fid" not in skipped and preset.fid_network == "tf-inception":
+        tf_features.append("2048")
+    if tf_features:
+        try:
+            inception = TFInception(tuple(tf_features), weights.inception, weights.allow_download).to(device)
+        except WeightsUnavailable as error:
+            for m in ("is", "mask_is", "fid"):
+                if m in requested and m not in skipped and (m != "fid" or "2048" in tf_features):
+                    unavailable(m, str(error))
+    if "fid" in requested and "fid" not in skipped and preset.fid_network == "torchvision":
+        try:
+            tv_inception = TorchvisionInception(weights.torchvision_inception, weights.allow_download).to(device)
+        except WeightsUnavailable as error:
+            unavailable("fid", str(error))
+    if any(m in requested and m not in skipped for m in ("lpips", "mask_lpips")):
+        try:
+            lpips_net = LPIPSAlex(weights.alexnet, allow_download=weights.allow_download).to(device)
+        except WeightsUnavailable as error:
+            for m in ("lpips", "mask_lpips"):
+                if m in requested and m not in skipped:
+                    unavailable(m, str(error))
+    active = [m for m in requested if m not in skipped]
+
+    def fid_features(images_u8: torch.Tensor) -> torch.Tensor:
+        if tv_inception is not None:
+            return tv_inception(images_u8)
+        return inception(images_u8)["2048"]
+
+    # Stream the pairs.
+    per_pair = {m: [] for m in ("ssim", "mask_ssim", "lpips", "mask_lpips", "psnr", "l1") if m in active}
+    logits = {m: [] for m in ("is", "mask_is") if m in active}
+    fake_stats = RunningStatistics() if "fid" in active else None
+    need_masks = any(m in active for m in _MASK_METRICS)
+    image_metrics = [m for m in active if m != "pckh"]
+    pad = preset.pad_columns
+    from tqdm import tqdm
+
+    starts = range(0, len(pairs), batch_size) if image_metrics else range(0)
+    with torch.no_grad():
+        for start in tqdm(starts, desc=f"evaluate [{preset.name}]", unit="batch", disable=not progress):
+            stop = min(start + batch_size, len(pairs))
+            gen = _load_rgb(generated[start:stop])
+            tgt = _load_rgb(targets[start:stop])
+            if roundtrip:
+                gen, tgt = roundtrip_images(gen), roundtrip_images(tgt)
+            gen_t, tgt_t = _to_tensor(gen, device), _to_tensor(tgt, device)
+            gen_pad = _to_tensor(pad_white_columns(gen, pad), device) if pad else gen_t
+            tgt_pad = _to_tensor(pad_white_columns(tgt, pad), device) if pad else tgt_t
+            if need_masks:
+                kp = target_kp[start:stop].astype(np.float64)
+                masks = torch.from_numpy(pose_masks(kp, height, width)).to(device)[:, None]
+                if pad:
+                    kp_pad = kp.copy()
+                    kp_pad[..., 1] = np.where(kp[..., 1] != -1, kp[..., 1] + pad, -1)
+                    masks_pad = torch.from_numpy(pose_masks(kp_pad, height, width + 2 * pad)).to(device)[:, None]
+                else:
+                    masks_pad = masks
+
+            def ssim_input(x: torch.Tensor) -> torch.Tensor:
+                return x if preset.ssim_input == "uint8" else x.to(torch.float32) / 255.0
+
+            if "ssim" in per_pair:
+                per_pair["ssim"].append(ssim(ssim_input(gen_pad), ssim_input(tgt_pad), preset.ssim).cpu())
+            if "mask_ssim" in per_pair:
+                per_pair["mask_ssim"].append(ssim(ssim_input(gen_pad * masks_pad), ssim_input(tgt_pad * masks_pad),
+                                                  preset.ssim).cpu())
+            if "is" in logits:
+                logits["is"].append(inception(gen_pad)["logits_unbiased"].to(torch.float32))
+            if "mask_is" in logits:
+                logits["mask_is"].append(inception(gen_pad * masks_pad)["logits_unbiased"].to(torch.float32))
+            if fake_stats is not None:
+                fake_stats.add(fid_features(gen_t))
+            if "lpips" in per_pair or "mask_lpips" in per_pair:
+                gen_s, tgt_s = to_signed_unit(gen_t), to_signed_unit(tgt_t)
+                if "lpips" in per_pair:
+                    per_pair["lpips"].append(lpips_net(gen_s, tgt_s))
+                if "mask_lpips" in per_pair:
+                    per_pair["mask_lpips"].append(lpips_net(gen_s * masks, tgt_s * masks))
+            if "psnr" in per_pair:
+                unit = (gen_t.to(torch.float32) / 255.0, tgt_t.to(torch.float32) / 255.0)
+                per_pair["psnr"].append(psnr(*unit).cpu())
+            if "l1" in per_pair:
+                per_pair["l1"].append(l1_distance(to_signed_unit(gen_t), to_signed_unit(tgt_t)).cpu())
+
+    results: dict = {"protocol": preset.name, "num_pairs": len(pairs), "jpeg_roundtrip": roundtrip}
+    details: dict = {}
+    for metric, scores in per_pair.items():
+        results[metric] = float(torch.cat(scores).mean())
+    for metric, parts in logits.items():
+        mean, std = inception_score_from_logits(torch.cat(parts).numpy())
+        results[metric], results[f"{metric}_std"] = mean, std
+    if fake_stats is not None:
+        real_paths = _image_files(Path(real_dir)) if Path(real_dir).is_dir() else []
+        if len(real_paths) < 2:
+            raise EvaluationInputError(f"real images folder {real_dir} has fewer than 2 images")
+        real_height, real_width = _image_size(real_paths[0])
+
+        def extract(paths: Sequence[Path]) -> torch.Tensor:
+            images = _load_rgb(paths)
+            if images.shape[1:3] != (real_height, real_width):
+                raise EvaluationInputError(f"{real_dir}: real images have different sizes "
+                                           f"(first {real_paths[0].name} is {real_height}x{real_width})")
+            if roundtrip:
+                images = roundtrip_images(images)
+            return fid_features(_to_tensor(images, device))
+
+        mu_real, sigma_real = real_statistics(real_paths, preset.name, preset.fid_network,
+                                              (real_height, real_width), extract, batch_size,
+                                              cache_dir, progress)
+        mu_fake, sigma_fake = fake_stats.statistics()
+        results["fid"] = frechet_distance(mu_fake, sigma_fake, mu_real, sigma_real)
+        details["fid_real_images"] = len(real_paths)
+        details["fid_network"] = preset.fid_network
+    if "pckh" in active:
+        scored = pckh(detections, target_kp)
+        results["pckh"] = scored["pckh"]
+        details["pckh"] = {k: v for k, v in scored.items() if k != "pckh"}
+    if "ssim" in active or "mask_ssim" in active:
+        details["ssim_settings"] = preset.ssim.name
+    results["skipped"] = skipped
+    results["details"] = details
+    return results
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
+
+
+def format_table(results: dict) -> str:
+    """Markdown table: the papers' reported numbers and ours, preset name beside every number."""
+    name = results["protocol"]
+    preset = get_protocol(name)
+    paper = PAPER_RESULTS.get(name, {})
+    shown = set(preset.default_metrics) | {m for m in ALL_METRICS if m in results}
+    columns = [m for m in TABLE_ORDER if m in shown]
+    lines = ["| method | " + " | ".join(_LABELS[m] for m in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for method, values in paper.items():
+        cells = [f"{values[m]:g} ({name})" if m in values else "–" for m in columns]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    cells = [f"{_fmt(results[m])} ({name})" if m in results else "skipped" if m in results.get("skipped", {})
+             else "–" for m in columns]
+    lines.append("| ours | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_metrics(results: dict, out_json: Union[str, Path], out_md: Union[str, Path, None] = None) -> None:
+    """Write ``metrics.json`` and, when ``out_md`` is given, the ``metrics.md`` table."""
+    out_json = Path(out_json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    if out_md is None:
+        return
+    preset = get_protocol(results["protocol"])
+    text = [f"# Evaluation: preset `{preset.name}`", "",
+            f"{preset.description}.", "",
+            f"{results['num_pairs']} pairs; JPEG round trip {'on' if results.get('jpeg_roundtrip') else 'off'}."
+            + (f" SSIM: {results['details']['ssim_settings']}." if results.get("details", {}).get("ssim_settings") else ""),
+            "", format_table(results), "",
+            "Rows marked (paper) are the values reported in the papers' tables (as listed in the project's "
+            "evaluation spec), not recomputed here; the name in parentheses is the preset (protocol) each number belongs to."]
+    if results.get("skipped"):
+        text += ["", "Skipped metrics:"]
+        text += [f"- {_LABELS.get(m, m)}: {reason}" for m, reason in results["skipped"].items()]
+    Path(out_md).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_md).write_text("\n".join(text) + "\n", encoding="utf-8")
