@@ -195,7 +195,11 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.g_train = DDP(self.generator, device_ids=ids)
+            g = cfg.model.generator
+            # ablations that leave parameters out of the graph (e.g. the last block's shape
+            # update when no fusion head reads the shape code) need DDP's unused-parameter scan
+            unused = not (g.fusion and g.appearance_update and g.shape_update)
+            self.g_train = DDP(self.generator, device_ids=ids, find_unused_parameters=unused)
             self.shape_d_train = DDP(self.shape_d, device_ids=ids)
             self.appearance_d_train = DDP(self.appearance_d, device_ids=ids)
         if cfg.train.compile:
