@@ -99,15 +99,17 @@ def test_cross_attention_shape_check():
         attn(torch.randn(1, 16, 4, 4), torch.randn(1, 16, 4, 2))
 
 
-@pytest.mark.parametrize("override", [
-    "model.generator.scales=[1,2]",
-    "model.generator.enhanced_attention=true",
-    "model.generator.dense_fusion=true",
+@pytest.mark.parametrize("override, scales", [
+    ("model.generator.scales=[1,2]", (1, 2)),
+    ("model.generator.enhanced_attention=true", (1,)),
 ])
-def test_xingganpp_settings_not_built_yet(repo_root, override):
+def test_factory_builds_xingganpp_attention(repo_root, override, scales):
+    from xinggan.models.multiscale_attention import MultiScaleCrossAttention
+
     cfg = load_config(repo_root / "configs" / "market.yaml", [override])
-    with pytest.raises(NotImplementedError, match="XingGAN\\+\\+"):
-        build_cross_attention(cfg.model.generator, 256, (32, 16))
+    attn = build_cross_attention(cfg.model.generator, 256, (32, 16))
+    assert isinstance(attn, MultiScaleCrossAttention)
+    assert tuple(attn.scales) == scales
 
 
 def test_factory_builds_released_projections(repo_root):

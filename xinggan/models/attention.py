@@ -111,12 +111,12 @@ def build_cross_attention(gen_cfg, channels: int, grid_hw: tuple[int, int]) -> n
     ``grid_hw`` is the (h, w) feature grid the module will see; the windowed attention of
     XingGAN++ needs it to size its windows.
     """
-    if tuple(gen_cfg.scales) != (1,) or gen_cfg.enhanced_attention or gen_cfg.dense_fusion:
-        raise NotImplementedError(
-            "multi-scale attention (scales != [1]), enhanced_attention and dense_fusion are "
-            "XingGAN++ extensions that this build does not provide yet; use scales: [1], "
-            "enhanced_attention: false, dense_fusion: false for XingGAN"
-        )
+    # imported here: the multi-scale module builds on this one
+    from xinggan.models.multiscale_attention import (build_multiscale_attention,
+                                                      uses_multiscale_attention)
+
+    if uses_multiscale_attention(gen_cfg):  # XingGAN++: windows at several scales, EA
+        return build_multiscale_attention(gen_cfg, channels, grid_hw)
     del grid_hw  # global attention works on any grid
     return CrossAttention(channels, gen_cfg.qk_reduction, gen_cfg.attention_impl,
                           gen_cfg.attention_chunk)
@@ -130,7 +130,11 @@ def set_attention_impl(model: nn.Module, impl: str, chunk: int | None = None) ->
     """
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
-    for m in _modules_of(model, CrossAttention):
+    from xinggan.models.multiscale_attention import MultiScaleCrossAttention
+
+    for m in model.modules():
+        if not isinstance(m, (CrossAttention, MultiScaleCrossAttention)):
+            continue
         m.impl = impl
         if chunk is not None:
             m.chunk = chunk

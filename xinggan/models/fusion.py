@@ -120,13 +120,13 @@ def build_fusion(cfg, appearance_channels: int, shape_channels: int,
     dense fusion of XingGAN++.
     """
     gen = cfg.model.generator
-    if gen.dense_fusion:
-        raise NotImplementedError(
-            "dense_fusion is a XingGAN++ extension that this build does not provide yet; "
-            "use dense_fusion: false for XingGAN's co-attention fusion"
-        )
-    del block_channels
     if not gen.fusion:
         return None
+    if gen.dense_fusion:  # XingGAN++: every block's codes feed the fusion maps
+        from xinggan.models.dense_fusion import DenseCoAttentionFusion
+
+        return DenseCoAttentionFusion(appearance_channels, shape_channels, gen.ngf,
+                                      cfg.model.norm, gen.num_candidates, list(block_channels),
+                                      gen.dense_channels)
     return CoAttentionFusion(appearance_channels + shape_channels, gen.ngf, cfg.model.norm,
                              gen.num_candidates)
