@@ -93,10 +93,14 @@ def test_dense_fusion_with_zero_dense_weights_is_xinggan_fusion():
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     # and the dense stack is really read: non-zero dense weights change the fusion maps
     with torch.no_grad():
+        dense.fusion.to_maps.weight.normal_(0, 1.0)  # maps far from uniform
         maps_before = dense(image, sp, tp, return_details=True)[1]["maps"]
         for p in dense.fusion.stage_compressions.parameters():
             p.normal_(0, 0.5)
-        dense.fusion.up1.weight.normal_(0, 0.05)
+        w = dense.fusion.up1.weight  # ConvTranspose: (in, out, k, k); zeroed rows read the stages
+        dense_rows = w.flatten(1).abs().sum(1) == 0
+        assert dense_rows.sum() == 2 * 4  # 2 blocks x 4 dense channels
+        w[dense_rows] = torch.randn_like(w[dense_rows]) * 0.5
         maps_after = dense(image, sp, tp, return_details=True)[1]["maps"]
     assert (maps_after - maps_before).abs().max() > 1e-3
 
