@@ -16,7 +16,7 @@ from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable, e
 from xinggan.metrics.inception_score import TF_INCEPTION_FILE
 from xinggan.metrics.l1 import l1_distance, to_signed_unit
 from xinggan.metrics.mask import pose_masks
-from xinggan.metrics.protocols import jpeg_roundtrip
+from xinggan.metrics.protocols import jpeg_roundtrip, released_8bit
 from xinggan.metrics.psnr import psnr
 from xinggan.metrics.ssim import PATN_SSIM, ssim
 
@@ -79,7 +79,7 @@ def direct_scores(folder, roundtrip: bool) -> dict:
         gen = load(folder["generated"] / f"{generated_stem(source, target)}.png")
         tgt = load(folder["targets"] / target)
         if roundtrip:
-            gen, tgt = jpeg_roundtrip(gen), jpeg_roundtrip(tgt)
+            gen, tgt = jpeg_roundtrip(gen), jpeg_roundtrip(released_8bit(tgt))
         g, t = torch.from_numpy(gen).permute(0, 3, 1, 2), torch.from_numpy(tgt).permute(0, 3, 1, 2)
         mask = torch.from_numpy(pose_masks(folder["keypoints"][target][None], 128, 64))[:, None]
         scores["ssim"].append(ssim(g, t, PATN_SSIM).item())
@@ -121,6 +121,28 @@ def test_jpeg_roundtrip_switch(folder):
     assert off["ssim"] == pytest.approx(direct_scores(folder, roundtrip=False)["ssim"], abs=1e-9)
     on = run(folder, protocol="patn-market", metrics=["ssim"])
     assert on["jpeg_roundtrip"] and not off["jpeg_roundtrip"] and on["ssim"] != off["ssim"]
+
+
+def test_generated_jpegs_are_not_encoded_twice(folder):
+    for png in sorted(folder["generated"].glob("*.png")):
+        Image.open(png).save(png.with_suffix(".jpg"))  # step 1 done by the test script
+        png.unlink()
+    results = run(folder, protocol="patn-market", metrics=["ssim"])
+    expected = []
+    for source, target in PAIRS:
+        gen = load(folder["generated"] / f"{generated_stem(source, target)}.jpg")
+        tgt = jpeg_roundtrip(released_8bit(load(folder["targets"] / target)))
+        as_tensor = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2)  # noqa: E731
+        expected.append(ssim(as_tensor(gen), as_tensor(tgt), PATN_SSIM).item())
+    assert results["ssim"] == pytest.approx(np.mean(expected), abs=1e-9)
+
+
+def test_unreadable_file_is_named(folder):
+    broken = folder["generated"] / f"{generated_stem(*PAIRS[3])}.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(EvaluationInputError) as error:
+        run(folder, protocol="patn-market", metrics=["ssim"])
+    assert "1 image file(s) cannot be read" in str(error.value) and broken.name in str(error.value)
 
 
 def test_default_metrics_that_cannot_run_are_skipped(folder, tmp_path):

@@ -9,7 +9,8 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from xinggan.metrics.l1 import l1_distance, to_signed_unit
 from xinggan.metrics.pckh import pckh, pckh_pair
-from xinggan.metrics.protocols import PROTOCOLS, get_protocol, jpeg_roundtrip, pad_white_columns, tensor_to_uint8
+from xinggan.metrics.protocols import (PROTOCOLS, get_protocol, jpeg_roundtrip, pad_white_columns, released_8bit,
+                                      tensor_to_uint8)
 from xinggan.metrics.psnr import psnr
 
 
@@ -60,6 +61,20 @@ def test_tensor_to_uint8_truncates():
     assert out.shape == (1, 1, 5, 3) and out.dtype == np.uint8
     # (0 + 1) / 2 * 255 = 127.5 -> 127; (0.999 + 1) / 2 * 255 = 254.87 -> 254; clipped above.
     assert out[0, 0, :, 0].tolist() == [0, 127, 254, 255, 255]
+
+
+def test_released_8bit_conversion_of_targets():
+    """Dataset image -> ToTensor -> Normalize(0.5, 0.5) -> tensor2im, as the released test code did."""
+    from torchvision import transforms
+
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    image = Image.fromarray(np.stack([values] * 3, axis=2))
+    tensor = transforms.Normalize((0.5,) * 3, (0.5,) * 3)(transforms.ToTensor()(image))
+    expected = ((np.transpose(tensor.numpy(), (1, 2, 0)) + 1) / 2.0 * 255.0).astype(np.uint8)
+    ours = released_8bit(np.asarray(image))
+    np.testing.assert_array_equal(ours, expected)
+    changed = np.unique(np.asarray(image)[ours != np.asarray(image)])
+    assert changed.tolist() == list(range(1, 64))  # float32 rounding pulls 1..63 down by one
 
 
 def test_jpeg_roundtrip_equals_pil_default_save(tmp_path):

@@ -31,7 +31,8 @@ from .l1 import l1_distance, to_signed_unit
 from .lpips import LPIPSAlex
 from .mask import pose_masks
 from .pckh import pckh
-from .protocols import ALL_METRICS, PAPER_RESULTS, TABLE_ORDER, Protocol, get_protocol, pad_white_columns
+from .protocols import (ALL_METRICS, PAPER_RESULTS, TABLE_ORDER, Protocol, get_protocol, pad_white_columns,
+                        released_8bit)
 from .protocols import jpeg_roundtrip as roundtrip_images
 from .psnr import psnr
 from .ssim import ssim
@@ -40,6 +41,7 @@ from .weights import MetricWeights, WeightsUnavailable
 __all__ = ["MetricUnavailable", "EvaluationInputError", "evaluate_folder", "write_metrics", "format_table"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+JPEG_SUFFIXES = (".jpg", ".jpeg")
 PAIR_SEPARATOR = "___"
 _SHOW = 5  # how many offending files an error lists
 _MASK_METRICS = ("mask_ssim", "mask_is", "mask_lpips")
@@ -221,7 +223,9 @@ def evaluate_folder(
     """Compute the preset's metrics (or ``metrics``) for a folder of generated images.
 
     Returns ``{'protocol', 'num_pairs', 'jpeg_roundtrip', <metric>: value ..., 'skipped': {metric:
-    reason}, 'details': {...}}``. ``jpeg_roundtrip=None`` follows the preset. ``annotations_csv``
+    reason}, 'details': {...}}``. ``jpeg_roundtrip=None`` follows the preset; when on, targets get
+    the released pipeline's 8-bit conversion and a JPEG q75 round trip, generated PNGs the JPEG
+    round trip, generated JPEGs are used as they are (they already are step 1's output). ``annotations_csv``
     (target keypoints) enables the mask metrics and PCKh; ``detected_keypoints`` (keypoints detected
     on the generated images, annotation format, rows named after the generated files) enables PCKh;
     ``real_dir`` (real images) enables FID. ``weights``: :class:`MetricWeights` or a dict of its fields.
@@ -319,8 +323,11 @@ def evaluate_folder(
             stop = min(start + batch_size, len(pairs))
             gen = _load_rgb(generated[start:stop])
             tgt = _load_rgb(targets[start:stop])
-            if roundtrip:
-                gen, tgt = roundtrip_images(gen), roundtrip_images(tgt)
+            if roundtrip:  # step 1 of the PATN protocol (see protocols.py)
+                tgt = roundtrip_images(released_8bit(tgt))
+                lossless = [i for i, p in enumerate(generated[start:stop]) if p.suffix.lower() not in JPEG_SUFFIXES]
+                if lossless:
+                    gen[lossless] = roundtrip_images(gen[lossless])
             gen_t, tgt_t = _to_tensor(gen, device), _to_tensor(tgt, device)
             gen_pad = _to_tensor(pad_white_columns(gen, pad), device) if pad else gen_t
             tgt_pad = _to_tensor(pad_white_columns(tgt, pad), device) if pad else tgt_t
@@ -379,7 +386,7 @@ def evaluate_folder(
                 raise EvaluationInputError(f"{real_dir}: real images have different sizes "
                                            f"(first {real_paths[0].name} is {real_height}x{real_width})")
             if roundtrip:
-                images = roundtrip_images(images)
+                images = roundtrip_images(released_8bit(images))
             return fid_features(_to_tensor(images, device))
 
         mu_real, sigma_real = real_statistics(real_paths, preset.name, preset.fid_network,

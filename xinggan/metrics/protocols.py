@@ -3,9 +3,16 @@
 ``patn-market`` / ``patn-deepfashion`` reproduce, step by step, what the released PATN/XingGAN
 scripts did (``tool/getMetrics_market.py``, ``getMetrics_fashion.py``, ``calPCKH_*.py``):
 
-1. generated images were saved as 8-bit by truncation (``uint8((x + 1) / 2 * 255)``) in JPEG at
-   PIL's default quality 75, and every metric read the decoded JPEGs, targets included;
-   :func:`jpeg_roundtrip` repeats that (on by default, a switch turns it off);
+1. the test script turned every image tensor in [-1, 1] into 8 bits by truncation
+   (``uint8((x + 1) / 2 * 255)``, :func:`tensor_to_uint8`) and saved it as JPEG at PIL's default
+   quality 75; every metric read the decoded JPEGs, targets included. The target had been loaded
+   from its dataset JPEG, normalised to [-1, 1] in float32 and truncated back, which turns the
+   values 1..63 into 0..62 (:func:`released_8bit`). With the round trip on (the default for these
+   presets; a switch turns it off) targets get :func:`released_8bit` then :func:`jpeg_roundtrip`;
+   generated PNGs (assumed to hold the truncated 8-bit output) get :func:`jpeg_roundtrip`;
+   generated JPEGs are taken as already saved by step 1. (The released script saved each pair as
+   one concatenated image, so the decoder's chroma upsampling also mixed a pixel or two across
+   panel borders; that is not reproduced.)
 2. DeepFashion only: 40 white columns are added on each side (256 x 176 -> 256 x 256) before
    SSIM and IS (:func:`pad_white_columns`);
 3. SSIM as scikit-image 0.14.2 computed it (:data:`~xinggan.metrics.ssim.PATN_SSIM`), mask-SSIM
@@ -41,6 +48,7 @@ __all__ = [
     "tensor_to_uint8",
     "jpeg_roundtrip",
     "pad_white_columns",
+    "released_8bit",
     "JPEG_QUALITY",
 ]
 
@@ -146,6 +154,22 @@ def tensor_to_uint8(images: torch.Tensor) -> np.ndarray:
     x = images.detach().to("cpu", torch.float32)
     x = ((x + 1.0) / 2.0 * 255.0).clamp_(0.0, 255.0)
     return x.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+
+
+def _released_8bit_table() -> np.ndarray:
+    # ToTensor (u / 255) and Normalize(0.5, 0.5) in float32, then tensor2im's (x + 1) / 2 * 255
+    # in float32 numpy and astype(uint8).
+    x = torch.arange(256, dtype=torch.float32).div(255)
+    x = x.sub(0.5).div(0.5).numpy()
+    return ((x + 1) / 2.0 * 255.0).astype(np.uint8)
+
+
+_RELEASED_8BIT = _released_8bit_table()
+
+
+def released_8bit(images: np.ndarray) -> np.ndarray:
+    """What the released test pipeline made of a uint8 dataset image: normalise, truncate back."""
+    return _RELEASED_8BIT[images]
 
 
 def jpeg_roundtrip(images: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
