@@ -279,3 +279,14 @@ def test_network_metrics_end_to_end_with_untrained_weights(folder, tmp_path, mon
     assert gfla["fid"] > 0 and gfla["lpips"] > 0 and 0 < gfla["mask_lpips"] < gfla["lpips"]
     assert len(list(cache.glob("real-gfla-torchvision-128x64-*.npz"))) == 1
     assert seen == [((2048,), (2048, 2048), (2048,), (2048, 2048))]
+
+
+def test_table_shows_paper_rows_of_the_same_dataset_only():
+    from xinggan.metrics.evaluate import format_table
+
+    market = {"protocol": "gfla", "num_pairs": 3, "lpips": 0.2, "skipped": {"fid": "no real set"},
+              "details": {"dataset": "market"}}
+    table = format_table(market)
+    assert "PIDM" not in table and "0.2000 (gfla)" in table and "skipped" in table
+    fashion = dict(market, details={"dataset": "deepfashion"})
+    assert "6.37 (gfla)" in format_table(fashion) and "PIDM (paper)" in format_table(fashion)

@@ -31,8 +31,8 @@ from .l1 import l1_distance, to_signed_unit
 from .lpips import LPIPSAlex
 from .mask import pose_masks
 from .pckh import pckh
-from .protocols import (ALL_METRICS, PAPER_RESULTS, TABLE_ORDER, Protocol, get_protocol, pad_white_columns,
-                        released_8bit)
+from .protocols import (ALL_METRICS, DATASET_SIZES, PAPER_RESULTS, TABLE_ORDER, Protocol, get_protocol,
+                        pad_white_columns, released_8bit)
 from .protocols import jpeg_roundtrip as roundtrip_images
 from .psnr import psnr
 from .ssim import ssim
@@ -368,7 +368,7 @@ def evaluate_folder(
                 per_pair["l1"].append(l1_distance(to_signed_unit(gen_t), to_signed_unit(tgt_t)).cpu())
 
     results: dict = {"protocol": preset.name, "num_pairs": len(pairs), "jpeg_roundtrip": roundtrip}
-    details: dict = {}
+    details: dict = {"image_size": [height, width], "dataset": DATASET_SIZES.get((height, width), "unknown")}
     for metric, scores in per_pair.items():
         results[metric] = float(torch.cat(scores).mean())
     for metric, parts in logits.items():
@@ -419,12 +419,14 @@ def format_table(results: dict) -> str:
     """Markdown table: the papers' reported numbers and ours, preset name beside every number."""
     name = results["protocol"]
     preset = get_protocol(name)
-    paper = PAPER_RESULTS.get(name, {})
+    dataset = results.get("details", {}).get("dataset")
+    paper = [(method, values) for method, paper_dataset, values in PAPER_RESULTS.get(name, [])
+             if dataset in (None, paper_dataset)]
     shown = set(preset.default_metrics) | {m for m in ALL_METRICS if m in results}
     columns = [m for m in TABLE_ORDER if m in shown]
     lines = ["| method | " + " | ".join(_LABELS[m] for m in columns) + " |",
              "|---|" + "---|" * len(columns)]
-    for method, values in paper.items():
+    for method, values in paper:
         cells = [f"{values[m]:g} ({name})" if m in values else "–" for m in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     cells = [f"{_fmt(results[m])} ({name})" if m in results else "skipped" if m in results.get("skipped", {})
@@ -441,7 +443,8 @@ def write_metrics(results: dict, out_json: Union[str, Path], out_md: Union[str, 
     if out_md is None:
         return
     preset = get_protocol(results["protocol"])
-    text = [f"# Evaluation: preset `{preset.name}`", "",
+    dataset = results.get("details", {}).get("dataset", "unknown")
+    text = [f"# Evaluation: preset `{preset.name}` ({dataset})", "",
             f"{preset.description}.", "",
             f"{results['num_pairs']} pairs; JPEG round trip {'on' if results.get('jpeg_roundtrip') else 'off'}."
             + (f" SSIM: {results['details']['ssim_settings']}." if results.get("details", {}).get("ssim_settings") else ""),

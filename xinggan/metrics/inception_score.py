@@ -4,7 +4,9 @@ Reproduces the OpenAI ``inception_score.py`` the PATN/XingGAN scripts called: im
 299 x 299 as the TF graph does (bilinear with TF1 semantics), ``(x - 128) / 128``, the 2048-d pool
 features times the 1008-way logits weight WITHOUT the bias, softmax, and the score
 ``exp(E_x KL(p(y|x) || p(y)))`` over 10 contiguous splits (``part = preds[i*N//10:(i+1)*N//10]``,
-no shuffling), reported as mean and standard deviation over the splits.
+no shuffling), reported as mean and standard deviation over the splits. The splits follow the
+order of the images (``evaluate_folder``: the pairs file; the released script: ``os.listdir``),
+so the std, and marginally the mean, depend on it.
 
 The network is torch-fidelity's ``FeatureExtractorInceptionV3`` (feature ``'logits_unbiased'``);
 it is not re-implemented here. Its weights file ``weights-inception-2015-12-05-6726825d.pth`` is

@@ -115,22 +115,24 @@ PROTOCOLS = {
 }
 
 # Reported values, copied from the papers' tables as listed in the project's evaluation spec
-# (DATA_AND_METRICS.md); they are the papers' numbers, not ours. Keyed by preset, then method.
+# (DATA_AND_METRICS.md); they are the papers' numbers, not ours. Per preset: (method, dataset, values).
 PAPER_RESULTS = {
-    "patn-market": {
-        "PATN (paper)": {"ssim": 0.311, "is": 3.323, "mask_ssim": 0.811, "mask_is": 3.773},
-        "XingGAN (paper)": {"ssim": 0.313, "is": 3.506, "mask_ssim": 0.816, "mask_is": 3.872, "pckh": 0.93},
-    },
-    "patn-deepfashion": {
-        "PATN (paper)": {"ssim": 0.773, "is": 3.209},
-        "XingGAN (paper)": {"ssim": 0.778, "is": 3.476, "pckh": 0.95},
-    },
-    "gfla": {
-        "NTED (paper, DeepFashion)": {"fid": 8.68, "lpips": 0.175},
-        "PIDM (paper, DeepFashion)": {"fid": 6.37, "lpips": 0.168, "ssim": 0.731},
-        "CFLD (paper, DeepFashion)": {"fid": 6.80, "lpips": 0.152, "ssim": 0.738},
-    },
+    "patn-market": [
+        ("PATN (paper)", "market", {"ssim": 0.311, "is": 3.323, "mask_ssim": 0.811, "mask_is": 3.773}),
+        ("XingGAN (paper)", "market", {"ssim": 0.313, "is": 3.506, "mask_ssim": 0.816, "mask_is": 3.872,
+                                       "pckh": 0.93}),
+    ],
+    "patn-deepfashion": [
+        ("PATN (paper)", "deepfashion", {"ssim": 0.773, "is": 3.209}),
+        ("XingGAN (paper)", "deepfashion", {"ssim": 0.778, "is": 3.476, "pckh": 0.95}),
+    ],
+    "gfla": [
+        ("NTED (paper)", "deepfashion", {"fid": 8.68, "lpips": 0.175}),
+        ("PIDM (paper)", "deepfashion", {"fid": 6.37, "lpips": 0.168, "ssim": 0.731}),
+        ("CFLD (paper)", "deepfashion", {"fid": 6.80, "lpips": 0.152, "ssim": 0.738}),
+    ],
 }
+DATASET_SIZES = {(128, 64): "market", (256, 176): "deepfashion"}
 
 # Column order of the paper's Table 1 (Market: SSIM, IS, mask-SSIM, mask-IS, PCKh; DeepFashion:
 # SSIM, IS, PCKh), then the later metrics.
