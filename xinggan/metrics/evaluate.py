@@ -269,8 +269,13 @@ def evaluate_folder(
                                 "(--detected-keypoints), an annotation-format CSV with one row per generated image")
         else:
             detections = _detections_by_pair(detected_keypoints, pairs)
+    real_paths: list[Path] = []
     if "fid" in requested and real_dir is None:
         unavailable("fid", "needs a folder of real images for the reference statistics: pass real_dir (--real)")
+    elif "fid" in requested:
+        real_paths = _image_files(Path(real_dir)) if Path(real_dir).is_dir() else []
+        if len(real_paths) < 2:
+            raise EvaluationInputError(f"real images folder {real_dir} does not exist or has fewer than 2 images")
     for m in ("is", "mask_is"):
         if m in requested and m not in skipped and len(pairs) < 10:
             unavailable(m, f"needs at least 10 images for its 10 splits, got {len(pairs)}")
@@ -375,9 +380,6 @@ def evaluate_folder(
         mean, std = inception_score_from_logits(torch.cat(parts).numpy())
         results[metric], results[f"{metric}_std"] = mean, std
     if fake_stats is not None:
-        real_paths = _image_files(Path(real_dir)) if Path(real_dir).is_dir() else []
-        if len(real_paths) < 2:
-            raise EvaluationInputError(f"real images folder {real_dir} has fewer than 2 images")
         real_height, real_width = _image_size(real_paths[0])
 
         def extract(paths: Sequence[Path]) -> torch.Tensor:
