@@ -314,8 +314,11 @@ def evaluate_folder(
         return inception(images_u8)["2048"]
 
     # Stream the pairs.
-    per_pair = {m: [] for m in ("ssim", "mask_ssim", "lpips", "mask_lpips", "psnr", "l1") if m in active}
-    logits = {m: [] for m in ("is", "mask_is") if m in active}
+    # Preallocated result arrays: keeping many small tensors alive between the large per-batch
+    # buffers fragments the heap and grows memory with the number of pairs.
+    per_pair = {m: np.empty(len(pairs)) for m in ("ssim", "mask_ssim", "lpips", "mask_lpips", "psnr", "l1")
+                if m in active}
+    logits = {m: np.empty((len(pairs), 1008), dtype=np.float32) for m in ("is", "mask_is") if m in active}
     fake_stats = RunningStatistics() if "fid" in active else None
     need_masks = any(m in active for m in _MASK_METRICS)
     image_metrics = [m for m in active if m != "pckh"]
@@ -350,34 +353,34 @@ def evaluate_folder(
                 return x if preset.ssim_input == "uint8" else x.to(torch.float32) / 255.0
 
             if "ssim" in per_pair:
-                per_pair["ssim"].append(ssim(ssim_input(gen_pad), ssim_input(tgt_pad), preset.ssim).cpu())
+                per_pair["ssim"][start:stop] = ssim(ssim_input(gen_pad), ssim_input(tgt_pad), preset.ssim).cpu().numpy()
             if "mask_ssim" in per_pair:
-                per_pair["mask_ssim"].append(ssim(ssim_input(gen_pad * masks_pad), ssim_input(tgt_pad * masks_pad),
-                                                  preset.ssim).cpu())
+                per_pair["mask_ssim"][start:stop] = ssim(ssim_input(gen_pad * masks_pad), ssim_input(tgt_pad * masks_pad),
+                                                         preset.ssim).cpu().numpy()
             if "is" in logits:
-                logits["is"].append(inception(gen_pad)["logits_unbiased"].to(torch.float32))
+                logits["is"][start:stop] = inception(gen_pad)["logits_unbiased"].numpy()
             if "mask_is" in logits:
-                logits["mask_is"].append(inception(gen_pad * masks_pad)["logits_unbiased"].to(torch.float32))
+                logits["mask_is"][start:stop] = inception(gen_pad * masks_pad)["logits_unbiased"].numpy()
             if fake_stats is not None:
                 fake_stats.add(fid_features(gen_t))
             if "lpips" in per_pair or "mask_lpips" in per_pair:
                 gen_s, tgt_s = to_signed_unit(gen_t), to_signed_unit(tgt_t)
                 if "lpips" in per_pair:
-                    per_pair["lpips"].append(lpips_net(gen_s, tgt_s))
+                    per_pair["lpips"][start:stop] = lpips_net(gen_s, tgt_s).numpy()
                 if "mask_lpips" in per_pair:
-                    per_pair["mask_lpips"].append(lpips_net(gen_s * masks, tgt_s * masks))
+                    per_pair["mask_lpips"][start:stop] = lpips_net(gen_s * masks, tgt_s * masks).numpy()
             if "psnr" in per_pair:
                 unit = (gen_t.to(torch.float32) / 255.0, tgt_t.to(torch.float32) / 255.0)
-                per_pair["psnr"].append(psnr(*unit).cpu())
+                per_pair["psnr"][start:stop] = psnr(*unit).cpu().numpy()
             if "l1" in per_pair:
-                per_pair["l1"].append(l1_distance(to_signed_unit(gen_t), to_signed_unit(tgt_t)).cpu())
+                per_pair["l1"][start:stop] = l1_distance(to_signed_unit(gen_t), to_signed_unit(tgt_t)).cpu().numpy()
 
     results: dict = {"protocol": preset.name, "num_pairs": len(pairs), "jpeg_roundtrip": roundtrip}
     details: dict = {"image_size": [height, width], "dataset": DATASET_SIZES.get((height, width), "unknown")}
     for metric, scores in per_pair.items():
-        results[metric] = float(torch.cat(scores).mean())
-    for metric, parts in logits.items():
-        mean, std = inception_score_from_logits(torch.cat(parts).numpy())
+        results[metric] = float(scores.mean())
+    for metric, table in logits.items():
+        mean, std = inception_score_from_logits(table)
         results[metric], results[f"{metric}_std"] = mean, std
     if fake_stats is not None:
         real_height, real_width = _image_size(real_paths[0])
