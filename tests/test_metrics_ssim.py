@@ -46,7 +46,7 @@ def reference_ssim_13_taps(generated: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(per_channel))
 
 
-@pytest.mark.parametrize("size", [(128, 64), (37, 29)])
+@pytest.mark.parametrize("size", [(128, 64), (37, 29), (200, 48)])  # 4, 1 and 7 row bands
 def test_11_taps_matches_current_scikit_image(size):
     gen, tgt = natural_images(4, *size, seed=1), natural_images(4, *size, seed=2)
     ours = ssim(as_batch(gen), as_batch(tgt), SKIMAGE_SSIM).numpy()

@@ -23,10 +23,11 @@ symmetric: ``d c b a | a b c d``); ``K1 = 0.01``, ``K2 = 0.03``, ``C1 = (K1 R)^2
 ``crop`` pixels from every border, separately per channel, then averaged over channels.
 
 Implementation: each separable 1-D filter, borders included, is a fixed linear operator, built
-once as a small dense matrix restricted to the rows that survive the crop. A batch (B, C, H, W)
-is filtered for the four maps the formula needs (x, y, x^2 + y^2, xy: the variances only enter as
-vx + vy) at once with two matrix products (columns, then rows), which on a CPU is much faster than
-a float64 convolution and the same sums up to rounding (~1e-15 from scikit-image).
+once as a small dense matrix restricted to the rows that survive the crop. A chunk of pairs is
+filtered for the four maps the formula needs (x, y, x^2 + y^2, xy: the variances only enter as
+vx + vy) with matrix products: one for the columns, then one per band of rows (the row operator is
+cut into bands so that the products skip most of its zeros). On a CPU this is much faster than a
+float64 convolution and gives the same sums up to rounding (~1e-15 from scikit-image).
 """
 from __future__ import annotations
 
@@ -149,31 +150,49 @@ def filter_operator(n: int, settings: SSIMSettings) -> torch.Tensor:
     return _operator_cached(n, tuple(settings.taps_1d().tolist()), settings.crop)
 
 
+@lru_cache(maxsize=64)
+def _row_blocks_cached(n: int, taps: tuple, crop: int) -> tuple:
+    """The operator cut into bands of output rows, each with the input rows it touches."""
+    op = _operator_cached(n, taps, crop)
+    rows = op.shape[0]
+    count = max(1, rows // max(len(taps) - 1, 24))
+    edges = np.linspace(0, rows, count + 1).round().astype(int)
+    blocks = []
+    for first, last in zip(edges[:-1], edges[1:]):
+        used = torch.nonzero(op[first:last].abs().sum(dim=0)).flatten()
+        lo, hi = int(used.min()), int(used.max()) + 1
+        blocks.append((int(first), int(last), lo, hi, op[first:last, lo:hi].contiguous()))
+    return tuple(blocks)
+
+
 def _ssim_chunk(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor,
-                op_h: torch.Tensor, op_w: torch.Tensor, cov_norm: float) -> torch.Tensor:
+                op_w_t: torch.Tensor, row_blocks: tuple, h_out: int, cov_norm: float) -> torch.Tensor:
     b, c, h, w = x.shape
+    w_out = op_w_t.shape[1]
     # The SSIM formula uses the variances only through vx + vy, so four filtered maps suffice:
-    # E[x], E[y], E[x^2 + y^2] and E[xy].
-    maps = torch.empty((4, b, c, h, w), dtype=torch.float64, device=x.device)
-    xd, yd = maps[0].copy_(x), maps[1].copy_(y)
-    torch.mul(xd, xd, out=maps[2])
-    maps[2].addcmul_(yd, yd)
-    torch.mul(xd, yd, out=maps[3])
-    h_out, w_out = op_h.shape[0], op_w.shape[0]
-    filt = (maps.reshape(-1, w) @ op_w.T).reshape(-1, h, w_out)            # columns: (4BC, H, W')
-    filt = filt.transpose(1, 2).reshape(-1, h) @ op_h.T                    # rows: (4BC * W', H')
-    ux, uy, usq, uxy = filt.reshape(4, b, c, w_out * h_out).unbind(0)      # (W', H') order: the mean is order-free
-    c1, c2 = c1.reshape(b, 1, 1), c2.reshape(b, 1, 1)
+    # E[x], E[y], E[x^2 + y^2] and E[xy]. They are stored rows first, (H, 4, B, C, W), so that the
+    # column pass is one product and the row pass a few products on contiguous row bands.
+    maps = torch.empty((h, 4, b, c, w), dtype=torch.float64, device=x.device)
+    view = maps.permute(1, 2, 3, 0, 4)                                        # (4, B, C, H, W)
+    xd, yd = view[0].copy_(x), view[1].copy_(y)
+    view[2].copy_(xd * xd).addcmul_(yd, yd)
+    view[3].copy_(xd * yd)
+    cols = (maps.reshape(-1, w) @ op_w_t).reshape(h, -1)                      # (H, 4BCW'), columns filtered
+    filt = torch.empty((h_out, cols.shape[1]), dtype=torch.float64, device=x.device)
+    for first, last, lo, hi, band in row_blocks:                              # rows filtered, band by band
+        torch.mm(band, cols[lo:hi], out=filt[first:last])
+    ux, uy, usq, uxy = filt.reshape(h_out, 4, b, c, w_out).unbind(1)          # each (H', B, C, W')
+    c1, c2 = c1.reshape(1, b, 1, 1), c2.reshape(1, b, 1, 1)
     ux_uy = ux * uy
-    sum_sq = ux.mul_(ux).addcmul_(uy, uy)                                  # ux^2 + uy^2
-    var_sum = usq.sub_(sum_sq)                                             # vx + vy
-    cov = uxy.sub_(ux_uy)                                                  # vxy
+    sum_sq = ux.mul_(ux).addcmul_(uy, uy)                                     # ux^2 + uy^2
+    var_sum = usq.sub_(sum_sq)                                                # vx + vy
+    cov = uxy.sub_(ux_uy)                                                     # vxy
     if cov_norm != 1.0:
         var_sum.mul_(cov_norm)
         cov.mul_(cov_norm)
     numerator = ux_uy.mul_(2).add_(c1).mul_(cov.mul_(2).add_(c2))
     denominator = sum_sq.add_(c1).mul_(var_sum.add_(c2))
-    return numerator.div_(denominator).mean(dim=2).mean(dim=1)               # (B,)
+    return numerator.div_(denominator).mean(dim=(0, 3)).mean(dim=1)          # (B,)
 
 
 _EXECUTORS: dict = {}
@@ -213,6 +232,7 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings =
     b, _, h, w = generated.shape
     if min(h, w) < settings.win_size:
         raise ValueError(f"SSIM window {settings.win_size} exceeds the image extent {h} x {w}")
+    filter_operator(h, settings)  # validates the crop
     device = generated.device
     target = target.to(device)
 
@@ -224,8 +244,11 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings =
         per_image_range = None
     else:
         per_image_range = torch.as_tensor(data_range, dtype=torch.float64, device=device).expand(b)
-    op_h = filter_operator(h, settings).to(device)
-    op_w = filter_operator(w, settings).to(device)
+    op_w_t = filter_operator(w, settings).T.contiguous().to(device)
+    taps = tuple(settings.taps_1d().tolist())
+    row_blocks = tuple((first, last, lo, hi, band.to(device))
+                       for first, last, lo, hi, band in _row_blocks_cached(h, taps, settings.crop))
+    h_out = h - 2 * settings.crop
     starts = list(range(0, b, chunk))
     workers = torch.get_num_threads() if workers is None else workers
     parallel = device.type == "cpu" and workers > 1 and len(starts) > 1
@@ -241,7 +264,7 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings =
             ranges = per_image_range[start:start + chunk]
         c1 = (settings.K1 * ranges) ** 2
         c2 = (settings.K2 * ranges) ** 2
-        return _ssim_chunk(x, y, c1, c2, op_h, op_w, settings.cov_norm)
+        return _ssim_chunk(x, y, c1, c2, op_w_t, row_blocks, h_out, settings.cov_norm)
 
     if parallel:
         scores = list(_executor(workers).map(score, starts))
