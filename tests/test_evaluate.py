@@ -290,3 +290,42 @@ def test_table_shows_paper_rows_of_the_same_dataset_only():
     assert "PIDM" not in table and "0.2000 (gfla)" in table and "skipped" in table
     fashion = dict(market, details={"dataset": "deepfashion"})
     assert "6.37 (gfla)" in format_table(fashion) and "PIDM (paper)" in format_table(fashion)
+
+
+def test_deepfashion_white_padding(tmp_path):
+    """patn-deepfashion: SSIM on 256 x 256 images padded with 40 white columns per side."""
+    from xinggan.metrics.protocols import pad_white_columns
+
+    rng = np.random.default_rng(5)
+    pairs = [("fashionWOMENDressesid0000001_1front.jpg", "fashionWOMENDressesid0000001_2side.jpg"),
+             ("fashionWOMENDressesid0000001_2side.jpg", "fashionWOMENDressesid0000001_1front.jpg")]
+    (tmp_path / "test").mkdir()
+    (tmp_path / "gen").mkdir()
+    for name in {n for pair in pairs for n in pair}:
+        Image.fromarray(smooth_image(rng, 256, 176)).save(tmp_path / "test" / name)
+    for source, target in pairs:
+        Image.fromarray(smooth_image(rng, 256, 176)).save(tmp_path / "gen" / f"{generated_stem(source, target)}.png")
+    write_pairs(tmp_path / "pairs.csv", pairs)
+    annotations = {}
+    for name in {n for pair in pairs for n in pair}:
+        kp = np.stack([rng.integers(10, 240, 18), rng.integers(-30, 200, 18)], axis=1)  # x out of frame too
+        kp[kp[:, 1] == -1, 1] = -2  # -1 would mean "missing"
+        kp[3] = -1                  # and one joint is missing
+        annotations[name] = kp
+    write_annotations(tmp_path / "ann.csv", annotations)
+    results = evaluate_folder("patn-deepfashion", tmp_path / "gen", tmp_path / "test", tmp_path / "pairs.csv",
+                              annotations_csv=tmp_path / "ann.csv", metrics=["ssim", "mask_ssim"],
+                              jpeg_roundtrip=False, progress=False)
+    as_tensor = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)  # noqa: E731
+    plain, masked = [], []
+    for source, target in pairs:
+        gen = pad_white_columns(load(tmp_path / "gen" / f"{generated_stem(source, target)}.png"), 40)
+        tgt = pad_white_columns(load(tmp_path / "test" / target), 40)
+        kp = annotations[target].copy()
+        kp[kp[:, 1] != -1, 1] += 40         # the same joints in the padded frame
+        mask = torch.from_numpy(pose_masks(kp[None], 256, 256))[:, None]
+        plain.append(ssim(as_tensor(gen), as_tensor(tgt), PATN_SSIM).item())
+        masked.append(ssim(as_tensor(gen) * mask, as_tensor(tgt) * mask, PATN_SSIM).item())
+    assert results["ssim"] == pytest.approx(np.mean(plain), abs=1e-9)
+    assert results["mask_ssim"] == pytest.approx(np.mean(masked), abs=1e-9)
+    assert results["details"]["dataset"] == "deepfashion"

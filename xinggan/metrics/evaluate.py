@@ -194,6 +194,26 @@ def _target_keypoints(annotations_csv, pairs: list) -> np.ndarray:
     return np.stack([table[t] for _, t in pairs])
 
 
+class _MaskCache:
+    """Pose masks per target image (a target recurs in many pairs), stored as packed bits."""
+
+    def __init__(self, height: int, width: int, shift_x: int = 0):
+        self.height, self.width, self.shift_x = height, width, shift_x
+        self._packed: dict[str, np.ndarray] = {}
+
+    def __call__(self, names: Sequence[str], keypoints: np.ndarray) -> np.ndarray:
+        missing = {name: kp for name, kp in zip(names, keypoints) if name not in self._packed}
+        if missing:
+            kp = np.stack(list(missing.values())).astype(np.float64)
+            if self.shift_x:
+                kp[..., 1] = np.where(kp[..., 1] != -1, kp[..., 1] + self.shift_x, -1)
+            for name, mask in zip(missing, pose_masks(kp, self.height, self.width)):
+                self._packed[name] = np.packbits(mask)
+        size = self.height * self.width
+        return np.stack([np.unpackbits(self._packed[n], count=size).reshape(self.height, self.width)
+                         for n in names]).astype(bool)
+
+
 def _resolve_metrics(protocol: Protocol, metrics: Optional[Sequence[str]]) -> tuple[list, bool]:
     if metrics is None:
         return list(protocol.default_metrics), False
@@ -323,6 +343,9 @@ def evaluate_folder(
     need_masks = any(m in active for m in _MASK_METRICS)
     image_metrics = [m for m in active if m != "pckh"]
     pad = preset.pad_columns
+    target_names = [target for _, target in pairs]
+    mask_cache = _MaskCache(height, width)
+    padded_mask_cache = _MaskCache(height, width + 2 * pad, shift_x=pad)
     from tqdm import tqdm
 
     starts = range(0, len(pairs), batch_size) if image_metrics else range(0)
@@ -340,14 +363,9 @@ def evaluate_folder(
             gen_pad = _to_tensor(pad_white_columns(gen, pad), device) if pad else gen_t
             tgt_pad = _to_tensor(pad_white_columns(tgt, pad), device) if pad else tgt_t
             if need_masks:
-                kp = target_kp[start:stop].astype(np.float64)
-                masks = torch.from_numpy(pose_masks(kp, height, width)).to(device)[:, None]
-                if pad:
-                    kp_pad = kp.copy()
-                    kp_pad[..., 1] = np.where(kp[..., 1] != -1, kp[..., 1] + pad, -1)
-                    masks_pad = torch.from_numpy(pose_masks(kp_pad, height, width + 2 * pad)).to(device)[:, None]
-                else:
-                    masks_pad = masks
+                names, kp = target_names[start:stop], target_kp[start:stop]
+                masks = torch.from_numpy(mask_cache(names, kp)).to(device)[:, None]
+                masks_pad = torch.from_numpy(padded_mask_cache(names, kp)).to(device)[:, None] if pad else masks
 
             def ssim_input(x: torch.Tensor) -> torch.Tensor:
                 return x if preset.ssim_input == "uint8" else x.to(torch.float32) / 255.0

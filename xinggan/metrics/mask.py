@@ -107,29 +107,26 @@ def _fill_quadrilaterals(masks: np.ndarray, pose_index: np.ndarray, corners: np.
     if counts.sum() == 0:
         return
 
-    # One entry per (quadrilateral, row).
+    # Per quadrilateral and edge (vertex i-1 -> vertex i): y range, whether slanted, and the line
+    # x = xj + (r - yj) * slope; repeated once per row of the quadrilateral's bounding box.
+    yj, xj = np.roll(ys, 1, axis=1), np.roll(xs, 1, axis=1)
+    slanted_edge = ys != yj
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(slanted_edge, (xs - xj) / np.where(slanted_edge, ys - yj, 1.0), 0.0)
+    table = np.stack([np.minimum(ys, yj), np.maximum(ys, yj), slanted_edge, xj, yj, slope, ys], axis=1)
     quad = np.repeat(np.arange(len(corners)), counts)
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     row = min_r[quad] + offsets
     r = row.astype(np.float64)[:, None]
-    yi, xi = ys[quad], xs[quad]                                   # (E, 4) vertex i
-    yj, xj = np.roll(yi, 1, axis=1), np.roll(xi, 1, axis=1)       # (E, 4) vertex i - 1
-    in_span = (np.minimum(yi, yj) <= r) & (r <= np.maximum(yi, yj))
-    slanted = in_span & (yi != yj)
-    flat = in_span & (yi == yj)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_cut = xj + (r - yj) * (xi - xj) / (yi - yj)
-    lo = np.full(x_cut.shape, np.inf)
-    hi = np.full(x_cut.shape, -np.inf)
-    lo = np.where(slanted, x_cut, lo)
-    hi = np.where(slanted, x_cut, hi)
-    lo = np.where(flat, np.minimum(np.minimum(xi, xj), lo), lo)
-    hi = np.where(flat, np.maximum(np.maximum(xi, xj), hi), hi)
-    left, right = lo.min(axis=1), hi.max(axis=1)
+    y_lo, y_hi, slanted, x_j, y_j, slope_e, y_i = np.repeat(table, counts, axis=0).transpose(1, 0, 2)
+    crossing = (slanted != 0) & (y_lo <= r) & (r <= y_hi)
+    x_cut = x_j + (r - y_j) * slope_e
+    left = np.where(crossing, x_cut, np.inf).min(axis=1)
+    right = np.where(crossing, x_cut, -np.inf).max(axis=1)
     has_span = left <= right
     left, right = np.where(has_span, left, 0.0), np.where(has_span, right, -1.0)
     # Rows passing (nearly) through a vertex are decided pixel by pixel.
-    near_vertex = (np.abs(yi - r) <= _TOLERANCE).any(axis=1)
+    near_vertex = (np.abs(y_i - r) <= _TOLERANCE).any(axis=1)
     c_min, c_max = min_c[quad], max_c[quad]
 
     # Interior of the row interval, clear of the outline by more than the tolerance.
