@@ -142,3 +142,20 @@ def test_matches_skimage_on_real_annotations(shared_data):
 def test_rejects_bad_shapes():
     with pytest.raises(ValueError, match="18, 2"):
         pose_mask(np.zeros((17, 2)), 10, 10)
+
+
+def test_mask_cache_and_shift():
+    from xinggan.metrics.mask import PoseMaskCache
+
+    rng = np.random.default_rng(3)
+    poses = rng.integers(0, 60, size=(3, 18, 2))
+    poses[0, 5] = -1
+    cache = PoseMaskCache(64, 48)
+    first = cache(["a", "b", "a"], poses[[0, 1, 0]])
+    np.testing.assert_array_equal(first, pose_masks(poses[[0, 1, 0]], 64, 48))
+    # A name already seen is not recomputed from the keypoints passed again.
+    np.testing.assert_array_equal(cache(["a"], poses[[2]])[0], first[0])
+    shifted = PoseMaskCache(64, 48 + 20, shift_x=10)(["a"], poses[[0]])[0]
+    moved = poses[0].copy()
+    moved[moved[:, 1] != -1, 1] += 10
+    np.testing.assert_array_equal(shifted, pose_mask(moved, 64, 68))

@@ -29,7 +29,7 @@ from .fid import RunningStatistics, TorchvisionInception, frechet_distance, real
 from .inception_score import TFInception, inception_score_from_logits
 from .l1 import l1_distance, to_signed_unit
 from .lpips import LPIPSAlex
-from .mask import pose_masks
+from .mask import PoseMaskCache
 from .pckh import pckh
 from .protocols import (ALL_METRICS, DATASET_SIZES, PAPER_RESULTS, TABLE_ORDER, Protocol, get_protocol,
                         pad_white_columns, released_8bit)
@@ -194,26 +194,6 @@ def _target_keypoints(annotations_csv, pairs: list) -> np.ndarray:
     return np.stack([table[t] for _, t in pairs])
 
 
-class _MaskCache:
-    """Pose masks per target image (a target recurs in many pairs), stored as packed bits."""
-
-    def __init__(self, height: int, width: int, shift_x: int = 0):
-        self.height, self.width, self.shift_x = height, width, shift_x
-        self._packed: dict[str, np.ndarray] = {}
-
-    def __call__(self, names: Sequence[str], keypoints: np.ndarray) -> np.ndarray:
-        missing = {name: kp for name, kp in zip(names, keypoints) if name not in self._packed}
-        if missing:
-            kp = np.stack(list(missing.values())).astype(np.float64)
-            if self.shift_x:
-                kp[..., 1] = np.where(kp[..., 1] != -1, kp[..., 1] + self.shift_x, -1)
-            for name, mask in zip(missing, pose_masks(kp, self.height, self.width)):
-                self._packed[name] = np.packbits(mask)
-        size = self.height * self.width
-        return np.stack([np.unpackbits(self._packed[n], count=size).reshape(self.height, self.width)
-                         for n in names]).astype(bool)
-
-
 def _resolve_metrics(protocol: Protocol, metrics: Optional[Sequence[str]]) -> tuple[list, bool]:
     if metrics is None:
         return list(protocol.default_metrics), False
@@ -344,8 +324,8 @@ def evaluate_folder(
     image_metrics = [m for m in active if m != "pckh"]
     pad = preset.pad_columns
     target_names = [target for _, target in pairs]
-    mask_cache = _MaskCache(height, width)
-    padded_mask_cache = _MaskCache(height, width + 2 * pad, shift_x=pad)
+    mask_cache = PoseMaskCache(height, width)
+    padded_mask_cache = PoseMaskCache(height, width + 2 * pad, shift_x=pad)
     from tqdm import tqdm
 
     starts = range(0, len(pairs), batch_size) if image_metrics else range(0)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MASK_LIMBS", "POINT_RADIUS", "pose_mask", "pose_masks", "limb_quadrilaterals"]
+__all__ = ["MASK_LIMBS", "POINT_RADIUS", "PoseMaskCache", "pose_mask", "pose_masks", "limb_quadrilaterals"]
 
 # 0-based COCO-18 joint pairs of the released mask code (its 1-based list minus one).
 MASK_LIMBS = (
@@ -242,3 +242,27 @@ def pose_mask(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
     if kp.shape != (18, 2):
         raise ValueError(f"pose_mask expects keypoints of shape (18, 2) as (y, x), got {kp.shape}")
     return pose_masks(kp[None], height, width)[0]
+
+
+class PoseMaskCache:
+    """Masks per image name (a target recurs in many test pairs), kept as packed bits.
+
+    ``shift_x`` moves present joints right first (DeepFashion's 40 white columns).
+    ``cache(names, keypoints)`` -> bool ``(B, height, width)``; only new names are computed.
+    """
+
+    def __init__(self, height: int, width: int, shift_x: int = 0):
+        self.height, self.width, self.shift_x = height, width, shift_x
+        self._packed: dict = {}
+
+    def __call__(self, names, keypoints: np.ndarray) -> np.ndarray:
+        missing = {name: kp for name, kp in zip(names, keypoints) if name not in self._packed}
+        if missing:
+            kp = np.stack(list(missing.values())).astype(np.float64)
+            if self.shift_x:
+                kp[..., 1] = np.where(kp[..., 1] != MISSING, kp[..., 1] + self.shift_x, MISSING)
+            for name, mask in zip(missing, pose_masks(kp, self.height, self.width)):
+                self._packed[name] = np.packbits(mask)
+        size = self.height * self.width
+        return np.stack([np.unpackbits(self._packed[name], count=size).reshape(self.height, self.width)
+                         for name in names]).astype(bool)
