@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     from xinggan.generate import generate_pairs
     from xinggan.inference import load_generator
     from xinggan.metrics.evaluate import MetricUnavailable, evaluate_folder, write_metrics
+    from xinggan.metrics.weights import MetricWeights
     from xinggan.training import pick_device
 
     out = Path(args.out)
@@ -86,8 +87,9 @@ def main(argv=None) -> int:
             metrics=list(cfg.eval.metrics) or None,
             jpeg_roundtrip=cfg.eval.jpeg_roundtrip,
             detected_keypoints=cfg.eval.detected_keypoints or None,
-            inception_weights=cfg.eval.inception_weights or None,
-            lpips_weights=cfg.eval.lpips_weights or None,
+            real_dir=root / "train" if (root / "train").is_dir() else None,
+            weights=MetricWeights(inception=cfg.eval.inception_weights or None,
+                                  alexnet=cfg.eval.lpips_weights or None),
             device=str(device), batch_size=cfg.eval.batch_size, progress=not args.no_progress,
         )
         results["checkpoint"] = str(args.checkpoint)
