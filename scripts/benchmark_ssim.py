@@ -219,7 +219,8 @@ def main(argv=None) -> int:
         "|---|---|---|---|",
         f"| ours: pose masks (once per distinct target) | {args.pairs} | {ours_times['masks']:.2f} | "
         f"{ours_times['masks']:.2f} |",
-        f"| ours: SSIM (13 taps, batched float64) | {args.pairs} | {ours_times['ssim']:.2f} | {ours_times['ssim']:.2f} |",
+        f"| ours: SSIM (13 taps, batched float64) | {args.pairs} | {ours_times['ssim']:.2f} | "
+        f"{ours_times['ssim']:.2f} |",
         f"| ours: mask-SSIM | {args.pairs} | {ours_times['mask_ssim']:.2f} | {ours_times['mask_ssim']:.2f} |",
         f"| **ours: total** | {args.pairs} | {ours_times['total']:.2f} | **{ours_times['total']:.2f}** "
         f"(CPU time {ours_times['total_cpu']:.1f}) |",

@@ -239,9 +239,9 @@ def one_thread():
 def test_network_metrics_end_to_end_with_untrained_weights(folder, tmp_path, monkeypatch, one_thread):
     """IS, mask-IS, FID, LPIPS and mask-LPIPS through evaluate_folder, weights loaded from local files.
 
-    Plumbing only, kept fast: the Inception resize target is lowered from 299 to 75 (its smallest input) and the Fréchet
-    distance (a 2048 x 2048 sqrtm, a minute on this CPU) is taken on the first 32 feature
-    dimensions; its arithmetic is pinned in test_metrics_inception.py.
+    Plumbing only, kept fast: the Inception resize target is lowered from 299 to 75 (its smallest
+    input) and the Fréchet distance (a 2048 x 2048 sqrtm, a minute on this CPU) is taken on the
+    first 32 feature dimensions; its arithmetic is pinned in test_metrics_inception.py.
     """
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     from torchvision.models import alexnet

@@ -353,8 +353,8 @@ def evaluate_folder(
             if "ssim" in per_pair:
                 per_pair["ssim"][start:stop] = ssim(ssim_input(gen_pad), ssim_input(tgt_pad), preset.ssim).cpu().numpy()
             if "mask_ssim" in per_pair:
-                per_pair["mask_ssim"][start:stop] = ssim(ssim_input(gen_pad * masks_pad), ssim_input(tgt_pad * masks_pad),
-                                                         preset.ssim).cpu().numpy()
+                masked = (ssim_input(gen_pad * masks_pad), ssim_input(tgt_pad * masks_pad))
+                per_pair["mask_ssim"][start:stop] = ssim(*masked, preset.ssim).cpu().numpy()
             if "is" in logits:
                 logits["is"][start:stop] = inception(gen_pad)["logits_unbiased"].numpy()
             if "mask_is" in logits:
@@ -450,10 +450,11 @@ def write_metrics(results: dict, out_json: Union[str, Path], out_md: Union[str, 
     text = [f"# Evaluation: preset `{preset.name}` ({dataset})", "",
             f"{preset.description}.", "",
             f"{results['num_pairs']} pairs; JPEG round trip {'on' if results.get('jpeg_roundtrip') else 'off'}."
-            + (f" SSIM: {results['details']['ssim_settings']}." if results.get("details", {}).get("ssim_settings") else ""),
+            + (f" SSIM: {settings}." if (settings := results.get("details", {}).get("ssim_settings")) else ""),
             "", format_table(results), "",
             "Rows marked (paper) are the values reported in the papers' tables (as listed in the project's "
-            "evaluation spec), not recomputed here; the name in parentheses is the preset (protocol) each number belongs to."]
+            "evaluation spec), not recomputed here; the name in parentheses is the preset (protocol) each "
+            "number belongs to."]
     if results.get("skipped"):
         text += ["", "Skipped metrics:"]
         text += [f"- {_LABELS.get(m, m)}: {reason}" for m, reason in results["skipped"].items()]
