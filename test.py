@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     from xinggan.data import DataError, PairDataset
     from xinggan.generate import generate_pairs
     from xinggan.inference import load_generator
-    from xinggan.metrics.evaluate import MetricUnavailable, evaluate_folder, write_metrics
+    from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable,
+                                         evaluate_folder, write_metrics)
     from xinggan.metrics.weights import MetricWeights
     from xinggan.training import pick_device
 
@@ -94,7 +95,8 @@ def main(argv=None) -> int:
         )
         results["checkpoint"] = str(args.checkpoint)
         write_metrics(results, out / "metrics.json", out / "metrics.md")
-    except (CheckpointError, ConfigError, DataError, MetricUnavailable, FileNotFoundError) as exc:
+    except (CheckpointError, ConfigError, DataError, MetricUnavailable, EvaluationInputError,
+            FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=1))
