@@ -1,4 +1,4 @@
-"""Structural similarity (SSIM), batched in torch, reproducing scikit-image bit for bit in float64.
+"""Structural similarity (SSIM), batched in torch, reproducing scikit-image to float64 rounding.
 
 Three settings are provided, each a frozen :class:`SSIMSettings`:
 
