@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Score a folder of generated images under an evaluation preset and write metrics.json / metrics.md.
+r"""Score a folder of generated images under an evaluation preset and write metrics.json / metrics.md.
 
     python scripts/evaluate.py --protocol patn-market --generated results/images \
         --targets market_data/test --pairs market_data/market-pairs-test.csv \
