@@ -220,7 +220,8 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings =
     stay in cache). On the CPU the chunks are spread over ``workers`` threads (default: torch's
     intra-op thread count), each running its matrix products single-threaded; torch releases the
     GIL, and unlike many small OpenMP-parallel products this keeps its speed when other processes
-    share the cores. The caller's thread settings are not changed.
+    share the cores (OpenMP teams stall at every barrier then). The caller's thread settings are
+    not changed.
     """
     if generated.shape != target.shape:
         raise ValueError(f"SSIM needs equal shapes, got generated {tuple(generated.shape)} "
@@ -251,7 +252,9 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings =
     h_out = h - 2 * settings.crop
     starts = list(range(0, b, chunk))
     workers = torch.get_num_threads() if workers is None else workers
-    parallel = device.type == "cpu" and workers > 1 and len(starts) > 1
+    # On the CPU even one worker runs in the pool: its products are then single-threaded whatever
+    # the caller's setting, which avoids OpenMP's stalls when other processes share the cores.
+    parallel = device.type == "cpu" and workers >= 1
 
     def score(start: int) -> torch.Tensor:
         if parallel:
