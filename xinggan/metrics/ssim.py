@@ -183,16 +183,18 @@ def _ssim_chunk(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Te
         torch.mm(band, cols[lo:hi], out=filt[first:last])
     ux, uy, usq, uxy = filt.reshape(h_out, 4, b, c, w_out).unbind(1)          # each (H', B, C, W')
     c1, c2 = c1.reshape(1, b, 1, 1), c2.reshape(1, b, 1, 1)
-    ux_uy = ux * uy
-    sum_sq = ux.mul_(ux).addcmul_(uy, uy)                                     # ux^2 + uy^2
-    var_sum = usq.sub_(sum_sq)                                                # vx + vy
-    cov = uxy.sub_(ux_uy)                                                     # vxy
-    if cov_norm != 1.0:
-        var_sum.mul_(cov_norm)
-        cov.mul_(cov_norm)
-    numerator = ux_uy.mul_(2).add_(c1).mul_(cov.mul_(2).add_(c2))
-    denominator = sum_sq.add_(c1).mul_(var_sum.add_(c2))
-    return numerator.div_(denominator).mean(dim=(0, 3)).mean(dim=1)          # (B,)
+    # S = (2 ux uy + C1)(2 vxy + C2) / ((ux^2 + uy^2 + C1)(vx + vy + C2)),
+    # vxy = n (uxy - ux uy), vx + vy = n (usq - ux^2 - uy^2), n = cov_norm.
+    a1 = torch.addcmul(c1, ux, uy, value=2.0)                                 # 2 ux uy + C1
+    squares = torch.mul(ux, ux).addcmul_(uy, uy)                              # ux^2 + uy^2
+    if cov_norm == 1.0:
+        a2 = uxy.mul_(2.0).add_(c2).addcmul_(ux, uy, value=-2.0)              # 2 vxy + C2
+        b2 = usq.sub_(squares).add_(c2)                                       # vx + vy + C2
+    else:
+        a2 = uxy.addcmul_(ux, uy, value=-1.0).mul_(2.0 * cov_norm).add_(c2)
+        b2 = usq.sub_(squares).mul_(cov_norm).add_(c2)
+    b1 = squares.add_(c1)                                                     # ux^2 + uy^2 + C1
+    return a1.mul_(a2).div_(b1.mul_(b2)).mean(dim=(0, 3)).mean(dim=1)        # (B,)
 
 
 _EXECUTORS: dict = {}
