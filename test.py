@@ -89,8 +89,13 @@ def main(argv=None) -> int:
             jpeg_roundtrip=cfg.eval.jpeg_roundtrip,
             detected_keypoints=cfg.eval.detected_keypoints or None,
             real_dir=root / "train" if (root / "train").is_dir() else None,
-            weights=MetricWeights(inception=cfg.eval.inception_weights or None,
-                                  alexnet=cfg.eval.lpips_weights or None),
+            # eval.inception_weights: the TF-ported Inception for the patn presets, torchvision's
+            # Inception-v3 for the gfla preset's FID
+            weights=MetricWeights(
+                inception=(cfg.eval.inception_weights or None) if cfg.eval.protocol != "gfla" else None,
+                torchvision_inception=(cfg.eval.inception_weights or None)
+                if cfg.eval.protocol == "gfla" else None,
+                alexnet=cfg.eval.lpips_weights or None),
             device=str(device), batch_size=cfg.eval.batch_size, progress=not args.no_progress,
         )
         results["checkpoint"] = str(args.checkpoint)
