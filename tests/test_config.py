@@ -129,3 +129,13 @@ def test_frozen_and_replace():
         cfg.train.batch_size = 3  # type: ignore[misc]
     smaller = cfg.replace("train.batch_size=4")
     assert smaller.train.batch_size == 4 and cfg.train.batch_size == 32
+
+
+def test_unquoted_off_is_read_as_the_choice(tmp_path):
+    """YAML 1.1 turns an unquoted off into False; for a choice key it means the choice 'off'."""
+    assert load_config(CONFIGS / "market.yaml", ["train.amp=off"]).train.amp == "off"
+    over = write(tmp_path, "amp.yaml", "train:\n  amp: off\n")
+    assert load_config([CONFIGS / "market.yaml", over]).train.amp == "off"
+    assert load_config(CONFIGS / "market.yaml", ["train.amp=bf16"]).train.amp == "bf16"
+    with pytest.raises(ConfigError, match="train.amp"):
+        load_config(CONFIGS / "market.yaml", ["train.amp=on"])  # 'on' is not a choice

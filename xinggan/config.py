@@ -265,6 +265,10 @@ def _check_type(value: Any, tp: Any, path: str, where: str) -> Any:
         return ConfigError(f"{path}: expected {expected}, got {value!r} ({where})")
 
     if origin is Literal:
+        if isinstance(value, bool):
+            # YAML 1.1 reads unquoted off/on/no/yes as booleans: map them back to the choice
+            spellings = ("off", "false", "no") if value is False else ("on", "true", "yes")
+            value = next((a for a in args if a in spellings), value)
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
             hint = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
