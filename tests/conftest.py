@@ -21,3 +21,23 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+# The small toy dataset shared by the data tests (generated once per test session).
+TOY = dict(seed=0, identities=6, test_identities=3, poses=5, test_pairs=20)
+
+
+@pytest.fixture(scope="session")
+def toy_params() -> dict:
+    return dict(TOY)
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory) -> Path:
+    from xinggan.data.toy import make_toy_dataset
+
+    root = tmp_path_factory.getbasetemp() / "toy-dataset"
+    if not (root / ".complete").is_file():
+        make_toy_dataset(root, **TOY)
+        (root / ".complete").touch()
+    return root

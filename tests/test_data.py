@@ -21,17 +21,6 @@ from xinggan.data import (DataError, IterationSampler, PairDataset, build_pairs,
                           read_annotations, read_pairs, write_annotations, write_pairs)
 from xinggan.data.toy import make_toy_dataset
 
-TOY = dict(seed=0, identities=6, test_identities=3, poses=5, test_pairs=20)
-
-
-@pytest.fixture(scope="session")
-def toy_root(tmp_path_factory):
-    """A small toy dataset shared by every test module (generated once per test session)."""
-    root = tmp_path_factory.getbasetemp() / "toy-dataset"
-    if not (root / ".complete").is_file():
-        make_toy_dataset(root, **TOY)
-        (root / ".complete").touch()
-    return root
 
 
 def _load_script(path):

@@ -13,29 +13,18 @@ from PIL import Image
 from xinggan.data import build_pairs, read_annotations, read_pairs
 from xinggan.data.toy import POSES, Identity, _Layer, draw_person, make_toy_dataset, toy_pose
 
-TOY = dict(seed=0, identities=6, test_identities=3, poses=5, test_pairs=20)
 ROW = re.compile(r"^\d{4}_c\d+s1_\d{6}_00\.jpg: \[(-?\d+, ){17}-?\d+\]: \[(-?\d+, ){17}-?\d+\]$")
-
-
-@pytest.fixture(scope="session")
-def toy_root(tmp_path_factory):
-    """The same small toy dataset as in test_data.py (generated once per test session)."""
-    root = tmp_path_factory.getbasetemp() / "toy-dataset"
-    if not (root / ".complete").is_file():
-        make_toy_dataset(root, **TOY)
-        (root / ".complete").touch()
-    return root
 
 
 def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != ".complete")
 
 
-def test_layout_and_exact_market_format(toy_root):
-    for split, ids in (("train", TOY["identities"]), ("test", TOY["test_identities"])):
+def test_layout_and_exact_market_format(toy_root, toy_params):
+    for split, ids in (("train", toy_params["identities"]), ("test", toy_params["test_identities"])):
         lines = (toy_root / f"market-annotation-{split}.csv").read_text().splitlines()
         assert lines[0] == "name:keypoints_y:keypoints_x"
-        assert len(lines) - 1 == ids * TOY["poses"]
+        assert len(lines) - 1 == ids * toy_params["poses"]
         assert all(ROW.match(line) for line in lines[1:]), [l for l in lines[1:] if not ROW.match(l)][:2]
         assert (toy_root / f"market-pairs-{split}.csv").read_text().startswith("from,to\n")
         images = sorted(p.name for p in (toy_root / split).iterdir())
@@ -99,7 +88,7 @@ def test_drawing_depends_only_on_identity_and_pose():
     assert not np.array_equal(layer.downsampled(128, 64)[1], layers[0][1])
 
 
-def test_appearance_is_consistent_across_poses(toy_root):
+def test_appearance_is_consistent_across_poses(toy_root, toy_params):
     """The shirt colour at the lower chest is the identity's, whatever the pose and background."""
     annotations = read_annotations(toy_root / "market-annotation-train.csv")
     by_person: dict[str, list[np.ndarray]] = {}
@@ -113,7 +102,7 @@ def test_appearance_is_consistent_across_poses(toy_root):
     means = []
     for pid, colours in by_person.items():
         colours = np.stack(colours)
-        identity = Identity.sample(np.random.default_rng([TOY["seed"], int(pid), 0]))
+        identity = Identity.sample(np.random.default_rng([toy_params["seed"], int(pid), 0]))
         assert len(colours) >= 3
         assert np.abs(colours - np.array(identity.top)).max() < 40, (pid, colours, identity.top)
         means.append(colours.mean(axis=0))
