@@ -34,25 +34,10 @@ from typing import Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-
-def _norm_layer(norm: str, channels: int) -> nn.Module:
-    # BatchNorm2d (affine) on Market, InstanceNorm2d(affine=False) on DeepFashion, as released
-    if norm == "batch":
-        return nn.BatchNorm2d(channels)
-    if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
-    raise ValueError(f"norm must be 'batch' or 'instance', got {norm!r}")
+from xinggan.models.fusion import CoAttentionFusion
 
 
-def _up(in_channels: int, out_channels: int, kernel_size: int, stride: int,
-        bias: bool) -> nn.ConvTranspose2d:
-    # kernel 3 stride 2 doubles the resolution (padding 1, output padding 1); kernel 1 stride 1
-    padding = (kernel_size - 1) // 2
-    return nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=stride,
-                              padding=padding, output_padding=stride - 1, bias=bias)
-
-
-class DenseCoAttentionFusion(nn.Module):
+class DenseCoAttentionFusion(CoAttentionFusion):
     """Fusion-map head over the final codes and (dense) every block's codes; weighted sum.
 
     Args:
@@ -69,20 +54,13 @@ class DenseCoAttentionFusion(nn.Module):
     def __init__(self, appearance_channels: int, shape_channels: int, ngf: int, norm: str,
                  num_candidates: int, block_channels: Sequence[tuple[int, int]] = (),
                  dense_channels: int = 32) -> None:
-        super().__init__()
-        bias = norm == "instance"
-        self.num_maps = 2 * num_candidates + 1
-        self.final_channels = appearance_channels + shape_channels
+        final_channels = appearance_channels + shape_channels
+        in_channels = final_channels + len(block_channels) * dense_channels
+        super().__init__(in_channels, ngf, norm, num_candidates)  # up1 ... to_maps, as released
+        self.final_channels = final_channels
         # one 1x1 conv per stage on cat(appearance_t, shape_t)
         self.stage_compressions = nn.ModuleList(
             nn.Conv2d(a + s, dense_channels, kernel_size=1) for a, s in block_channels)
-        in_channels = self.final_channels + len(block_channels) * dense_channels
-        self.up1 = _up(in_channels, 4 * ngf, 3, 2, bias)
-        self.norm1 = _norm_layer(norm, 4 * ngf)
-        self.up2 = _up(4 * ngf, 2 * ngf, 3, 2, bias)
-        self.norm2 = _norm_layer(norm, 2 * ngf)
-        self.to_maps = _up(2 * ngf, self.num_maps, 1, 1, bias)
-        self.relu = nn.ReLU(inplace=True)
 
     @property
     def dense(self) -> bool:
@@ -112,33 +90,6 @@ class DenseCoAttentionFusion(nn.Module):
             for compress, (appearance_t, shape_t) in zip(self.stage_compressions, block_codes):
                 parts.append(compress(torch.cat([appearance_t, shape_t], dim=1)))
         return torch.cat(parts, dim=1)
-
-    def fusion_maps(self, appearance_code: Tensor, shape_code: Tensor,
-                    block_codes: Optional[Sequence[tuple[Tensor, Tensor]]] = None) -> Tensor:
-        """(B, 2N + 1, H, W) softmax weights: appearance candidates, shape candidates, source."""
-        x = self.head_input(appearance_code, shape_code, block_codes)
-        x = self.relu(self.norm1(self.up1(x)))
-        x = self.relu(self.norm2(self.up2(x)))
-        return torch.softmax(self.to_maps(x), dim=1)
-
-    def forward(self, source_image: Tensor, appearance_candidates: Tensor,
-                shape_candidates: Tensor, appearance_code: Tensor, shape_code: Tensor,
-                block_codes: Optional[Sequence[tuple[Tensor, Tensor]]] = None,
-                ) -> tuple[Tensor, Tensor]:
-        """The fused image (B, 3, H, W) and the maps (B, 2N + 1, H, W).
-
-        ``appearance_candidates`` and ``shape_candidates`` are (B, N, 3, H, W); ``block_codes``
-        is ``[(appearance_t, shape_t) for t = 1..T]`` (needed only when dense).
-        """
-        maps = self.fusion_maps(appearance_code, shape_code, block_codes)  # (B, 2N+1, H, W)
-        candidates = torch.cat(
-            [appearance_candidates, shape_candidates, source_image.unsqueeze(1)], dim=1
-        )  # (B, 2N+1, 3, H, W)
-        if candidates.shape[1] != self.num_maps:
-            raise ValueError(
-                f"DenseCoAttentionFusion: {candidates.shape[1]} candidates for "
-                f"{self.num_maps} maps")
-        return (maps.unsqueeze(2) * candidates).sum(dim=1), maps
 
     # ------------------------------------------------------------------------------
     def head_state_dict(self) -> dict[str, Tensor]:

@@ -84,9 +84,17 @@ class CoAttentionFusion(nn.Module):
         self.to_maps = transposed_conv(2 * ngf, self.num_maps, 1, 1, bias)
         self.relu = nn.ReLU(inplace=True)
 
-    def fusion_maps(self, appearance_code: Tensor, shape_code: Tensor) -> Tensor:
+    def head_input(self, appearance_code: Tensor, shape_code: Tensor,
+                   block_codes: Optional[Sequence[tuple[Tensor, Tensor]]] = None) -> Tensor:
+        """The head's input: cat(final appearance code, final shape code).  ``block_codes``
+        (every block's (appearance, shape) output) is read by the dense fusion of XingGAN++."""
+        del block_codes
+        return torch.cat([appearance_code, shape_code], dim=1)
+
+    def fusion_maps(self, appearance_code: Tensor, shape_code: Tensor,
+                    block_codes: Optional[Sequence[tuple[Tensor, Tensor]]] = None) -> Tensor:
         """(B, 2N+1, H, W) softmax weights: appearance candidates, shape candidates, source."""
-        x = torch.cat([appearance_code, shape_code], dim=1)
+        x = self.head_input(appearance_code, shape_code, block_codes)
         x = self.relu(self.norm1(self.up1(x)))
         x = self.relu(self.norm2(self.up2(x)))
         return torch.softmax(self.to_maps(x), dim=1)
@@ -97,17 +105,15 @@ class CoAttentionFusion(nn.Module):
                 ) -> tuple[Tensor, Tensor]:
         """Returns the fused image (B, 3, H, W) and the maps (B, 2N+1, H, W).
 
-        ``block_codes`` (every block's (appearance, shape) output) is unused here; the dense
-        fusion of XingGAN++ consumes it.
+        ``appearance_candidates`` and ``shape_candidates`` are (B, N, 3, H, W).
         """
-        del block_codes
-        maps = self.fusion_maps(appearance_code, shape_code)  # (B, 2N+1, H, W)
+        maps = self.fusion_maps(appearance_code, shape_code, block_codes)  # (B, 2N+1, H, W)
         candidates = torch.cat(
             [appearance_candidates, shape_candidates, source_image.unsqueeze(1)], dim=1
         )  # (B, 2N+1, 3, H, W)
         if candidates.shape[1] != self.num_maps:
             raise ValueError(
-                f"CoAttentionFusion: {candidates.shape[1]} candidates for {self.num_maps} maps"
+                f"{type(self).__name__}: {candidates.shape[1]} candidates for {self.num_maps} maps"
             )
         return (maps.unsqueeze(2) * candidates).sum(1), maps
 
