@@ -304,3 +304,31 @@ def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = 
     if check:
         problems += check_dataset(out, 256, 176, ("train", "test"), progress=progress)
     return problems
+
+
+def prepare_cli(prepare, description: str, argv=None) -> int:
+    """Command line of ``scripts/prepare_{market,deepfashion}.py`` around ``prepare``."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--raw", required=True, type=Path, help="the unzipped download (or a prepared folder)")
+    p.add_argument("--out", type=Path, default=None, help="prepared folder to write (default: --raw)")
+    p.add_argument("--annotations-dir", type=Path, default=None,
+                   help="folder holding the annotation/pair CSVs if not in --raw")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        problems = prepare(args.raw, args.out, args.annotations_dir)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(problem)
+    out = args.out or args.raw
+    if problems:
+        print(f"{out}: {len(problems)} problem lines", file=sys.stderr)
+        return 1
+    print(f"{out}: ready")
+    return 0
