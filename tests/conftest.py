@@ -41,3 +41,30 @@ def toy_root(tmp_path_factory) -> Path:
         make_toy_dataset(root, **TOY)
         (root / ".complete").touch()
     return root
+
+
+# A CPU-second-sized training setup on 64 x 32 toy data, shared by the training tests.
+TINY_TRAINING = {
+    "data.height": 64, "data.width": 32, "data.num_workers": 0,
+    "model.generator.ngf": 8, "model.generator.n_blocks": 2,
+    "model.generator.num_candidates": 2, "model.discriminator.ndf": 8,
+    "model.discriminator.n_blocks": 1, "train.batch_size": 2, "train.log_every": 1,
+    "train.grid_pairs": 2,
+}
+
+
+def tiny_training_overrides(root: Path, **extra) -> list[str]:
+    """``key=value`` overrides of configs/toy.yaml for a tiny run on the data in ``root``."""
+    values = {"data.root": str(root), **TINY_TRAINING, **extra}
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """Toy data at 64 x 32 (3 train and 2 test identities), made once per session."""
+    from xinggan.data.toy import make_toy_dataset
+
+    root = tmp_path_factory.mktemp("toy64")
+    make_toy_dataset(root, seed=1, identities=3, test_identities=2, poses=3, test_pairs=6,
+                     height=64, width=32)
+    return root

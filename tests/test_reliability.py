@@ -20,29 +20,14 @@ from xinggan.checkpoint import (FORMAT_VERSION, CheckpointError, load_checkpoint
                                 save_checkpoint)
 from xinggan.config import load_config
 
+from conftest import tiny_training_overrides
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_sets(root: Path, **extra) -> list[str]:
-    values = {
-        "data.root": str(root), "data.height": 64, "data.width": 32, "data.num_workers": 0,
-        "model.generator.ngf": 8, "model.generator.n_blocks": 2,
-        "model.generator.num_candidates": 2, "model.discriminator.ndf": 8,
-        "model.discriminator.n_blocks": 1, "train.batch_size": 2, "train.iterations": 4,
-        "train.checkpoint_every": 2, "train.log_every": 1, "train.grid_pairs": 2,
-    }
-    values.update(extra)
-    return [f"{k}={v}" for k, v in values.items()]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    from xinggan.data.toy import make_toy_dataset
-
-    root = tmp_path_factory.mktemp("toy_reliability")
-    make_toy_dataset(root, seed=3, identities=3, test_identities=2, poses=3, test_pairs=6,
-                     height=64, width=32)
-    return root
+    return tiny_training_overrides(root, **{"train.iterations": 4, "train.checkpoint_every": 2,
+                                            **extra})
 
 
 @pytest.fixture(scope="module")

@@ -16,30 +16,15 @@ from xinggan.checkpoint import load_checkpoint
 from xinggan.config import ConfigError, load_config
 from xinggan.training import Trainer, TrainingError, lr_factor
 
+from conftest import tiny_training_overrides
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_overrides(root: Path, **extra) -> list[str]:
-    values = {
-        "data.root": str(root), "data.height": 64, "data.width": 32, "data.num_workers": 0,
-        "model.generator.ngf": 8, "model.generator.n_blocks": 2,
-        "model.generator.num_candidates": 2, "model.generator.dropout": 0.5,
-        "model.discriminator.ndf": 8, "model.discriminator.n_blocks": 1,
-        "train.batch_size": 2, "train.iterations": 6, "train.checkpoint_every": 3,
-        "train.log_every": 1, "train.grid_pairs": 2, "loss.pool_size": 4,
-    }
-    values.update(extra)
-    return [f"{k}={v}" for k, v in values.items()]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    from xinggan.data.toy import make_toy_dataset
-
-    root = tmp_path_factory.mktemp("toy64")
-    make_toy_dataset(root, seed=1, identities=3, test_identities=2, poses=3, test_pairs=6,
-                     height=64, width=32)
-    return root
+    return tiny_training_overrides(root, **{
+        "model.generator.dropout": 0.5, "train.iterations": 6, "train.checkpoint_every": 3,
+        "loss.pool_size": 4, **extra})
 
 
 def tiny_config(root: Path, **extra):
