@@ -75,11 +75,9 @@ def module_summary(cfg) -> str:
 def clean_message(exc: BaseException) -> str:
     """The message of an error, without the worker traceback a DataLoader wraps around it."""
     text = str(exc)
-    if "Original Traceback" in text:
-        name = type(exc).__name__
-        last = [line for line in text.splitlines() if line.startswith(f"{name}: ")]
-        tail = text.split(f"{name}: ", 1)[-1] if not last else text[text.rindex(f"{name}: ") + len(name) + 2:]
-        return tail.strip()
+    marker = f"{type(exc).__name__}: "
+    if "Original Traceback" in text and marker in text:
+        return text[text.rindex(marker) + len(marker):].strip()
     return text
 
 
