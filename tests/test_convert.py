@@ -1,8 +1,8 @@
 """Converting the authors' checkpoints: key rules, leftovers, and equivalence of the forward pass.
 
-The released code cannot run here, so ``released_forward`` below re-implements the released
-generator literally from the layer list of XINGGAN.md, in plain functional ops that read the
-OFFICIAL key names; it shares nothing with ``xinggan.models``.  Synthetic checkpoints are made
+The released code cannot run here, so ``xinggan.models.released`` re-implements the released
+networks literally from the layer list of XINGGAN.md, in plain functional ops that read the
+OFFICIAL key names; it shares no code with the modules.  Synthetic checkpoints are made
 from the official key listings (every key and shape of the released files) with random values.
 """
 from __future__ import annotations
@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from xinggan.checkpoint import load_checkpoint
 from xinggan.config import load_config
 from xinggan.inference import load_generator
 from xinggan.models import build_discriminators, build_generator
-from xinggan.models.convert import ConversionError, convert_official_state_dict
+from xinggan.models.convert import (ConversionError, convert_official_state_dict,
+                                    to_official_state_dict)
+from xinggan.models.released import (released_discriminator_forward as released_discriminator,
+                                     released_generator_forward as released_forward)
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL_KEYS = REPO.parent / "shared" / "spec" / "official_keys"
@@ -68,102 +70,6 @@ def synthetic_official(dataset: str, net: str, seed: int = 0) -> "OrderedDict[st
 
 def config(dataset: str):
     return load_config(REPO / DATASETS[dataset][1])
-
-
-# --------------------------------------------------------------------------------------
-# The released generator, literally, on the official keys
-# --------------------------------------------------------------------------------------
-
-
-def released_forward(sd, source_image, source_pose, target_pose, norm, n_blocks=9,
-                     n_images=10):
-    def conv(x, name, stride=1, padding=0):
-        return F.conv2d(x, sd[name + ".weight"], sd.get(name + ".bias"), stride, padding)
-
-    def conv_t(x, name, stride, padding, output_padding):
-        return F.conv_transpose2d(x, sd[name + ".weight"], sd.get(name + ".bias"), stride,
-                                  padding, output_padding)
-
-    def normalise(x, name):
-        if norm == "batch":
-            return F.batch_norm(x, sd[name + ".running_mean"], sd[name + ".running_var"],
-                                sd[name + ".weight"], sd[name + ".bias"], training=False,
-                                eps=1e-5)
-        return F.instance_norm(x, eps=1e-5)
-
-    def pad(x, p):
-        return F.pad(x, (p, p, p, p), mode="reflect")
-
-    def down(x, stream):
-        x = F.relu(normalise(conv(pad(x, 3), f"{stream}.1"), f"{stream}.2"))
-        x = F.relu(normalise(conv(x, f"{stream}.4", 2, 1), f"{stream}.5"))
-        return F.relu(normalise(conv(x, f"{stream}.7", 2, 1), f"{stream}.8"))
-
-    x1 = down(source_image, "model.stream1_down")
-    x2 = down(torch.cat((source_pose, target_pose), 1), "model.stream2_down")
-    for t in range(n_blocks):
-        blk = f"model.att.{t}"
-        c1 = f"{blk}.conv_block_stream1"
-        a = F.relu(normalise(conv(pad(x1, 1), c1 + ".1"), c1 + ".2"))  # dropout: eval
-        a = normalise(conv(pad(a, 1), c1 + ".6"), c1 + ".7")
-        c2 = f"{blk}.conv_block_stream2"
-        s = F.relu(normalise(conv(pad(x2, 1), c2 + ".1"), c2 + ".2"))
-        s = conv(pad(s, 1), c2 + ".6")
-        b, c, h, w = a.shape
-
-        def attention(query_from, key_from):  # self-attention style, as in SAGAN-like code
-            proj_query = conv(query_from, blk + ".query_conv").view(b, -1, h * w).permute(0, 2, 1)
-            proj_key = conv(key_from, blk + ".key_conv").view(b, -1, h * w)
-            energy = torch.bmm(proj_query, proj_key)  # (b, N, N)
-            att = F.softmax(energy, dim=-1)
-            proj_value = conv(query_from, blk + ".value_conv").view(b, -1, h * w)
-            return torch.bmm(proj_value, att.permute(0, 2, 1)).view(b, c, h, w)
-
-        gamma = sd[blk + ".gamma"]
-        a_out = gamma * attention(a, s) + a
-        s_out = gamma * attention(s, a) + s
-        x1 = a_out
-        x2 = torch.cat((a_out, s_out), 1)
-
-    def up(x, stream):
-        x = F.relu(normalise(conv_t(x, f"{stream}.0", 2, 1, 1), f"{stream}.1"))
-        x = F.relu(normalise(conv_t(x, f"{stream}.3", 2, 1, 1), f"{stream}.4"))
-        return torch.tanh(conv(pad(x, 3), f"{stream}.7"))
-
-    images1 = up(x1, "model.stream1_up")
-    x2_reduced = F.relu(normalise(conv_t(x2, "model.x2_con", 1, 0, 0), "model.x2_norm"))
-    images2 = up(x2_reduced, "model.stream2_up")
-    att = F.relu(normalise(conv_t(torch.cat((x1, x2), 1), "model.atte_con", 2, 1, 1),
-                           "model.atte_norm"))
-    att = F.relu(normalise(conv_t(att, "model.atte_con1", 2, 1, 1), "model.atte_norm1"))
-    att = F.softmax(conv_t(att, "model.atte_con2", 1, 0, 0), dim=1)
-    out = 0
-    for k in range(n_images):
-        out = out + images1[:, 3 * k:3 * k + 3] * att[:, k:k + 1]
-    for k in range(n_images):
-        out = out + images2[:, 3 * k:3 * k + 3] * att[:, n_images + k:n_images + k + 1]
-    return out + source_image * att[:, 2 * n_images:2 * n_images + 1]
-
-
-def released_discriminator(sd, x, norm, sigmoid, n_blocks=3):
-    def conv(x, name, stride=1, padding=0):
-        return F.conv2d(x, sd[name + ".weight"], sd.get(name + ".bias"), stride, padding)
-
-    def normalise(x, name):
-        if norm == "batch":
-            return F.batch_norm(x, sd[name + ".running_mean"], sd[name + ".running_var"],
-                                sd[name + ".weight"], sd[name + ".bias"], training=False)
-        return F.instance_norm(x)
-
-    x = F.relu(normalise(conv(F.pad(x, (3,) * 4, mode="reflect"), "model.1"), "model.2"))
-    x = F.relu(normalise(conv(x, "model.4", 2, 1), "model.5"))
-    x = F.relu(normalise(conv(x, "model.7", 2, 1), "model.8"))
-    for i in range(10, 10 + n_blocks):
-        blk = f"model.{i}.conv_block"
-        y = F.relu(normalise(conv(F.pad(x, (1,) * 4, mode="reflect"), blk + ".1"), blk + ".2"))
-        y = normalise(conv(F.pad(y, (1,) * 4, mode="reflect"), blk + ".6"), blk + ".7")
-        x = x + y
-    return torch.sigmoid(x) if sigmoid else x
 
 
 def inputs(height, width, batch=1, seed=5):
@@ -387,3 +293,70 @@ def test_convert_script_end_to_end(tmp_path, market_official):
                         "--generator", str(tmp_path / "latest_net_netG.pth"),
                         "--out", str(tmp_path / "bad.pt")])
     assert code == 1 and not (tmp_path / "bad.pt").exists()
+
+
+# --------------------------------------------------------------------------------------
+# Export to the official key names (the side-by-side reference of the benchmark)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", ["market", "deepfashion"])
+def test_export_to_official_keys_round_trips(dataset):
+    cfg = config(dataset)
+    torch.manual_seed(0)
+    nets = {"generator": build_generator(cfg)}
+    nets["shape_discriminator"], nets["appearance_discriminator"] = build_discriminators(cfg)
+    for kind, net in nets.items():
+        ours = net.state_dict()
+        official = to_official_state_dict(kind, ours)
+        assert len(official) == len(ours) and all(k.startswith("model.") for k in official)
+        back = convert_official_state_dict(kind, official, cfg)
+        assert list(back) == list(ours)
+        for k in ours:
+            assert torch.equal(back[k], ours[k]), k
+        if OFFICIAL_KEYS.is_dir():  # the exported names and shapes are the released file's
+            net_name = {"generator": "G", "shape_discriminator": "D_PB",
+                        "appearance_discriminator": "D_PP"}[kind]
+            listed = listing(dataset, net_name)
+            assert {k: list(v.shape) for k, v in official.items()} == \
+                {k: e["shape"] for k, e in listed.items()}
+
+
+def test_export_refuses_networks_the_release_does_not_have():
+    cfg = load_config(REPO / "configs/market_xingganpp.yaml")
+    with torch.device("meta"):
+        generator = build_generator(cfg)
+    with pytest.raises(ConversionError, match="no place in the released network"):
+        to_official_state_dict("generator", generator.state_dict())
+
+
+@pytest.mark.parametrize("dataset", ["market", "deepfashion"])
+def test_training_forward_and_backward_equal_the_released_ones(dataset):
+    """In training mode (batch statistics; dropout off so that both draw nothing), our
+    generator and the released functional forward give the same output, the same weight
+    gradients and the same updated BatchNorm statistics: the benchmark's reference row does
+    the same work as ours."""
+    cfg = config(dataset).replace("model.generator.dropout=0.0")
+    torch.manual_seed(0)
+    ours = build_generator(cfg).train()
+    params = set(to_official_state_dict("generator", dict(ours.named_parameters())))
+    official = {k: v.detach().clone().requires_grad_(k in params)
+                for k, v in to_official_state_dict("generator", ours.state_dict()).items()}
+    h, w = (64, 32) if dataset == "market" else (64, 44)
+    x = inputs(h, w, batch=2)
+    target = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    out_ours = ours(*x)
+    (out_ours - target).abs().mean().backward()
+    out_theirs = released_forward(official, *x, norm=cfg.model.norm, training=True, dropout=0.0)
+    (out_theirs - target).abs().mean().backward()
+    torch.testing.assert_close(out_ours, out_theirs, rtol=1e-5, atol=1e-5)
+    grads = to_official_state_dict("generator", {k: p.grad for k, p in ours.named_parameters()})
+    checked = 0
+    for k, g in grads.items():
+        torch.testing.assert_close(g, official[k].grad, rtol=1e-4, atol=1e-6, msg=k)
+        checked += 1
+    assert checked == len(list(ours.parameters()))
+    buffers = to_official_state_dict("generator", dict(ours.named_buffers()))
+    for k, b in buffers.items():  # the functional forward does not count batches
+        if not k.endswith("num_batches_tracked"):
+            torch.testing.assert_close(b, official[k].detach(), msg=k)

@@ -122,6 +122,67 @@ def map_official_key(kind: str, key: str) -> Optional[str]:
     return None
 
 
+def _invert(table: Mapping[str, str]) -> dict[str, str]:
+    return {v: k for k, v in table.items()}
+
+
+_INV_STEM, _INV_CONV_PATH, _INV_DECODER = _invert(_STEM), _invert(_CONV_PATH), _invert(_DECODER)
+_INV_ATTENTION, _INV_FUSION = _invert(_ATTENTION), _invert(_FUSION)
+_STREAMS = {"appearance_encoder": ("stream1_down", _INV_STEM),
+            "shape_encoder": ("stream2_down", _INV_STEM),
+            "appearance_decoder": ("stream1_up", _INV_DECODER),
+            "shape_decoder": ("stream2_up", _INV_DECODER)}
+
+
+def _official_module(kind: str, module_path: str) -> Optional[str]:
+    """The official module path of one of ours (the inverse of the rules above)."""
+    if kind != "generator":
+        m = re.fullmatch(r"block(\d+)\.conv_block\.(\w+)", module_path)
+        if m:
+            return f"{int(m[1]) + 9}.conv_block.{_INV_CONV_PATH[m[2]]}"
+        return _INV_STEM.get(module_path)
+    if module_path in _INV_FUSION:
+        return _INV_FUSION[module_path]
+    head, _, rest = module_path.partition(".")
+    if head in _STREAMS and rest in _STREAMS[head][1]:
+        return f"{_STREAMS[head][0]}.{_STREAMS[head][1][rest]}"
+    m = re.fullmatch(r"blocks\.(\d+)(?:\.(appearance_conv|shape_conv|attention)\.(\w+))?",
+                     module_path)
+    if m is None:
+        return None
+    if m[2] is None:
+        return f"att.{m[1]}"
+    if m[2] == "attention":
+        return f"att.{m[1]}.{_INV_ATTENTION[m[3]]}" if m[3] in _INV_ATTENTION else None
+    stream = "conv_block_stream1" if m[2] == "appearance_conv" else "conv_block_stream2"
+    return f"att.{m[1]}.{stream}.{_INV_CONV_PATH[m[3]]}" if m[3] in _INV_CONV_PATH else None
+
+
+def to_official_state_dict(kind: str, state_dict: Mapping[str, Tensor]
+                           ) -> "OrderedDict[str, Tensor]":
+    """Our state dict of a released-architecture network under the official key names.
+
+    The inverse of :func:`convert_official_state_dict` (each key is checked to map back to
+    itself); used to run the literal released forward pass (:mod:`xinggan.models.released`)
+    on our weights.  Raises :class:`ConversionError` for keys the released network lacks
+    (a config that is not the released one).
+    """
+    out: "OrderedDict[str, Tensor]" = OrderedDict()
+    unknown = []
+    for key, value in state_dict.items():
+        module_path, _, param = key.rpartition(".")
+        official = _official_module(kind, module_path)
+        name = f"model.{official}.{param}" if official else None
+        if name is None or map_official_key(kind, name) != key:
+            unknown.append(key)
+            continue
+        out[name] = value
+    if unknown:
+        raise ConversionError(f"{kind}: keys with no place in the released network "
+                              f"({len(unknown)}): {', '.join(unknown[:8])}")
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # Conversion
 # --------------------------------------------------------------------------------------
