@@ -119,7 +119,41 @@ def test_factory_builds_released_projections(repo_root):
     assert attn.query.weight.shape == (32, 256, 1, 1)
     assert attn.key.weight.shape == (32, 256, 1, 1)
     assert attn.value.weight.shape == (256, 256, 1, 1)
-    assert attn.impl == "sdpa"
+    assert attn.impl == "auto"
+
+
+def test_chunked_attention_gradcheck():
+    """The hand-written backward of the memory-efficient path, against finite differences."""
+    q, k, v = (t.requires_grad_() for t in random_qkv(torch.float64, n=13, d=3, c=5))
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: dot_product_attention(q, k, v, "chunked", chunk=4), (q, k, v))
+
+
+def _saved_tensors(impl: str, n: int, chunk: int) -> list[tuple[int, ...]]:
+    shapes = []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        return t
+
+    q, k, v = (t.requires_grad_() for t in random_qkv(torch.float32, n=n, d=8, c=32, b=1))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        dot_product_attention(q, k, v, impl, chunk=chunk)
+    return shapes
+
+
+def test_chunked_attention_keeps_no_n_by_n_map_for_backward():
+    n = 300
+    big = [s for s in _saved_tensors("reference", n, 64) if s.count(n) >= 2]
+    assert big, "the reference path keeps its N x N softmax"  # the check below can fail
+    for shape in _saved_tensors("chunked", n, 64):
+        assert shape.count(n) < 2 and torch.Size(shape).numel() <= n * 32, shape
+
+
+def test_auto_is_chunked_on_cpu():
+    q, k, v = (t.requires_grad_() for t in random_qkv(torch.float32, n=10))
+    out = dot_product_attention(q, k, v, "auto")
+    assert type(out.grad_fn).__name__.startswith("ChunkedAttention")
 
 
 def test_sdpa_matches_reference_at_market_size():

@@ -62,7 +62,7 @@ class GeneratorConfig:
     appearance_update: bool = True  # SA: the shape code updates the appearance code
     shape_update: bool = True  # AS: the appearance code updates the shape code
     fusion: bool = True  # co-attention fusion head; false -> appearance decoder's first image
-    attention_impl: Literal["sdpa", "reference", "chunked"] = "sdpa"
+    attention_impl: Literal["auto", "sdpa", "reference", "chunked"] = "auto"
     attention_chunk: int = 1024  # query chunk length of the "chunked" implementation
     # XingGAN++ (our reading of the paper; see XINGGANPP.md of the specification)
     scales: tuple[int, ...] = (1,)  # window grid per scale; (1,) is XingGAN's global attention

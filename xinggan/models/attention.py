@@ -16,14 +16,18 @@ and it returns ``out`` as (B, C, h, w) *without* the residual; the Xing block ad
 ``gamma * out`` (``xing_block.py``).  With ``share_projections: true`` (the released code) the
 same module object serves SA and AS.
 
-Three numerically equivalent implementations, chosen by ``model.generator.attention_impl``:
+Numerically equivalent implementations, chosen by ``model.generator.attention_impl``:
 
 - ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)``, so GPUs use
   the memory-efficient kernels (the value width C differs from the query/key width C/8, which the
-  math and memory-efficient backends accept);
+  math and memory-efficient backends accept; on CPU this width mismatch rules out PyTorch's
+  fused CPU kernel, so SDPA runs its math path there and keeps the N x N maps for backward);
 - ``reference``: explicit ``bmm`` + ``softmax``, the N x N matrix in memory;
-- ``chunked``: the reference maths over chunks of ``attention_chunk`` queries, to bound CPU
-  memory at DeepFashion size.
+- ``chunked``: memory-efficient attention in plain ops: the forward runs over chunks of
+  ``attention_chunk`` queries and keeps only q, k, v, the output and one log-sum-exp per query;
+  the backward recomputes each chunk's softmax from them.  No N x N matrix outlives a chunk, in
+  the forward or the backward (:class:`ChunkedAttention`);
+- ``auto``: ``chunked`` on CPU tensors, ``sdpa`` elsewhere.
 
 :func:`build_cross_attention` is the single factory the Xing blocks use; the multi-scale
 windowed attention of XingGAN++ (``scales != (1,)``) and the enhanced attention will be returned
@@ -37,7 +41,56 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ATTENTION_IMPLS = ("sdpa", "reference", "chunked")
+ATTENTION_IMPLS = ("auto", "sdpa", "reference", "chunked")
+
+
+class ChunkedAttention(torch.autograd.Function):
+    """softmax(q k^T) v over query chunks, with a backward that recomputes the softmax.
+
+    Saved for backward: q, k, v, the output and the row log-sum-exp L (B, Nq).  Backward, per
+    chunk c of queries: P = exp(q_c k^T - L_c); dV += P^T dO_c; dP = dO_c V^T;
+    dS = P * (dP - rowsum(dO_c * O_c)); dq_c = dS k; dk += dS^T q_c.  Memory O(chunk * Nk) on
+    top of the inputs, at the cost of one extra (chunk x d) x (d x Nk) product per chunk.
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, chunk: int) -> Tensor:
+        b, nq, _ = q.shape
+        out = v.new_empty(b, nq, v.shape[-1])
+        lse = q.new_empty(b, nq)
+        k_t = k.transpose(1, 2)
+        keep = any(ctx.needs_input_grad[:3])
+        for start in range(0, nq, chunk):
+            energy = torch.bmm(q[:, start:start + chunk], k_t)  # (B, chunk, Nk)
+            out[:, start:start + chunk] = torch.bmm(torch.softmax(energy, dim=-1), v)
+            if keep:
+                lse[:, start:start + chunk] = torch.logsumexp(energy, dim=-1)
+        if keep:
+            ctx.save_for_backward(q, k, v, out, lse)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        q, k, v, out, lse = ctx.saved_tensors
+        chunk = ctx.chunk
+        grad_out = grad_out.contiguous()
+        delta = (grad_out * out).sum(-1)  # (B, Nq): rowsum(dO * O) = rowsum(P * dP)
+        grad_q = torch.empty_like(q)
+        grad_k = torch.zeros_like(k)
+        grad_v = torch.zeros_like(v)
+        k_t, v_t = k.transpose(1, 2), v.transpose(1, 2)
+        for start in range(0, q.shape[1], chunk):
+            sl = slice(start, start + chunk)
+            q_c, go_c = q[:, sl], grad_out[:, sl]
+            p = torch.bmm(q_c, k_t).sub_(lse[:, sl, None]).exp_()  # softmax of the chunk
+            grad_v.baddbmm_(p.transpose(1, 2), go_c)
+            grad_p = torch.bmm(go_c, v_t)
+            grad_s = p.mul_(grad_p.sub_(delta[:, sl, None]))  # in place: p is not reused
+            grad_q[:, sl] = torch.bmm(grad_s, k)
+            grad_k.baddbmm_(grad_s.transpose(1, 2), q_c)
+        return grad_q, grad_k, grad_v, None
 
 
 def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
@@ -48,6 +101,8 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
     key axis.  ``impl`` picks the implementation (see the module docstring); all three agree to
     floating-point rounding.
     """
+    if impl == "auto":
+        impl = "chunked" if q.device.type == "cpu" else "sdpa"
     if impl == "sdpa":
         # (B, 1, N, d) with a unit-stride last axis: what the fused GPU kernels accept
         # (otherwise PyTorch falls back to the math path and its N x N matrix).
@@ -59,12 +114,7 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
     if impl == "chunked":
         if chunk < 1:
             raise ValueError(f"attention chunk must be positive, got {chunk}")
-        k_t = k.transpose(1, 2)  # (B, d, Nk)
-        outs = []
-        for start in range(0, q.shape[1], chunk):
-            energy = torch.bmm(q[:, start:start + chunk], k_t)  # (B, chunk, Nk)
-            outs.append(torch.bmm(torch.softmax(energy, dim=-1), v))
-        return torch.cat(outs, dim=1)
+        return ChunkedAttention.apply(q, k, v, chunk)
     raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
 
 
