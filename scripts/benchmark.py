@@ -5,7 +5,7 @@
                                 [--threads 2] [--out benchmarks/benchmark]
 
 Measured on whatever device is present (CUDA if available, else CPU with ``--threads``
-threads).  For each dataset x model x batch it records, each as the median and spread
+threads and denormals flushed to zero, as ``train.py`` runs).  For each dataset x model x batch it records, each as the median and spread
 (min, max) of ``--repeats`` runs after a warm-up run:
 
 - ``g_eval``: generator forward in eval mode (seconds, images/s);
@@ -13,8 +13,15 @@ threads).  For each dataset x model x batch it records, each as the median and s
   reference cost table (``XINGGAN.md``, Cost);
 - ``iteration``: one full training iteration (G step + both D steps + losses);
 - ``peak_memory``: CUDA max allocated during ``g_train`` on GPU; on CPU the rise of the peak
-  resident set size of a fresh subprocess running one ``g_train`` step;
-- every attention implementation (``sdpa``, ``chunked``, ``reference``) for ``g_train``;
+  resident set size over one ``g_train`` step, in a fresh subprocess whose high-water mark
+  (``VmHWM``) is reset through ``/proc/self/clear_refs`` just before the step, so that building
+  the model does not count;
+- ``released`` (XingGAN rows): the same ``g_eval``, ``g_train`` and peak memory for the literal
+  released forward pass (:mod:`xinggan.models.released`: functional ops, N x N attention maps
+  materialised) on the same weights and inputs, timed by the same loop on the same machine:
+  the side-by-side reference;
+- every attention implementation (``auto`` as configured, plus ``sdpa``/``chunked`` and
+  ``reference``) on the first batch size;
 - on GPU, AMP off / bf16 for ``g_eval``, ``g_train`` and ``iteration``.
 
 Results go to ``<out>.json`` and ``<out>.md`` with the machine, versions and commit.
@@ -26,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -146,29 +152,96 @@ def bench_iteration(cfg, batch: int, device: torch.device, repeats: int, amp: st
     return res
 
 
-def cpu_peak_rise(config: str, overrides: list[str], batch: int, threads: int) -> float:
-    """Peak RSS rise (GB) of one G forward+backward in a fresh subprocess."""
-    code = f"""
-import resource, sys, torch
-sys.path.insert(0, {str(REPO)!r})
-torch.set_num_threads({threads})
-from xinggan.config import load_config
-from xinggan.models import build_generator
-cfg = load_config({str(REPO / config)!r}, {overrides!r})
-g = build_generator(cfg).train()
-h, w = cfg.data.height, cfg.data.width
-x = torch.rand({batch}, 3, h, w) * 2 - 1; p = torch.rand({batch}, 18, h, w); t = torch.rand({batch}, 3, h, w)
-def rss():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-base = rss()
-before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-out = g(x, p, p); (out - t).abs().mean().backward()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(max(peak, before_peak) - base)
-"""
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(res.stdout.strip().splitlines()[-1]) / 2**30
+def official_weights(cfg, device: torch.device) -> dict:
+    """Our generator's initial weights (seed 0) under the released key names; parameters
+    require grad, buffers do not."""
+    from xinggan.models import build_generator
+    from xinggan.models.convert import to_official_state_dict
+
+    torch.manual_seed(0)
+    generator = build_generator(cfg)
+    params = set(to_official_state_dict("generator", dict(generator.named_parameters())))
+    return {k: v.detach().clone().to(device).requires_grad_(k in params)
+            for k, v in to_official_state_dict("generator", generator.state_dict()).items()}
+
+
+def released_step(cfg, sd: dict, training: bool):
+    """A callable running the released forward (and, in training, the L1 backward)."""
+    from xinggan.models.released import released_generator_forward
+
+    gen = cfg.model.generator
+
+    def forward(image, pose, pose2):
+        return released_generator_forward(sd, image, pose, pose2, cfg.model.norm,
+                                          n_blocks=gen.n_blocks, n_images=gen.num_candidates,
+                                          training=training, dropout=gen.dropout)
+    return forward
+
+
+def bench_released(cfg, batch: int, device: torch.device, repeats: int) -> dict:
+    sd = official_weights(cfg, device)
+    image, pose, pose2, target = inputs(cfg, batch, device)
+    params = [v for v in sd.values() if v.requires_grad]
+    eval_forward, train_forward = released_step(cfg, sd, False), released_step(cfg, sd, True)
+
+    def eval_step():
+        with torch.no_grad():
+            eval_forward(image, pose, pose2)
+
+    def train_step():
+        for p in params:
+            p.grad = None
+        (train_forward(image, pose, pose2) - target).abs().mean().backward()
+
+    ev = timed(eval_step, device, repeats)
+    tr = timed(train_step, device, repeats)
+    return {"g_eval": {**ev, "images_per_s": batch / ev["median_s"]},
+            "g_train": {**tr, "images_per_s": batch / tr["median_s"]}}
+
+
+def _proc_status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(config: str, overrides: list[str], batch: int, released: bool) -> dict:
+    """In a fresh process: the peak-RSS rise over one G forward + L1 backward (train mode)."""
+    from xinggan.models import build_generator
+
+    cfg = load(config, overrides)
+    image, pose, pose2, target = inputs(cfg, batch, torch.device("cpu"))
+    if released:
+        sd = official_weights(cfg, torch.device("cpu"))
+        forward = released_step(cfg, sd, True)
+    else:
+        torch.manual_seed(0)
+        forward = build_generator(cfg).train()
+    base_kb = _proc_status_kb("VmRSS")
+    try:  # "5" resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
+        Path("/proc/self/clear_refs").write_text("5")
+        method = "VmHWM rise over the step (reset by clear_refs)"
+    except OSError:
+        method = "VmHWM rise (peak since process start: includes the model build)"
+    out = forward(image, pose, pose2)
+    (out - target).abs().mean().backward()
+    peak_kb = _proc_status_kb("VmHWM")
+    return {"rise_gb": (peak_kb - base_kb) / 2**20, "method": method}
+
+
+def cpu_peak_rise(config: str, overrides: list[str], batch: int, threads: int,
+                  released: bool = False) -> dict:
+    """``memory_child`` in a fresh subprocess (so that nothing earlier inflates the peak)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", config,
+           str(batch), "released" if released else "ours", "--threads", str(threads)]
+    for o in overrides:
+        cmd += ["--set", o]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode:
+        raise RuntimeError("memory subprocess failed: "
+                           + " | ".join(proc.stderr.strip().splitlines()[-2:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def machine() -> dict:
@@ -194,58 +267,105 @@ def machine() -> dict:
     return info
 
 
+def _cell(v) -> str:
+    if not v:
+        return "-"
+    return (f"{v['median_s']:.3f} [{v['min_s']:.3f}-{v['max_s']:.3f}] "
+            f"({v['images_per_s']:.2f})")
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     where = m.get("gpu") or f"{m['cpu']}, {m['torch_threads']} threads"
     lines = [f"# Benchmark ({where}; torch {m['torch']}; commit {m['commit']})", "",
-             "Median of the repeated runs after a warm-up (min-max in brackets).", "",
-             "| dataset | model | batch | amp | attention | G eval s (img/s) | G fwd+bwd s (img/s) "
-             "| iteration s (img/s) | peak memory GB | reference eval / fwd+bwd / peak |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"Command: `{results.get('command', '')}`", "",
+             "Seconds per call, median of the repeated runs after a warm-up, [min-max], "
+             "(images/s). Peak memory: " + results.get("memory_method", "-") + ".", "",
+             "| dataset | model | batch | amp | attention | G eval | G fwd+bwd "
+             "| iteration (G + both D) | peak memory GB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
-        def cell(key):
-            v = r.get(key)
-            if not v:
-                return "-"
-            return (f"{v['median_s']:.3f} [{v['min_s']:.3f}-{v['max_s']:.3f}] "
-                    f"({v['images_per_s']:.1f})")
-        ref = r.get("reference")
-        ref_cell = f"{ref['g_eval']} / {ref['g_train']} / {ref['peak_gb']}" if ref else "-"
         peak = r.get("peak_memory_gb")
+        err = f" error: {r['error']}" if r.get("error") else ""
         lines.append(f"| {r['dataset']} | {r['model']} | {r['batch']} | {r['amp']} | "
-                     f"{r['attention']} | {cell('g_eval')} | {cell('g_train')} | "
-                     f"{cell('iteration')} | {'-' if peak is None else f'{peak:.2f}'} | {ref_cell} |")
+                     f"{r['attention']} | {_cell(r.get('g_eval'))} | {_cell(r.get('g_train'))} | "
+                     f"{_cell(r.get('iteration'))} | {'-' if peak is None else f'{peak:.2f}'} "
+                     f"|{err}")
+    side = [r for r in results["rows"] if r.get("released")]
+    if side:
+        lines += ["", "## Side by side with the released forward pass (XingGAN, same machine)",
+                  "",
+                  "`released`: the literal released forward (`xinggan/models/released.py`, N x N "
+                  "maps materialised) on the same weights and inputs, timed by the same loop. "
+                  "`XINGGAN.md`: the reference table of the spec, for comparison.", "",
+                  "| dataset | batch | attention | G eval ours / released s | G fwd+bwd ours / "
+                  "released s | peak GB ours / released | XINGGAN.md eval / fwd+bwd / peak |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in side:
+            rel = r["released"]
+
+            def pair(key):
+                a, b = r.get(key), rel.get(key)
+                if not a or not b:
+                    return "-"
+                return (f"{a['median_s']:.3f} / {b['median_s']:.3f} "
+                        f"(x{b['median_s'] / a['median_s']:.2f})")
+            pa, pb = r.get("peak_memory_gb"), rel.get("peak_memory_gb")
+            peak = "-" if pa is None or pb is None else f"{pa:.2f} / {pb:.2f}"
+            ref = r.get("reference")
+            ref_cell = f"{ref['g_eval']} / {ref['g_train']} / {ref['peak_gb']}" if ref else "-"
+            lines.append(f"| {r['dataset']} | {r['batch']} | {r['attention']} | {pair('g_eval')} "
+                         f"| {pair('g_train')} | {peak} | {ref_cell} |")
+        lines += ["", "(xN: how many times faster ours is; > 1 means ours is faster.)"]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--memory-child"]:
+        c = argparse.ArgumentParser()
+        c.add_argument("config")
+        c.add_argument("batch", type=int)
+        c.add_argument("which", choices=["ours", "released"])
+        c.add_argument("--threads", type=int, default=2)
+        c.add_argument("--set", action="append", default=[])
+        a = c.parse_args(argv[1:])
+        torch.set_num_threads(a.threads)
+        torch.set_flush_denormal(True)
+        print(json.dumps(memory_child(a.config, a.set, a.batch, a.which == "released")))
+        return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--datasets", default="market,deepfashion")
     p.add_argument("--models", default="xinggan,xingganpp")
     p.add_argument("--batches", default=None, help="default 1,8 on CPU, 1,32 on GPU")
     p.add_argument("--attention", default=None,
-                   help="attention implementations to time (default: all three on the first batch)")
+                   help="attention implementations to time on the first batch (default: auto "
+                        "and the two it does not resolve to)")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-iteration", action="store_true", help="skip the full training iteration")
     p.add_argument("--no-memory", action="store_true", help="skip the CPU peak-memory subprocess")
+    p.add_argument("--no-released", action="store_true",
+                   help="skip the side-by-side released forward pass")
     p.add_argument("--out", default="benchmarks/benchmark")
     args = p.parse_args(argv)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
+        torch.set_flush_denormal(True)  # as train.py runs on CPU; ours and released alike
     datasets = args.datasets.split(",")
     models = args.models.split(",")
     batches = [int(b) for b in (args.batches or ("1,32" if device.type == "cuda" else "1,8")).split(",")]
-    impls = (args.attention or "sdpa,chunked,reference").split(",")
+    # "auto" is what the configs use (chunked on CPU, sdpa on GPU); the others for comparison
+    default_impls = "auto,sdpa,reference" if device.type == "cpu" else "auto,chunked,reference"
+    impls = (args.attention or default_impls).split(",")
     repeats = args.repeats
     amps = ["off", "bf16"] if device.type == "cuda" else ["off"]
-    overrides_base: list[str] = []
     if args.quick:
         datasets, models, batches, repeats = ["market"], ["xinggan"], [1], 2
-        impls = ["sdpa", "chunked"]
+        impls = ["auto", "sdpa"]
     rows = []
     from tqdm import tqdm
 
@@ -254,29 +374,42 @@ def main(argv=None) -> int:
         for model in models:
             for bi, batch in enumerate(batches):
                 for amp in amps:
-                    for impl in (impls if bi == 0 and amp == "off" else ["sdpa"]):
+                    for impl in (impls if bi == 0 and amp == "off" else impls[:1]):
                         plan.append((ds, model, batch, amp, impl))
+    released_done = set()
     for ds, model, batch, amp, impl in tqdm(plan, desc="benchmark", unit="setting"):
         config = CONFIGS[(ds, model)]
-        overrides = overrides_base + [f"model.generator.attention_impl={impl}"]
+        overrides = [f"model.generator.attention_impl={impl}"]
         cfg = load(config, overrides)
         row = {"dataset": ds, "model": model, "batch": batch, "amp": amp, "attention": impl,
                "config": config}
         try:
             row.update(bench_generator(cfg, batch, device, repeats, amp))
-            if not args.no_iteration and impl == "sdpa":
+            if not args.no_iteration and impl == impls[0]:
                 row["iteration"] = bench_iteration(cfg, batch, device, max(1, repeats // 2), amp)
             if device.type == "cpu" and not args.no_memory:
-                row["peak_memory_gb"] = cpu_peak_rise(config, overrides, batch, args.threads)
+                row["peak_memory_gb"] = cpu_peak_rise(config, overrides, batch,
+                                                      args.threads)["rise_gb"]
+            if (model == "xinggan" and amp == "off" and not args.no_released
+                    and (ds, batch) not in released_done):
+                released_done.add((ds, batch))
+                row["released"] = bench_released(cfg, batch, device, repeats)
+                if device.type == "cpu" and not args.no_memory:
+                    row["released"]["peak_memory_gb"] = cpu_peak_rise(
+                        config, overrides, batch, args.threads, released=True)["rise_gb"]
         except (RuntimeError, MemoryError) as exc:  # e.g. out of memory: record and go on
             row["error"] = str(exc).splitlines()[0][:200]
         if device.type == "cpu" and model == "xinggan" and amp == "off":
             row["reference"] = REFERENCE_CPU.get((ds, batch))
         rows.append(row)
         tqdm.write(json.dumps({k: (v["median_s"] if isinstance(v, dict) and "median_s" in v else v)
-                               for k, v in row.items() if k != "reference"}))
+                               for k, v in row.items() if k not in ("reference", "released")}))
     results = {"machine": machine(), "device": str(device), "quick": args.quick,
-               "repeats": repeats, "rows": rows}
+               "repeats": repeats, "command": "python scripts/benchmark.py " + " ".join(argv),
+               "memory_method": ("CUDA max allocated during G fwd+bwd" if device.type == "cuda"
+                                 else "rise of the peak RSS over one G fwd+bwd in a fresh "
+                                 "process (VmHWM reset just before the step)"),
+               "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
