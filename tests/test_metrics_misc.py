@@ -96,7 +96,9 @@ def test_white_padding():
 
 
 def test_presets():
-    assert set(PROTOCOLS) == {"patn-market", "patn-deepfashion", "gfla"}
+    assert set(PROTOCOLS) == {"patn-market", "patn-deepfashion", "gfla", "toy"}
+    toy, market = get_protocol("toy"), get_protocol("patn-market")
+    assert toy.image_size is None and toy.ssim == market.ssim and toy.jpeg_roundtrip
     assert get_protocol("patn-market").default_metrics == ("ssim", "mask_ssim", "is", "mask_is", "pckh")
     assert get_protocol("patn-deepfashion").pad_columns == 40
     assert not get_protocol("gfla").jpeg_roundtrip and get_protocol("gfla").ssim.win_size == 51

@@ -23,6 +23,9 @@ scripts did (``tool/getMetrics_market.py``, ``getMetrics_fashion.py``, ``calPCKH
 Inception against a real image set, LPIPS (AlexNet, v0.1), SSIM with a 51 x 51 uniform window,
 PSNR, and mask-LPIPS on Market. No JPEG round trip.
 
+``toy`` applies the ``patn-market`` settings at any image size (the demo's 64 x 32 toy data);
+it is no paper's protocol.
+
 ``l1`` (mean absolute error in [-1, 1]) is available in every preset, as are the metrics of the
 other presets; a preset fixes the defaults and the settings (SSIM window, FID network), and its
 name is printed beside every number.
@@ -111,6 +114,19 @@ PROTOCOLS = {
         image_size=None,
         description="GFLA-era protocol (torchvision-Inception FID against a real set, LPIPS AlexNet "
                     "v0.1, SSIM with a 51x51 uniform window, PSNR, mask-LPIPS on Market)",
+    ),
+    "toy": Protocol(
+        name="toy",
+        dataset="any",
+        default_metrics=("ssim", "mask_ssim", "l1"),
+        jpeg_roundtrip=True,
+        pad_columns=0,
+        ssim=PATN_SSIM,
+        ssim_input="uint8",
+        fid_network="tf-inception",
+        image_size=None,
+        description="the patn-market settings (JPEG q75 round trip, skimage-0.14.2 SSIM, pose-masked "
+                    "SSIM) at any image size, for the toy dataset of the demo; not a paper protocol",
     ),
 }
 
