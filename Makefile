@@ -26,7 +26,7 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 toy: $(STAMP)
-	$(PY) scripts/make_toy_dataset.py --out $(TOY_DIR)
+	$(PY) scripts/make_toy_dataset.py --out $(TOY_DIR) --height 64 --width 32 --identities 200
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -25,12 +25,24 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
+def _toy_size_matches(toy: Path, data_cfg) -> bool:
+    from PIL import Image
+
+    first = next(iter(sorted((toy / "test").glob("*.jpg"))), None)
+    if first is None:
+        return False
+    with Image.open(first) as im:
+        return im.size == (data_cfg.width, data_cfg.height)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--toy-dir", default="datasets/toy")
     p.add_argument("--run-dir", default="runs/demo")
     p.add_argument("--out", default="results/demo")
     p.add_argument("--config", default="configs/toy.yaml")
+    p.add_argument("--toy-identities", type=int, default=200,
+                   help="training identities of the toy dataset (drawn at the config's size)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra overrides for training (e.g. train.iterations=100)")
     args = p.parse_args(argv)
@@ -38,11 +50,19 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     toy, run_dir, out = Path(args.toy_dir), Path(args.run_dir), Path(args.out)
 
-    if not (toy / "market-pairs-test.csv").is_file():
-        run([py, "scripts/make_toy_dataset.py", "--out", str(toy)])
-    t_data = time.perf_counter()
+    from xinggan.config import load_config
 
     sets = [f"data.root={toy}", *args.set]
+    cfg = load_config(args.config, sets)
+    if (toy / "market-pairs-test.csv").is_file() and not _toy_size_matches(toy, cfg.data):
+        print(f"{toy} holds toy images of another size than {args.config} "
+              f"({cfg.data.height} x {cfg.data.width}): drawing it again", flush=True)
+        shutil.rmtree(toy)
+    if not (toy / "market-pairs-test.csv").is_file():
+        run([py, "scripts/make_toy_dataset.py", "--out", str(toy), "--height", str(cfg.data.height),
+             "--width", str(cfg.data.width), "--identities", str(args.toy_identities)])
+    t_data = time.perf_counter()
+
     train_cmd = [py, "train.py", "--config", args.config, "--run-dir", str(run_dir)]
     for s in sets:
         train_cmd += ["--set", s]
@@ -57,12 +77,10 @@ def main(argv=None) -> int:
     t_test = time.perf_counter()
 
     # Baseline: answer every pair with the source image itself.
-    from xinggan.config import load_config
     from xinggan.data import read_pairs
     from xinggan.generate import output_name
     from xinggan.metrics.evaluate import evaluate_folder, write_metrics
 
-    cfg = load_config(args.config, sets)
     base_dir = out / "copy_source_baseline" / "images"
     if base_dir.exists():
         shutil.rmtree(base_dir)
@@ -93,8 +111,13 @@ def main(argv=None) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
-    if (out / "model" / "grid.png").is_file():
-        shutil.copyfile(out / "model" / "grid.png", out / "grid.png")
+    if (out / "model" / "grid.png").is_file():  # enlarged so that small toy images read well
+        from PIL import Image
+
+        with Image.open(out / "model" / "grid.png") as grid:
+            scale = max(1, 192 // cfg.data.height)
+            grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST).save(
+                out / "grid.png")
     lines = [f"# Demo results ({summary['protocol']} protocol, {summary['num_pairs']} toy test pairs)",
              "", "| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
              "| XingGAN (toy config) | " + " | ".join(f"{model[k]:.4f}" for k in keys) + " |",

@@ -22,7 +22,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy_testpy")
     make_toy_dataset(root / "data", seed=5, identities=2, test_identities=2, poses=3,
                      test_pairs=5, height=128, width=64)
-    sets = [f"data.root={root / 'data'}", "data.num_workers=0",
+    sets = [f"data.root={root / 'data'}", "data.num_workers=0", "data.height=128",
+            "data.width=64", "data.heatmap_sigma=6", "eval.protocol=patn-market",
             "model.generator.ngf=8", "model.generator.n_blocks=1",
             "model.generator.num_candidates=2", "model.discriminator.ndf=8",
             "model.discriminator.n_blocks=1", "train.batch_size=2", "train.iterations=1",
