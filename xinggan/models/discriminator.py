@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from xinggan.models.layers import conv_bias, conv_norm_relu, norm_layer
+from xinggan.models.layers import ReflectPadConv2d, ReLUDropout, conv_bias, conv_norm_relu, norm_layer
 
 
 class ResidualBlock(nn.Module):
@@ -35,13 +35,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         bias = conv_bias(norm)
         self.conv_block = nn.Sequential(OrderedDict([
-            ("pad1", nn.ReflectionPad2d(1)),
-            ("conv1", nn.Conv2d(channels, channels, 3, bias=bias)),
+            ("conv1", ReflectPadConv2d(channels, channels, 3, 1, bias=bias)),
             ("norm1", norm_layer(norm, channels)),
-            ("relu1", nn.ReLU(inplace=True)),
-            ("dropout", nn.Dropout(dropout)),
-            ("pad2", nn.ReflectionPad2d(1)),
-            ("conv2", nn.Conv2d(channels, channels, 3, bias=bias)),
+            ("relu_dropout1", ReLUDropout(dropout)),
+            ("conv2", ReflectPadConv2d(channels, channels, 3, 1, bias=bias)),
             ("norm2", norm_layer(norm, channels)),
         ]))
 

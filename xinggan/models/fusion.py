@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from xinggan.models.layers import conv_bias, norm_layer, transposed_conv
+from xinggan.models.layers import ReflectPadConv2d, conv_bias, norm_layer, transposed_conv
 
 
 class CandidateDecoder(nn.Sequential):
@@ -56,9 +56,8 @@ class CandidateDecoder(nn.Sequential):
             ("up2", transposed_conv(2 * ngf, ngf, 3, 2, bias)),
             ("norm2", norm_layer(norm, ngf)),
             ("relu2", nn.ReLU(inplace=True)),
-            ("pad_out", nn.ReflectionPad2d(3)),
-            # The image conv always has a bias in the released code.
-            ("conv_out", nn.Conv2d(ngf, 3 * num_images, kernel_size=7)),
+            # Reflection pad 3 + 7x7 conv; the image conv always has a bias in the released code.
+            ("conv_out", ReflectPadConv2d(ngf, 3 * num_images, 7, 3)),
             ("tanh", nn.Tanh()),
         ]
         super().__init__(OrderedDict(layers))

@@ -19,9 +19,118 @@ discriminators keep PyTorch's default initialisation, as released.
 from __future__ import annotations
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 NORMS = ("batch", "instance")
+
+
+class _ReflectPadConvFunction(torch.autograd.Function):
+    """conv2d(reflection_pad(x)) that keeps the unpadded ``x`` for backward.
+
+    Autograd through ``F.pad`` then ``F.conv2d`` keeps the padded copy of ``x``, on top of the
+    unpadded ``x`` that the previous layer (ReLU, dropout) usually keeps anyway.  Here the
+    backward pads ``x`` again (a cheap copy) and calls the same ``convolution_backward`` and
+    ``reflection_pad2d_backward`` kernels that autograd would, so the gradients are the same.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias, pad: int, stride: int) -> Tensor:
+        device = x.device.type
+        if torch.is_autocast_enabled(device):  # cast as autocast would cast the conv's inputs,
+            dtype = torch.get_autocast_dtype(device)  # so that backward sees one dtype
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+        ctx.pad, ctx.stride, ctx.has_bias = pad, stride, bias is not None
+        ctx.save_for_backward(x, weight)
+        with torch.autocast(device, enabled=False):
+            return F.conv2d(F.pad(x, (pad,) * 4, mode="reflect"), weight, bias, stride)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        x, weight = ctx.saved_tensors
+        pad, stride = ctx.pad, ctx.stride
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        padded = F.pad(x, (pad,) * 4, mode="reflect")
+        grad_padded, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad_out, padded, weight, [weight.shape[0]] if ctx.has_bias else None,
+            [stride, stride], [0, 0], [1, 1], False, [0, 0], 1,
+            [need_x, need_w, need_b and ctx.has_bias])
+        grad_x = (torch.ops.aten.reflection_pad2d_backward(grad_padded, x, [pad] * 4)
+                  if need_x else None)
+        return grad_x, grad_w, grad_b, None, None
+
+
+class ReflectPadConv2d(nn.Conv2d):
+    """``ReflectionPad2d(pad)`` followed by ``Conv2d`` (no zero padding), as one module.
+
+    Same parameters (``weight``, ``bias``) and the same results as the two released layers; in
+    training it keeps the unpadded input instead of the padded copy for backward
+    (:class:`_ReflectPadConvFunction`), which saves an activation per padded conv.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, reflect_pad: int,
+                 stride: int = 1, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, bias=bias)
+        self.reflect_pad = reflect_pad
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return _ReflectPadConvFunction.apply(x, self.weight, self.bias, self.reflect_pad,
+                                                 self.stride[0])
+        return F.conv2d(F.pad(x, (self.reflect_pad,) * 4, mode="reflect"), self.weight,
+                        self.bias, self.stride)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", reflect_pad={self.reflect_pad}"
+
+
+class _ReLUDropoutFunction(torch.autograd.Function):
+    """dropout(relu(x)) that keeps only its output for backward.
+
+    The output y = relu(x) * noise, with noise in {0, 1/(1-p)} drawn as ``nn.Dropout`` draws it
+    on CPU (``bernoulli_(1 - p)`` then ``div_(1 - p)``: the same random numbers).  y > 0 exactly
+    where x > 0 and the unit was kept, so dx = dy / (1 - p) where y > 0, else 0: the same
+    products autograd forms through ReLU and dropout, without keeping the ReLU output and the
+    dropout noise (two activations per conv path).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float) -> Tensor:
+        y = torch.relu(x)
+        noise = torch.empty_like(y).bernoulli_(1 - p).div_(1 - p)
+        y.mul_(noise)
+        ctx.scale = 1 / (1 - p)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y: Tensor):
+        (y,) = ctx.saved_tensors
+        grad_x = torch.where(y > 0, grad_y * ctx.scale, torch.zeros((), dtype=grad_y.dtype,
+                                                                     device=grad_y.device))
+        return grad_x, None
+
+
+class ReLUDropout(nn.Module):
+    """``ReLU`` then ``Dropout(p)`` as one module (same results, leaner backward in training:
+    :class:`_ReLUDropoutFunction`); ReLU alone in eval mode or with ``p = 0``."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.p > 0:
+            return _ReLUDropoutFunction.apply(x, self.p)
+        return torch.relu(x)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 def conv_bias(norm: str) -> bool:
@@ -46,13 +155,16 @@ def _check_norm(norm: str) -> None:
 def conv_norm_relu(prefix: str, in_channels: int, out_channels: int, kernel_size: int,
                    norm: str, stride: int = 1, reflect_pad: int = 0,
                    zero_pad: int = 0) -> list[tuple[str, nn.Module]]:
-    """[ReflectionPad] -> Conv -> Norm -> ReLU, named ``pad_/conv_/norm_/relu_<prefix>``."""
-    layers: list[tuple[str, nn.Module]] = []
+    """[ReflectionPad] Conv -> Norm -> ReLU, named ``conv_/norm_/relu_<prefix>`` (a reflection
+    pad is part of the conv: :class:`ReflectPadConv2d`)."""
     if reflect_pad:
-        layers.append((f"pad_{prefix}", nn.ReflectionPad2d(reflect_pad)))
-    layers += [
-        (f"conv_{prefix}", nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                                     padding=zero_pad, bias=conv_bias(norm))),
+        conv = ReflectPadConv2d(in_channels, out_channels, kernel_size, reflect_pad,
+                                stride=stride, bias=conv_bias(norm))
+    else:
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=zero_pad, bias=conv_bias(norm))
+    layers: list[tuple[str, nn.Module]] = [
+        (f"conv_{prefix}", conv),
         (f"norm_{prefix}", norm_layer(norm, out_channels)),
         (f"relu_{prefix}", nn.ReLU(inplace=True)),
     ]

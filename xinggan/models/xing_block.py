@@ -4,7 +4,8 @@ Block t takes the appearance code ``a`` (4 ngf channels) and the shape code ``s`
 first block, 8 ngf afterwards) and, as the released code does:
 
 1. appearance conv path: ReflPad1 -> Conv3x3 -> Norm -> ReLU -> Dropout -> ReflPad1 -> Conv3x3
-   -> Norm, giving A (4 ngf);
+   -> Norm, giving A (4 ngf); each pad is part of its conv (``ReflectPadConv2d``) and ReLU +
+   dropout are one module (``ReLUDropout``), with the released maths and a leaner backward;
 2. shape conv path: ReflPad1 -> Conv3x3 (c -> c) -> Norm -> ReLU -> Dropout -> ReflPad1 ->
    Conv3x3 (c -> 4 ngf), no norm and no activation at the end, giving S;
 3. shape-guided appearance (SA) and appearance-guided shape (AS), both from the same pre-update
@@ -34,19 +35,16 @@ import torch
 from torch import Tensor, nn
 
 from xinggan.models.attention import build_cross_attention
-from xinggan.models.layers import conv_bias, norm_layer
+from xinggan.models.layers import ReflectPadConv2d, ReLUDropout, conv_bias, norm_layer
 
 
 def _conv_path(in_channels: int, out_channels: int, norm: str, dropout: float,
                final_norm: bool) -> nn.Sequential:
     layers = [
-        ("pad1", nn.ReflectionPad2d(1)),
-        ("conv1", nn.Conv2d(in_channels, in_channels, 3, bias=conv_bias(norm))),
+        ("conv1", ReflectPadConv2d(in_channels, in_channels, 3, 1, bias=conv_bias(norm))),
         ("norm1", norm_layer(norm, in_channels)),
-        ("relu1", nn.ReLU(inplace=True)),
-        ("dropout", nn.Dropout(dropout)),
-        ("pad2", nn.ReflectionPad2d(1)),
-        ("conv2", nn.Conv2d(in_channels, out_channels, 3, bias=conv_bias(norm))),
+        ("relu_dropout1", ReLUDropout(dropout)),
+        ("conv2", ReflectPadConv2d(in_channels, out_channels, 3, 1, bias=conv_bias(norm))),
     ]
     if final_norm:
         layers.append(("norm2", norm_layer(norm, out_channels)))
