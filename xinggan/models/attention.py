@@ -47,10 +47,11 @@ ATTENTION_IMPLS = ("auto", "sdpa", "reference", "chunked")
 class ChunkedAttention(torch.autograd.Function):
     """softmax(q k^T) v over query chunks, with a backward that recomputes the softmax.
 
-    Saved for backward: q, k, v, the output and the row log-sum-exp L (B, Nq).  Backward, per
-    chunk c of queries: P = exp(q_c k^T - L_c); dV += P^T dO_c; dP = dO_c V^T;
-    dS = P * (dP - rowsum(dO_c * O_c)); dq_c = dS k; dk += dS^T q_c.  Memory O(chunk * Nk) on
-    top of the inputs, at the cost of one extra (chunk x d) x (d x Nk) product per chunk.
+    Saved for backward: q, k, v and the row log-sum-exp L (B, Nq); not the output.  Backward,
+    per chunk c of queries: P = exp(q_c k^T - L_c); dV += P^T dO_c; dP = dO_c V^T;
+    dS = P * (dP - rowsum(P * dP)); dq_c = dS k; dk += dS^T q_c (rowsum(P * dP) equals
+    rowsum(dO * O), so the output need not be kept).  Memory O(chunk * Nk) on top of the
+    inputs, at the cost of one extra (chunk x d) x (d x Nk) product per chunk.
     """
 
     @staticmethod
@@ -66,17 +67,16 @@ class ChunkedAttention(torch.autograd.Function):
             if keep:
                 lse[:, start:start + chunk] = torch.logsumexp(energy, dim=-1)
         if keep:
-            ctx.save_for_backward(q, k, v, out, lse)
+            ctx.save_for_backward(q, k, v, lse)
         ctx.chunk = chunk
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):
-        q, k, v, out, lse = ctx.saved_tensors
+        q, k, v, lse = ctx.saved_tensors
         chunk = ctx.chunk
         grad_out = grad_out.contiguous()
-        delta = (grad_out * out).sum(-1)  # (B, Nq): rowsum(dO * O) = rowsum(P * dP)
         grad_q = torch.empty_like(q)
         grad_k = torch.zeros_like(k)
         grad_v = torch.zeros_like(v)
@@ -87,7 +87,8 @@ class ChunkedAttention(torch.autograd.Function):
             p = torch.bmm(q_c, k_t).sub_(lse[:, sl, None]).exp_()  # softmax of the chunk
             grad_v.baddbmm_(p.transpose(1, 2), go_c)
             grad_p = torch.bmm(go_c, v_t)
-            grad_s = p.mul_(grad_p.sub_(delta[:, sl, None]))  # in place: p is not reused
+            delta = (p * grad_p).sum(-1, keepdim=True)  # rowsum(P * dP)
+            grad_s = p.mul_(grad_p.sub_(delta))  # in place: p is not reused
             grad_q[:, sl] = torch.bmm(grad_s, k)
             grad_k.baddbmm_(grad_s.transpose(1, 2), q_c)
         return grad_q, grad_k, grad_v, None
