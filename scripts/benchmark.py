@@ -18,8 +18,9 @@ threads and denormals flushed to zero, as ``train.py`` runs).  For each dataset 
   the model does not count;
 - ``released`` (XingGAN rows): the same ``g_eval``, ``g_train`` and peak memory for the literal
   released forward pass (:mod:`xinggan.models.released`: functional ops, N x N attention maps
-  materialised) on the same weights and inputs, timed by the same loop on the same machine:
-  the side-by-side reference;
+  materialised) on the same weights and inputs, timed by the same loop on the same machine,
+  its runs interleaved with ours (ours, released, ours, ...) so that a drifting machine speed
+  affects both alike: the side-by-side reference;
 - every attention implementation (``auto`` as configured, plus ``sdpa``/``chunked`` and
   ``reference``) on the first batch size;
 - on GPU, AMP off / bf16 for ``g_eval``, ``g_train`` and ``iteration``.
@@ -95,7 +96,28 @@ def load(path: str, overrides: list[str]):
     return load_config(REPO / path, overrides)
 
 
-def bench_generator(cfg, batch: int, device: torch.device, repeats: int, amp: str) -> dict:
+def timed_interleaved(fns: dict, device: torch.device, repeats: int, warmup: int = 1) -> dict:
+    """Like :func:`timed` for several callables, run in turn (a, b, a, b, ...), so that a
+    machine whose speed drifts (a shared or throttled host) affects them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t),
+                   "runs": len(t)} for name, t in times.items()}
+
+
+def bench_generator(cfg, batch: int, device: torch.device, repeats: int, amp: str,
+                    released: bool = False) -> dict:
+    """``g_eval`` and ``g_train`` of our generator; with ``released``, the literal released
+    forward pass on the same weights and inputs too, interleaved with ours."""
     from xinggan.models import build_generator
 
     torch.manual_seed(0)
@@ -118,16 +140,39 @@ def bench_generator(cfg, batch: int, device: torch.device, repeats: int, amp: st
             out = generator(image, pose, pose2)
         (out.float() - target).abs().mean().backward()
 
+    evals, trains = {"ours": eval_step}, {"ours": train_step}
+    if released:
+        sd = official_weights(cfg, device)
+        params = [v for v in sd.values() if v.requires_grad]
+        rel_eval, rel_train = released_step(cfg, sd, False), released_step(cfg, sd, True)
+
+        def released_eval():
+            with torch.no_grad():
+                rel_eval(image, pose, pose2)
+
+        def released_train():
+            for p in params:
+                p.grad = None
+            (rel_train(image, pose, pose2) - target).abs().mean().backward()
+
+        evals["released"], trains["released"] = released_eval, released_train
+
     generator.eval()
-    ev = timed(eval_step, device, repeats)
+    ev = timed_interleaved(evals, device, repeats)
     generator.train()
-    if device.type == "cuda":
+    tr = timed_interleaved(trains, device, repeats)
+    out = {"g_eval": {**ev["ours"], "images_per_s": batch / ev["ours"]["median_s"]},
+           "g_train": {**tr["ours"], "images_per_s": batch / tr["ours"]["median_s"]}}
+    if released:
+        out["released"] = {
+            "g_eval": {**ev["released"], "images_per_s": batch / ev["released"]["median_s"]},
+            "g_train": {**tr["released"], "images_per_s": batch / tr["released"]["median_s"]}}
+    if device.type == "cuda":  # one more step of ours alone for its peak
+        torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    tr = timed(train_step, device, repeats)
-    out = {"g_eval": {**ev, "images_per_s": batch / ev["median_s"]},
-           "g_train": {**tr, "images_per_s": batch / tr["median_s"]}}
-    if device.type == "cuda":
+        train_step()
+        torch.cuda.synchronize(device)
         out["peak_memory_gb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**30
     return out
 
@@ -176,27 +221,6 @@ def released_step(cfg, sd: dict, training: bool):
                                           n_blocks=gen.n_blocks, n_images=gen.num_candidates,
                                           training=training, dropout=gen.dropout)
     return forward
-
-
-def bench_released(cfg, batch: int, device: torch.device, repeats: int) -> dict:
-    sd = official_weights(cfg, device)
-    image, pose, pose2, target = inputs(cfg, batch, device)
-    params = [v for v in sd.values() if v.requires_grad]
-    eval_forward, train_forward = released_step(cfg, sd, False), released_step(cfg, sd, True)
-
-    def eval_step():
-        with torch.no_grad():
-            eval_forward(image, pose, pose2)
-
-    def train_step():
-        for p in params:
-            p.grad = None
-        (train_forward(image, pose, pose2) - target).abs().mean().backward()
-
-    ev = timed(eval_step, device, repeats)
-    tr = timed(train_step, device, repeats)
-    return {"g_eval": {**ev, "images_per_s": batch / ev["median_s"]},
-            "g_train": {**tr, "images_per_s": batch / tr["median_s"]}}
 
 
 def _proc_status_kb(field: str) -> int:
@@ -383,17 +407,17 @@ def main(argv=None) -> int:
         cfg = load(config, overrides)
         row = {"dataset": ds, "model": model, "batch": batch, "amp": amp, "attention": impl,
                "config": config}
+        with_released = (model == "xinggan" and amp == "off" and not args.no_released
+                         and (ds, batch) not in released_done)
         try:
-            row.update(bench_generator(cfg, batch, device, repeats, amp))
+            row.update(bench_generator(cfg, batch, device, repeats, amp, with_released))
             if not args.no_iteration and impl == impls[0]:
                 row["iteration"] = bench_iteration(cfg, batch, device, max(1, repeats // 2), amp)
             if device.type == "cpu" and not args.no_memory:
                 row["peak_memory_gb"] = cpu_peak_rise(config, overrides, batch,
                                                       args.threads)["rise_gb"]
-            if (model == "xinggan" and amp == "off" and not args.no_released
-                    and (ds, batch) not in released_done):
+            if with_released:
                 released_done.add((ds, batch))
-                row["released"] = bench_released(cfg, batch, device, repeats)
                 if device.type == "cpu" and not args.no_memory:
                     row["released"]["peak_memory_gb"] = cpu_peak_rise(
                         config, overrides, batch, args.threads, released=True)["rise_gb"]
