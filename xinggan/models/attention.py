@@ -58,16 +58,18 @@ class ChunkedAttention(torch.autograd.Function):
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, chunk: int) -> Tensor:
         b, nq, _ = q.shape
         out = v.new_empty(b, nq, v.shape[-1])
-        lse = q.new_empty(b, nq)
+        lse = q.new_empty(b, nq, 1)
         k_t = k.transpose(1, 2)
-        keep = any(ctx.needs_input_grad[:3])
         for start in range(0, nq, chunk):
-            energy = torch.bmm(q[:, start:start + chunk], k_t)  # (B, chunk, Nk)
-            out[:, start:start + chunk] = torch.bmm(torch.softmax(energy, dim=-1), v)
-            if keep:
-                lse[:, start:start + chunk] = torch.logsumexp(energy, dim=-1)
-        if keep:
-            ctx.save_for_backward(q, k, v, lse)
+            sl = slice(start, start + chunk)
+            weights = torch.bmm(q[:, sl], k_t)  # energies (B, chunk, Nk) ...
+            row_max = weights.amax(-1, keepdim=True)
+            weights.sub_(row_max).exp_()  # ... made unnormalised softmax weights in place
+            total = weights.sum(-1, keepdim=True)
+            # normalise the (chunk x Cv) output rather than the (chunk x Nk) weights
+            out[:, sl] = torch.bmm(weights, v).div_(total)
+            lse[:, sl] = row_max.add_(total.log_())
+        ctx.save_for_backward(q, k, v, lse)
         ctx.chunk = chunk
         return out
 
@@ -84,11 +86,11 @@ class ChunkedAttention(torch.autograd.Function):
         for start in range(0, q.shape[1], chunk):
             sl = slice(start, start + chunk)
             q_c, go_c = q[:, sl], grad_out[:, sl]
-            p = torch.bmm(q_c, k_t).sub_(lse[:, sl, None]).exp_()  # softmax of the chunk
+            p = torch.baddbmm(lse[:, sl].neg(), q_c, k_t).exp_()  # the chunk's softmax
             grad_v.baddbmm_(p.transpose(1, 2), go_c)
-            grad_p = torch.bmm(go_c, v_t)
-            delta = (p * grad_p).sum(-1, keepdim=True)  # rowsum(P * dP)
-            grad_s = p.mul_(grad_p.sub_(delta))  # in place: p is not reused
+            grad_s = torch.bmm(go_c, v_t).mul_(p)  # P * dP
+            delta = grad_s.sum(-1, keepdim=True)  # rowsum(P * dP)
+            grad_s.addcmul_(p, delta, value=-1)  # P * (dP - rowsum(P * dP))
             grad_q[:, sl] = torch.bmm(grad_s, k)
             grad_k.baddbmm_(grad_s.transpose(1, 2), q_c)
         return grad_q, grad_k, grad_v, None
