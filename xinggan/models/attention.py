@@ -60,16 +60,16 @@ class ChunkedAttention(torch.autograd.Function):
         out = v.new_empty(b, nq, v.shape[-1])
         lse = q.new_empty(b, nq, 1)
         k_t = k.transpose(1, 2)
+        keep = any(ctx.needs_input_grad[:3])
         for start in range(0, nq, chunk):
             sl = slice(start, start + chunk)
-            weights = torch.bmm(q[:, sl], k_t)  # energies (B, chunk, Nk) ...
-            row_max = weights.amax(-1, keepdim=True)
-            weights.sub_(row_max).exp_()  # ... made unnormalised softmax weights in place
-            total = weights.sum(-1, keepdim=True)
-            # normalise the (chunk x Cv) output rather than the (chunk x Nk) weights
-            out[:, sl] = torch.bmm(weights, v).div_(total)
-            lse[:, sl] = row_max.add_(total.log_())
-        ctx.save_for_backward(q, k, v, lse)
+            energy = torch.bmm(q[:, sl], k_t)  # (B, chunk, Nk)
+            # the same softmax and product as the reference path, so outputs match it exactly
+            out[:, sl] = torch.bmm(torch.softmax(energy, dim=-1), v)
+            if keep:
+                lse[:, sl] = torch.logsumexp(energy, dim=-1, keepdim=True)
+        if keep:
+            ctx.save_for_backward(q, k, v, lse)
         ctx.chunk = chunk
         return out
 
