@@ -223,13 +223,6 @@ def released_step(cfg, sd: dict, training: bool):
     return forward
 
 
-def _proc_status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def memory_child(config: str, overrides: list[str], batch: int, released: bool) -> dict:
     """In a fresh process: the peak-RSS rise over one G forward + L1 backward (train mode)."""
     from xinggan.models import build_generator
@@ -242,16 +235,13 @@ def memory_child(config: str, overrides: list[str], batch: int, released: bool) 
     else:
         torch.manual_seed(0)
         forward = build_generator(cfg).train()
-    base_kb = _proc_status_kb("VmRSS")
-    try:  # "5" resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
-        Path("/proc/self/clear_refs").write_text("5")
-        method = "VmHWM rise over the step (reset by clear_refs)"
-    except OSError:
-        method = "VmHWM rise (peak since process start: includes the model build)"
-    out = forward(image, pose, pose2)
-    (out - target).abs().mean().backward()
-    peak_kb = _proc_status_kb("VmHWM")
-    return {"rise_gb": (peak_kb - base_kb) / 2**20, "method": method}
+    from xinggan.memory import peak_rss_over
+
+    def step():
+        (forward(image, pose, pose2) - target).abs().mean().backward()
+
+    res = peak_rss_over(step)
+    return {"rise_gb": res["rise_kb"] / 2**20, "method": res["method"]}
 
 
 def cpu_peak_rise(config: str, overrides: list[str], batch: int, threads: int,

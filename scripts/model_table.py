@@ -137,28 +137,17 @@ def cuda_peak_memory(generator: torch.nn.Module, cfg, device: torch.device) -> d
             "method": "cuda max_memory_allocated"}
 
 
-def _proc_status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def cpu_memory_child(config: str, overlay: Optional[str]) -> dict:
     """Runs in a fresh process: peak RSS rise over one training step."""
     cfg = load(config, overlay)
     generator = build(cfg)[0]
     device = torch.device("cpu")
     generator_inputs(cfg, device)  # import and allocate everything but the step itself
-    base_kb = _proc_status_kb("VmRSS")
-    try:  # "5" resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
-        Path("/proc/self/clear_refs").write_text("5")
-        method = "VmHWM rise (reset by clear_refs)"
-    except OSError:
-        method = "VmHWM rise (peak since process start)"
-    training_step(generator, cfg, device)
-    peak_kb = _proc_status_kb("VmHWM")
-    return {"peak_mb": peak_kb / 1024, "rise_mb": (peak_kb - base_kb) / 1024, "method": method}
+    from xinggan.memory import peak_rss_over
+
+    res = peak_rss_over(lambda: training_step(generator, cfg, device))
+    return {"peak_mb": res["peak_kb"] / 1024, "rise_mb": res["rise_kb"] / 1024,
+            "method": res["method"]}
 
 
 def cpu_peak_memory(config: str, overlay: Optional[str]) -> dict:

@@ -1,0 +1,33 @@
+"""Peak resident memory of one step on CPU (Linux), for the benchmark and model-table scripts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+
+def proc_status_kb(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ...)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def peak_rss_over(step: Callable[[], object]) -> dict:
+    """Run ``step`` and return the peak resident set during it and its rise over the resident
+    set before it, in kB, with the method used.
+
+    The process's high-water mark (``VmHWM``) is reset to the current resident set through
+    ``/proc/self/clear_refs`` first (Linux >= 4.0), so that earlier work (building the model)
+    does not count; where that is refused, the peak since process start is used and the method
+    says so.
+    """
+    base_kb = proc_status_kb("VmRSS")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        method = "VmHWM rise over the step (reset by clear_refs)"
+    except OSError:
+        method = "VmHWM rise (peak since process start: includes earlier work)"
+    step()
+    peak_kb = proc_status_kb("VmHWM")
+    return {"peak_kb": peak_kb, "rise_kb": peak_kb - base_kb, "method": method}
