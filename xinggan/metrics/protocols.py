@@ -33,7 +33,7 @@ name is printed beside every number.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -115,20 +115,13 @@ PROTOCOLS = {
         description="GFLA-era protocol (torchvision-Inception FID against a real set, LPIPS AlexNet "
                     "v0.1, SSIM with a 51x51 uniform window, PSNR, mask-LPIPS on Market)",
     ),
-    "toy": Protocol(
-        name="toy",
-        dataset="any",
-        default_metrics=("ssim", "mask_ssim", "l1"),
-        jpeg_roundtrip=True,
-        pad_columns=0,
-        ssim=PATN_SSIM,
-        ssim_input="uint8",
-        fid_network="tf-inception",
-        image_size=None,
-        description="the patn-market settings (JPEG q75 round trip, skimage-0.14.2 SSIM, pose-masked "
-                    "SSIM) at any image size, for the toy dataset of the demo; not a paper protocol",
-    ),
 }
+# The demo's preset: patn-market's settings (JPEG round trip, SSIM) at any image size.
+PROTOCOLS["toy"] = replace(
+    PROTOCOLS["patn-market"], name="toy", dataset="any",
+    default_metrics=("ssim", "mask_ssim", "l1"), image_size=None,
+    description="the patn-market settings (JPEG q75 round trip, skimage-0.14.2 SSIM, pose-masked "
+                "SSIM) at any image size, for the toy dataset of the demo; not a paper protocol")
 
 # Reported values, copied from the papers' tables as listed in the project's evaluation spec
 # (DATA_AND_METRICS.md); they are the papers' numbers, not ours. Per preset: (method, dataset, values).
