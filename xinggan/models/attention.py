@@ -58,9 +58,9 @@ class ChunkedAttention(torch.autograd.Function):
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, chunk: int) -> Tensor:
         b, nq, _ = q.shape
         out = v.new_empty(b, nq, v.shape[-1])
-        lse = q.new_empty(b, nq, 1)
+        keep = any(ctx.needs_input_grad[:3])  # a gradient is wanted: keep the log-sum-exp
+        lse = q.new_empty(b, nq, 1) if keep else None
         k_t = k.transpose(1, 2)
-        keep = any(ctx.needs_input_grad[:3])
         for start in range(0, nq, chunk):
             sl = slice(start, start + chunk)
             energy = torch.bmm(q[:, sl], k_t)  # (B, chunk, Nk)
