@@ -11,7 +11,9 @@ threads and denormals flushed to zero, as ``train.py`` runs).  For each dataset 
 - ``g_eval``: generator forward in eval mode (seconds, images/s);
 - ``g_train``: generator forward + backward of an L1 loss in train mode, the setting of the
   reference cost table (``XINGGAN.md``, Cost);
-- ``iteration``: one full training iteration (G step + both D steps + losses);
+- ``iteration``: one full training iteration (G step + both D steps + losses), with its CUDA
+  peak memory, and, at the config's own batch size, the projected hours of the config's whole
+  schedule (``train.iterations``: 37,500 for DeepFashion, 87,500 for Market);
 - ``peak_memory``: CUDA max allocated during ``g_train`` on GPU; on CPU the rise of the peak
   resident set size over one ``g_train`` step, in a fresh subprocess whose high-water mark
   (``VmHWM``) is reset through ``/proc/self/clear_refs`` just before the step, so that building
@@ -23,7 +25,9 @@ threads and denormals flushed to zero, as ``train.py`` runs).  For each dataset 
   affects both alike: the side-by-side reference;
 - every attention implementation (``auto`` as configured, plus ``sdpa``/``chunked`` and
   ``reference``) on the first batch size;
-- on GPU, AMP off / bf16 for ``g_eval``, ``g_train`` and ``iteration``.
+- on GPU, AMP off / bf16 for ``g_eval``, ``g_train`` and ``iteration``, and for ``auto``
+  which fused SDPA kernels PyTorch reported for each attention shape (``auto`` runs ``chunked``
+  where there is none, rather than SDPA's math path with its N x N maps).
 
 Results go to ``<out>.json`` and ``<out>.md`` with the machine, versions and commit.
 ``--quick`` runs a reduced matrix (Market, batch 1, 2 repeats) in a couple of minutes on CPU.
@@ -46,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from xinggan.config import load_config  # noqa: E402
+from xinggan.memory import release_freed_memory  # noqa: E402
 
 CONFIGS = {
     ("market", "xinggan"): "configs/market.yaml",
@@ -197,6 +202,28 @@ def bench_iteration(cfg, batch: int, device: torch.device, repeats: int, amp: st
     return res
 
 
+def schedule_projection(cfg, batch: int, seconds_per_iteration: float) -> dict | None:
+    """Hours for the config's whole schedule (``train.iterations``) at this iteration time,
+    only when ``batch`` is the config's own batch size (the paper's: 32)."""
+    if batch != cfg.train.batch_size:
+        return None
+    return {"iterations": cfg.train.iterations,
+            "hours": seconds_per_iteration * cfg.train.iterations / 3600}
+
+
+def sdpa_kernel_report() -> list:
+    """What ``attention_impl: auto`` found on CUDA since the last call: for each attention
+    shape and dtype, the fused SDPA kernels PyTorch would run (none: it used ``chunked``)."""
+    from xinggan.models import attention
+
+    found = [{"device": key[0], "dtype": key[1], "q": list(key[2]), "k": list(key[3]),
+              "v": list(key[4]), "grad": key[5],
+              "kernels": [name for name, ok in kernels.items() if ok]}
+             for key, kernels in attention.SDPA_KERNELS.items()]
+    attention.SDPA_KERNELS.clear()
+    return found
+
+
 def official_weights(cfg, device: torch.device) -> dict:
     """Our generator's initial weights (seed 0) under the released key names; parameters
     require grad, buffers do not."""
@@ -293,6 +320,8 @@ def markdown(results: dict) -> str:
     where = m.get("gpu") or f"{m['cpu']}, {m['torch_threads']} threads"
     lines = [f"# Benchmark ({where}; torch {m['torch']}; commit {m['commit']})", "",
              f"Command: `{results.get('command', '')}`", "",
+             *(["**Incomplete: the run stopped before the end of its plan.**", ""]
+               if results.get("complete") is False else []),
              "Seconds per call, median of the repeated runs after a warm-up, [min-max], "
              "(images/s). Peak memory: " + results.get("memory_method", "-") + ".", "",
              "| dataset | model | batch | amp | attention | G eval | G fwd+bwd "
@@ -300,11 +329,33 @@ def markdown(results: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
         peak = r.get("peak_memory_gb")
-        err = f" error: {r['error']}" if r.get("error") else ""
+        err = "".join(f" {key.replace('_', ' ')}: {r[key]}" for key in ("error", "memory_error")
+                      if r.get(key))
         lines.append(f"| {r['dataset']} | {r['model']} | {r['batch']} | {r['amp']} | "
                      f"{r['attention']} | {_cell(r.get('g_eval'))} | {_cell(r.get('g_train'))} | "
                      f"{_cell(r.get('iteration'))} | {'-' if peak is None else f'{peak:.2f}'} "
                      f"|{err}")
+    projected = [r for r in results["rows"] if (r.get("iteration") or {}).get("projected")]
+    if projected:
+        lines += ["", "## Full training schedule at the config's batch size", "",
+                  "| dataset | model | batch | amp | s / iteration | images/s | iteration peak GB "
+                  "| iterations | projected hours |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in projected:
+            it = r["iteration"]
+            peak = it.get("peak_memory_gb")
+            lines.append(f"| {r['dataset']} | {r['model']} | {r['batch']} | {r['amp']} | "
+                         f"{it['median_s']:.3f} | {it['images_per_s']:.1f} | "
+                         f"{'-' if peak is None else f'{peak:.1f}'} | "
+                         f"{it['projected']['iterations']} | {it['projected']['hours']:.1f} |")
+    kernels = [(r, k) for r in results["rows"] for k in r.get("sdpa_kernels", [])]
+    if kernels:
+        lines += ["", "## Fused SDPA kernels that `attention_impl: auto` found (CUDA)", "",
+                  "| dataset | model | batch | amp | q / k / v shape | dtype | grad | kernels |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r, k in kernels:
+            lines.append(f"| {r['dataset']} | {r['model']} | {r['batch']} | {r['amp']} | "
+                         f"{k['q']} / {k['k']} / {k['v']} | {k['dtype']} | {k['grad']} | "
+                         f"{', '.join(k['kernels']) or 'none: chunked'} |")
     side = [r for r in results["rows"] if r.get("released")]
     if side:
         lines += ["", "## Side by side with the released forward pass (XingGAN, same machine)",
@@ -391,33 +442,6 @@ def main(argv=None) -> int:
                     for impl in (impls if bi == 0 and amp == "off" else impls[:1]):
                         plan.append((ds, model, batch, amp, impl))
     released_done = set()
-    for ds, model, batch, amp, impl in tqdm(plan, desc="benchmark", unit="setting"):
-        config = CONFIGS[(ds, model)]
-        overrides = [f"model.generator.attention_impl={impl}"]
-        cfg = load(config, overrides)
-        row = {"dataset": ds, "model": model, "batch": batch, "amp": amp, "attention": impl,
-               "config": config}
-        with_released = (model == "xinggan" and amp == "off" and not args.no_released
-                         and (ds, batch) not in released_done)
-        try:
-            row.update(bench_generator(cfg, batch, device, repeats, amp, with_released))
-            if not args.no_iteration and impl == impls[0]:
-                row["iteration"] = bench_iteration(cfg, batch, device, max(1, repeats // 2), amp)
-            if device.type == "cpu" and not args.no_memory:
-                row["peak_memory_gb"] = cpu_peak_rise(config, overrides, batch,
-                                                      args.threads)["rise_gb"]
-            if with_released:
-                released_done.add((ds, batch))
-                if device.type == "cpu" and not args.no_memory:
-                    row["released"]["peak_memory_gb"] = cpu_peak_rise(
-                        config, overrides, batch, args.threads, released=True)["rise_gb"]
-        except (RuntimeError, MemoryError) as exc:  # e.g. out of memory: record and go on
-            row["error"] = str(exc).splitlines()[0][:200]
-        if device.type == "cpu" and model == "xinggan" and amp == "off":
-            row["reference"] = REFERENCE_CPU.get((ds, batch))
-        rows.append(row)
-        tqdm.write(json.dumps({k: (v["median_s"] if isinstance(v, dict) and "median_s" in v else v)
-                               for k, v in row.items() if k not in ("reference", "released")}))
     results = {"machine": machine(), "device": str(device), "quick": args.quick,
                "repeats": repeats, "command": "python scripts/benchmark.py " + " ".join(argv),
                "memory_method": ("CUDA max allocated during G fwd+bwd" if device.type == "cuda"
@@ -426,8 +450,58 @@ def main(argv=None) -> int:
                "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(results))
+
+    def write(partial: bool) -> None:
+        results["complete"] = not partial
+        out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+        out.with_suffix(".md").write_text(markdown(results))
+
+    for ds, model, batch, amp, impl in tqdm(plan, desc="benchmark", unit="setting"):
+        config = CONFIGS[(ds, model)]
+        overrides = [f"model.generator.attention_impl={impl}"]
+        cfg = load(config, overrides)
+        row = {"dataset": ds, "model": model, "batch": batch, "amp": amp, "attention": impl,
+               "config": config}
+        with_released = (model == "xinggan" and amp == "off" and not args.no_released
+                         and (ds, batch) not in released_done)
+        if device.type == "cuda":
+            sdpa_kernel_report()  # start this row's record afresh
+        # CPU peak memory first, in subprocesses, while this process holds little
+        released_peak = None
+        if device.type == "cpu" and not args.no_memory:
+            release_freed_memory()
+            try:
+                row["peak_memory_gb"] = cpu_peak_rise(config, overrides, batch,
+                                                      args.threads)["rise_gb"]
+                if with_released:
+                    released_peak = cpu_peak_rise(config, overrides, batch, args.threads,
+                                                  released=True)["rise_gb"]
+            except RuntimeError as exc:  # e.g. the subprocess ran out of memory
+                row["memory_error"] = str(exc)[:200]
+        try:
+            row.update(bench_generator(cfg, batch, device, repeats, amp, with_released))
+            if released_peak is not None:
+                row["released"]["peak_memory_gb"] = released_peak
+            if with_released:
+                released_done.add((ds, batch))
+            if not args.no_iteration and impl == impls[0]:
+                it = bench_iteration(cfg, batch, device, max(1, repeats // 2), amp)
+                projection = schedule_projection(cfg, batch, it["median_s"])
+                if projection:
+                    it["projected"] = projection
+                row["iteration"] = it
+            if device.type == "cuda" and impl == "auto":
+                row["sdpa_kernels"] = sdpa_kernel_report()
+        except (RuntimeError, MemoryError) as exc:  # e.g. out of memory: record and go on
+            row["error"] = str(exc).splitlines()[0][:200]
+        if device.type == "cpu" and model == "xinggan" and amp == "off":
+            row["reference"] = REFERENCE_CPU.get((ds, batch))
+        rows.append(row)
+        release_freed_memory()
+        write(partial=True)  # a crash or a kill later keeps the rows measured so far
+        tqdm.write(json.dumps({k: (v["median_s"] if isinstance(v, dict) and "median_s" in v else v)
+                               for k, v in row.items() if k not in ("reference", "released")}))
+    write(partial=False)
     print(markdown(results))
     return 0
 

@@ -179,3 +179,57 @@ def test_sdpa_matches_reference_at_market_size():
     torch.testing.assert_close(outs["sdpa"], outs["reference"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(outs["chunked"], outs["reference"], atol=1e-5, rtol=1e-5)
     assert F.mse_loss(outs["reference"], torch.zeros_like(outs["reference"])) > 1e-4
+
+
+def test_chunked_under_bf16_autocast_matches_reference_precision():
+    """Under autocast the chunked path computes as autocast computes the reference (products in
+    bfloat16, softmax in float32): the same forward values, and gradients no further from the
+    float64 truth than the reference's own."""
+    base = random_qkv(torch.float64, n=300, d=32, c=64)
+    go = torch.linspace(-1, 1, 2 * 300 * 64, dtype=torch.float64).view(2, 300, 64)
+    q64, k64, v64 = (t.clone().requires_grad_() for t in base)
+    out64 = dot_product_attention(q64, k64, v64, "reference")
+    out64.backward(go)
+    truth = [out64.detach(), q64.grad, k64.grad, v64.grad]
+
+    def run(impl):
+        q, k, v = (t.float().requires_grad_() for t in base)  # float32 in, as convs hand it
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = dot_product_attention(q, k, v, impl, chunk=128)
+        assert out.dtype == torch.bfloat16
+        out.float().backward(go.float())
+        return [out.detach().float(), q.grad, k.grad, v.grad]
+
+    ref, chunked = run("reference"), run("chunked")
+    torch.testing.assert_close(chunked[0], ref[0], atol=0, rtol=0)
+    for name, c, r, t in zip(("out", "dq", "dk", "dv"), chunked, ref, truth):
+        scale = t.abs().max()
+        err_c = (c.double() - t).abs().max() / scale
+        err_r = (r.double() - t).abs().max() / scale
+        assert err_c <= 1.25 * err_r + 1e-3, (name, err_c.item(), err_r.item())
+
+
+def test_sdpa_kernel_probe_off_cuda_warns_and_falls_back(monkeypatch):
+    """``auto`` on CUDA asks PyTorch which fused SDPA kernels take the tensors; off CUDA the
+    probe itself answers no for every kernel, which exercises the no-kernel branch: a warning,
+    a cached answer, and no second warning for the same shape."""
+    from xinggan.models import attention
+
+    monkeypatch.setattr(attention, "SDPA_KERNELS", {})
+    q, k, v = random_qkv(torch.float32, n=12)
+    q4, k4, v4 = (t.unsqueeze(1) for t in (q, k, v))
+    assert attention.sdpa_kernels(q4, k4, v4) == {"flash": False, "efficient": False,
+                                                  "cudnn": False}
+    # the PyTorch calls the probe makes on CUDA exist with this signature
+    params = torch.backends.cuda.SDPAParams(q4, k4, v4, None, 0.0, False, False)
+    assert torch.backends.cuda.can_use_efficient_attention(params) is False
+    assert torch.backends.cuda.can_use_flash_attention(params) is False
+    with pytest.warns(UserWarning, match="using 'chunked'"):
+        assert attention._fused_sdpa_ok(q, k, v) is False
+    assert len(attention.SDPA_KERNELS) == 1
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert attention._fused_sdpa_ok(q, k, v) is False
+    assert attention.resolve_attention_impl("auto", q, k, v) == "chunked"
+    assert attention.resolve_attention_impl("sdpa", q, k, v) == "sdpa"

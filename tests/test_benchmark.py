@@ -29,3 +29,40 @@ def test_quick_benchmark_writes_reports(tmp_path):
     assert released["g_eval"]["median_s"] > 0 and released["g_train"]["median_s"] > 0
     assert "Side by side with the released forward pass" in out.with_suffix(".md").read_text()
     assert "| market | xinggan | 1 |" in out.with_suffix(".md").read_text()
+
+
+def _benchmark_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_script", REPO / "scripts/benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_schedule_projection_and_gpu_sections_of_the_report():
+    """The projected schedule hours (only at the config's batch size) and the CUDA-only report
+    sections, rendered from a results dict shaped as a GPU run writes it."""
+    bench = _benchmark_module()
+    cfg = bench.load("configs/deepfashion.yaml", [])
+    assert bench.schedule_projection(cfg, 1, 0.5) is None
+    proj = bench.schedule_projection(cfg, cfg.train.batch_size, 0.5)
+    assert proj == {"iterations": 37500, "hours": 0.5 * 37500 / 3600}
+    cell = {"median_s": 0.5, "min_s": 0.4, "max_s": 0.6, "images_per_s": 64.0}
+    row = {"dataset": "deepfashion", "model": "xinggan", "batch": 32, "amp": "bf16",
+           "attention": "auto", "g_eval": cell, "g_train": cell,
+           "iteration": {**cell, "peak_memory_gb": 21.5, "projected": proj},
+           "sdpa_kernels": [{"device": "cuda:0", "dtype": "torch.bfloat16", "q": [32, 1, 2816, 32],
+                             "k": [32, 1, 2816, 32], "v": [32, 1, 2816, 256], "grad": True,
+                             "kernels": ["efficient"]},
+                            {"device": "cuda:0", "dtype": "torch.float32", "q": [1, 1, 8, 32],
+                             "k": [1, 1, 8, 32], "v": [1, 1, 8, 256], "grad": False,
+                             "kernels": []}]}
+    md = bench.markdown({"machine": {"gpu": "a GPU", "torch": "x", "commit": "c"},
+                         "rows": [row], "command": "python scripts/benchmark.py"})
+    assert "| deepfashion | xinggan | 32 | bf16 | 0.500 | 64.0 | 21.5 | 37500 | 5.2 |" in md
+    assert "| efficient |" in md and "| none: chunked |" in md
+    cpu_md = bench.markdown({"machine": {"cpu": "a CPU", "torch_threads": 2, "torch": "x",
+                                         "commit": "c"},
+                             "rows": [{**row, "iteration": cell, "sdpa_kernels": []}]})
+    assert "Full training schedule" not in cpu_md and "Fused SDPA" not in cpu_md

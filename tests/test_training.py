@@ -258,3 +258,30 @@ def test_full_size_configs_start_training(config, height, width, batch, tmp_path
     assert result["iteration"] == 1
     for key in ("g_l1", "g_perceptual", "g_gan", "d_shape", "d_appearance"):
         assert torch.isfinite(torch.tensor(result[key])) and result[key] > 0
+
+
+def test_bf16_autocast_training_runs_on_cpu(tiny_data, tmp_path):
+    """``train.amp=bf16``, the setting for DeepFashion on one GPU, through the whole loop on
+    CPU autocast: the generator's convolutions run in bfloat16, every loss is finite, every
+    network learns, the weights stay float32 and the checkpoint is written."""
+    cfg = tiny_config(tiny_data, **{"train.amp": "bf16", "train.iterations": 2,
+                                    "train.checkpoint_every": 2})
+    trainer = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    before = {k: {n: t.clone() for n, t in v.items()} for k, v in state_of(trainer).items()}
+    dtypes = []
+    convs = [m for m in trainer.generator.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype)) for m in convs]
+    trainer.fit()
+    for h in hooks:
+        h.remove()
+    assert len(dtypes) >= 2 * len(convs) and set(dtypes) == {torch.bfloat16}
+    after = state_of(trainer)
+    for net in after:
+        changed = [n for n, t in after[net].items()
+                   if t.is_floating_point() and not torch.equal(t, before[net][n])]
+        assert changed, f"{net} did not change"
+        assert {t.dtype for t in after[net].values() if t.is_floating_point()} == {torch.float32}
+    assert load_checkpoint(trainer.checkpoint_path)["iteration"] == 2
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        Trainer(tiny_config(tiny_data, **{"train.amp": "fp16"}), tmp_path / "fp16",
+                progress=False, tensorboard=False)

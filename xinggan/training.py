@@ -152,8 +152,8 @@ class Trainer:
             )
         self.local_batch = cfg.train.batch_size // world_size
         amp = cfg.train.amp
-        if amp != "off" and self.device.type != "cuda":
-            raise ConfigError(f"train.amp: {amp} needs a CUDA device (running on {self.device})")
+        if amp == "fp16" and self.device.type != "cuda":  # bf16 autocast also runs on CPU
+            raise ConfigError(f"train.amp: fp16 needs a CUDA device (running on {self.device})")
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
         # Identical initial weights on every rank (DDP would broadcast them anyway).
