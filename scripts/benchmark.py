@@ -497,7 +497,6 @@ def main(argv=None) -> int:
         if device.type == "cpu" and model == "xinggan" and amp == "off":
             row["reference"] = REFERENCE_CPU.get((ds, batch))
         rows.append(row)
-        release_freed_memory()
         write(partial=True)  # a crash or a kill later keeps the rows measured so far
         tqdm.write(json.dumps({k: (v["median_s"] if isinstance(v, dict) and "median_s" in v else v)
                                for k, v in row.items() if k not in ("reference", "released")}))

@@ -16,7 +16,7 @@ def test_quick_benchmark_writes_reports(tmp_path):
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads(out.with_suffix(".json").read_text())
-    assert results["quick"] and results["machine"]["torch"]
+    assert results["quick"] and results["machine"]["torch"] and results["complete"] is True
     rows = results["rows"]
     assert [r["attention"] for r in rows] == ["auto", "sdpa"]
     for row in rows:
