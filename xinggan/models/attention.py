@@ -193,8 +193,9 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
         if torch.is_autocast_enabled(device):  # cast as autocast casts the reference's bmm
             dtype = torch.get_autocast_dtype(device)
             q, k, v = (t.to(dtype) for t in (q, k, v))
-        with torch.autocast(device, enabled=False):
-            return ChunkedAttention.apply(q, k, v, chunk)
+            with torch.autocast(device, enabled=False):
+                return ChunkedAttention.apply(q, k, v, chunk)
+        return ChunkedAttention.apply(q, k, v, chunk)
     raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
 
 
