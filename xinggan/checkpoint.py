@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Union
 
@@ -74,8 +73,11 @@ def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> dict:
             f"{path}: refused to load: the file holds objects other than tensors and plain "
             f"values (not a safe checkpoint, or written by other code): {exc}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged byte stream fails in many ways
+        # (RuntimeError, EOFError, BadZipFile, OSError, ValueError, and from the unpickler on
+        # garbage also IndexError, KeyError, UnicodeDecodeError, ...): all mean the same here
+        raise CheckpointError(
+            f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a checkpoint (top level is {type(state).__name__})")
     if state.get("format") != FORMAT_NAME:
