@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from xinggan.config import load_config  # noqa: E402
-from xinggan.memory import release_freed_memory  # noqa: E402
+from xinggan.memory import measure_in_fresh_process, release_freed_memory  # noqa: E402
 
 CONFIGS = {
     ("market", "xinggan"): "configs/market.yaml",
@@ -274,15 +274,11 @@ def memory_child(config: str, overrides: list[str], batch: int, released: bool) 
 def cpu_peak_rise(config: str, overrides: list[str], batch: int, threads: int,
                   released: bool = False) -> dict:
     """``memory_child`` in a fresh subprocess (so that nothing earlier inflates the peak)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", config,
-           str(batch), "released" if released else "ours", "--threads", str(threads)]
+    args = ["--memory-child", config, str(batch), "released" if released else "ours",
+            "--threads", str(threads)]
     for o in overrides:
-        cmd += ["--set", o]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    if proc.returncode:
-        raise RuntimeError("memory subprocess failed: "
-                           + " | ".join(proc.stderr.strip().splitlines()[-2:]))
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        args += ["--set", o]
+    return measure_in_fresh_process(Path(__file__).resolve(), args)
 
 
 def machine() -> dict:

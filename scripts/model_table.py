@@ -151,13 +151,10 @@ def cpu_memory_child(config: str, overlay: Optional[str]) -> dict:
 
 
 def cpu_peak_memory(config: str, overlay: Optional[str]) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", config]
-    if overlay:
-        cmd.append(overlay)
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    if proc.returncode:
-        raise RuntimeError(f"memory subprocess failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from xinggan.memory import measure_in_fresh_process
+
+    return measure_in_fresh_process(Path(__file__).resolve(),
+                                    ["--memory-child", config, *([overlay] if overlay else [])])
 
 
 def measure(config: str, overlay: Optional[str], device: torch.device, memory: bool) -> dict:

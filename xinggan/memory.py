@@ -1,8 +1,11 @@
 """Peak resident memory of one step on CPU (Linux), for the benchmark and model-table scripts."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 
 def proc_status_kb(field: str) -> int:
@@ -46,3 +49,14 @@ def release_freed_memory() -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def measure_in_fresh_process(script: Path, args: Sequence[str]) -> dict:
+    """Run ``python script *args`` in a fresh process (so that nothing this process did inflates
+    the peak it measures) and return the JSON object the script prints on its last line."""
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                          cwd=Path(script).resolve().parents[1])
+    if proc.returncode:
+        raise RuntimeError("memory subprocess failed: "
+                           + " | ".join(proc.stderr.strip().splitlines()[-2:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
