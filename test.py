@@ -53,8 +53,7 @@ def main(argv=None) -> int:
     from xinggan.checkpoint import CheckpointError, load_checkpoint
     from xinggan.config import ConfigError
     from xinggan.data import DataError, PairDataset
-    from xinggan.generate import generate_pairs
-    from xinggan.inference import load_generator
+    from xinggan.inference import generate_pairs, load_generator
     from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable,
                                          evaluate_folder, write_metrics)
     from xinggan.metrics.weights import MetricWeights

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
 
     # Baseline: answer every pair with the source image itself.
     from xinggan.data import read_pairs
-    from xinggan.generate import output_name
+    from xinggan.inference import result_stem
     from xinggan.metrics.evaluate import evaluate_folder, write_metrics
 
     base_dir = out / "copy_source_baseline" / "images"
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     base_dir.mkdir(parents=True)
     pairs_csv = toy / "market-pairs-test.csv"
     for a, b in read_pairs(pairs_csv):
-        shutil.copyfile(toy / "test" / a, base_dir / output_name(a, b).replace(".png", ".jpg"))
+        shutil.copyfile(toy / "test" / a, base_dir / f"{result_stem(a, b)}.jpg")
     baseline = evaluate_folder(cfg.eval.protocol, base_dir, toy / "test", pairs_csv,
                                annotations_csv=toy / "market-annotation-test.csv",
                                metrics=list(cfg.eval.metrics) or None, progress=False)

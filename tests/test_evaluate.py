@@ -11,8 +11,8 @@ from PIL import Image
 from scipy import ndimage
 
 from xinggan.data import write_annotations, write_pairs
-from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable, evaluate_folder, generated_stem,
-                                      write_metrics)
+from xinggan.inference import result_stem
+from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder, write_metrics
 from xinggan.metrics.inception_score import TF_INCEPTION_FILE
 from xinggan.metrics.l1 import l1_distance, to_signed_unit
 from xinggan.metrics.mask import pose_masks
@@ -52,7 +52,7 @@ def folder(tmp_path, monkeypatch):
     for name in names:
         Image.fromarray(smooth_image(rng)).save(targets / name)
     for source, target in PAIRS:
-        Image.fromarray(smooth_image(rng)).save(generated / f"{generated_stem(source, target)}.png")
+        Image.fromarray(smooth_image(rng)).save(generated / f"{result_stem(source, target)}.png")
     pairs_csv = tmp_path / "market-pairs-test.csv"
     write_pairs(pairs_csv, PAIRS)
     annotations = {name: keypoints(rng) for name in names}
@@ -61,7 +61,7 @@ def folder(tmp_path, monkeypatch):
     # Detections named after the generated files: exact for the first two pairs, nothing for the others.
     detected = {}
     for i, (source, target) in enumerate(PAIRS):
-        detected[f"{generated_stem(source, target)}.png"] = annotations[target] if i < 2 else np.full((18, 2), -1)
+        detected[f"{result_stem(source, target)}.png"] = annotations[target] if i < 2 else np.full((18, 2), -1)
     detected_csv = tmp_path / "detected.csv"
     write_annotations(detected_csv, detected)
     return {"root": tmp_path, "generated": generated, "targets": targets, "pairs": pairs_csv,
@@ -76,7 +76,7 @@ def direct_scores(folder, roundtrip: bool) -> dict:
     """The same numbers computed pair by pair with the metric functions."""
     scores = {"ssim": [], "mask_ssim": [], "l1": [], "psnr": []}
     for source, target in PAIRS:
-        gen = load(folder["generated"] / f"{generated_stem(source, target)}.png")
+        gen = load(folder["generated"] / f"{result_stem(source, target)}.png")
         tgt = load(folder["targets"] / target)
         if roundtrip:
             gen, tgt = jpeg_roundtrip(gen), jpeg_roundtrip(released_8bit(tgt))
@@ -130,7 +130,7 @@ def test_generated_jpegs_are_not_encoded_twice(folder):
     results = run(folder, protocol="patn-market", metrics=["ssim"])
     expected = []
     for source, target in PAIRS:
-        gen = load(folder["generated"] / f"{generated_stem(source, target)}.jpg")
+        gen = load(folder["generated"] / f"{result_stem(source, target)}.jpg")
         tgt = jpeg_roundtrip(released_8bit(load(folder["targets"] / target)))
         as_tensor = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2)  # noqa: E731
         expected.append(ssim(as_tensor(gen), as_tensor(tgt), PATN_SSIM).item())
@@ -138,7 +138,7 @@ def test_generated_jpegs_are_not_encoded_twice(folder):
 
 
 def test_unreadable_file_is_named(folder):
-    broken = folder["generated"] / f"{generated_stem(*PAIRS[3])}.png"
+    broken = folder["generated"] / f"{result_stem(*PAIRS[3])}.png"
     broken.write_bytes(b"not an image")
     with pytest.raises(EvaluationInputError) as error:
         run(folder, protocol="patn-market", metrics=["ssim"])
@@ -182,12 +182,12 @@ def test_explicit_metric_that_cannot_run_is_an_error(folder):
 
 
 def test_missing_generated_image_is_named(folder):
-    missing = folder["generated"] / f"{generated_stem(*PAIRS[2])}.png"
+    missing = folder["generated"] / f"{result_stem(*PAIRS[2])}.png"
     missing.unlink()
     with pytest.raises(EvaluationInputError) as error:
         run(folder, protocol="patn-market", metrics=["ssim"])
     message = str(error.value)
-    assert "1 of 4 generated images are missing" in message and generated_stem(*PAIRS[2]) in message
+    assert "1 of 4 generated images are missing" in message and result_stem(*PAIRS[2]) in message
 
 
 def test_wrong_size_target_is_named(folder):
@@ -304,7 +304,7 @@ def test_deepfashion_white_padding(tmp_path):
     for name in {n for pair in pairs for n in pair}:
         Image.fromarray(smooth_image(rng, 256, 176)).save(tmp_path / "test" / name)
     for source, target in pairs:
-        Image.fromarray(smooth_image(rng, 256, 176)).save(tmp_path / "gen" / f"{generated_stem(source, target)}.png")
+        Image.fromarray(smooth_image(rng, 256, 176)).save(tmp_path / "gen" / f"{result_stem(source, target)}.png")
     write_pairs(tmp_path / "pairs.csv", pairs)
     annotations = {}
     for name in {n for pair in pairs for n in pair}:
@@ -319,7 +319,7 @@ def test_deepfashion_white_padding(tmp_path):
     as_tensor = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)  # noqa: E731
     plain, masked = [], []
     for source, target in pairs:
-        gen = pad_white_columns(load(tmp_path / "gen" / f"{generated_stem(source, target)}.png"), 40)
+        gen = pad_white_columns(load(tmp_path / "gen" / f"{result_stem(source, target)}.png"), 40)
         tgt = pad_white_columns(load(tmp_path / "test" / target), 40)
         kp = annotations[target].copy()
         kp[kp[:, 1] != -1, 1] += 40         # the same joints in the padded frame

@@ -9,9 +9,9 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from xinggan.metrics.l1 import l1_distance, to_signed_unit
 from xinggan.metrics.pckh import pckh, pckh_pair
-from xinggan.metrics.protocols import (PROTOCOLS, get_protocol, jpeg_roundtrip, pad_white_columns, released_8bit,
-                                      tensor_to_uint8)
+from xinggan.metrics.protocols import PROTOCOLS, get_protocol, jpeg_roundtrip, pad_white_columns, released_8bit
 from xinggan.metrics.psnr import psnr
+from xinggan.visualize import to_uint8
 
 
 def test_psnr_matches_scikit_image():
@@ -55,9 +55,9 @@ def test_pckh_rule():
     assert result == {"pckh": 4 / 6, "correct": 4, "total": 6, "scored_pairs": 1, "skipped_pairs": 1}
 
 
-def test_tensor_to_uint8_truncates():
+def test_to_uint8_truncates():
     x = torch.tensor([-1.0, 0.0, 0.999, 1.0, 1.5]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
-    out = tensor_to_uint8(x)
+    out = to_uint8(x)
     assert out.shape == (1, 1, 5, 3) and out.dtype == np.uint8
     # (0 + 1) / 2 * 255 = 127.5 -> 127; (0.999 + 1) / 2 * 255 = 254.87 -> 254; clipped above.
     assert out[0, 0, :, 0].tolist() == [0, 127, 254, 255, 255]

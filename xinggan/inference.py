@@ -1,21 +1,36 @@
-"""Load a trained (or converted) XingGAN generator from a checkpoint, ready for inference.
+"""Inference: load a generator from a checkpoint, generate test pairs, and name the results.
 
 A checkpoint embeds its resolved config, so ``load_generator(path)`` needs nothing else:
 
     >>> generator = xinggan.load_generator("converted.pt", device="cuda")
     >>> image = generator(source_image, source_pose, target_pose)  # (B, 3, H, W) in [-1, 1]
+
+``generate_pairs`` runs a generator over every pair of a dataset and writes one image per pair,
+named by the project's single naming rule, :func:`result_stem`: the generated image of pair
+(a, b) is ``<stem a>___<stem b>.png``. PNG keeps the 8-bit values exact; an evaluation protocol
+applies its own JPEG round trip where the paper's scripts did.
 """
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
+from PIL import Image
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
 from xinggan.checkpoint import CheckpointError, load_checkpoint
 from xinggan.config import ConfigError, config_from_dict
+from xinggan.visualize import pair_grid, to_uint8
+
+PAIR_SEPARATOR = "___"
+
+
+def result_stem(source_name: str, target_name: str) -> str:
+    """Stem of the generated image of pair (source, target): ``<source stem>___<target stem>``."""
+    return f"{Path(source_name).stem}{PAIR_SEPARATOR}{Path(target_name).stem}"
 
 
 def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> nn.Module:
@@ -61,3 +76,56 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     if left:  # pragma: no cover - every tensor of the network is in its state dict
         raise CheckpointError(f"{path}: no values for {', '.join(left)}")
     return generator.to(device).eval()
+
+
+@torch.no_grad()
+def generate_pairs(generator: torch.nn.Module, dataset, out_dir: str | Path, *,
+                   batch_size: int = 32, device: str | torch.device = "cpu",
+                   num_workers: int = 0, max_pairs: int = 0, amp_dtype: Optional[torch.dtype] = None,
+                   progress: bool = True, grid_path: Optional[str | Path] = None,
+                   grid_pairs: int = 8) -> int:
+    """Run ``generator`` on every pair of ``dataset`` in order; return the number written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    if max_pairs:
+        dataset = Subset(dataset, range(min(max_pairs, len(dataset))))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    generator.eval()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(dataset), unit="img", desc="generating", dynamic_ncols=True)
+    written = 0
+    grid_rows: list[dict] = []
+    for batch in loader:
+        src = batch["source_image"].to(device)
+        sp = batch["source_pose"].to(device)
+        tp = batch["target_pose"].to(device)
+        ctx = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+               else torch.autocast(device.type, enabled=False))
+        with ctx:
+            fake = generator(src, sp, tp).float()
+        images = to_uint8(fake)
+        for i, (a, b) in enumerate(zip(batch["source_name"], batch["target_name"])):
+            Image.fromarray(images[i]).save(out_dir / f"{result_stem(a, b)}.png")
+        written += len(images)
+        if grid_path is not None and len(grid_rows) < grid_pairs:
+            take = min(grid_pairs - len(grid_rows), len(images))
+            for i in range(take):
+                grid_rows.append({"source_image": batch["source_image"][i],
+                                  "source_pose": batch["source_pose"][i],
+                                  "target_pose": batch["target_pose"][i],
+                                  "generated": fake[i].cpu(), "target_image": batch["target_image"][i]})
+        if bar is not None:
+            bar.update(len(images))
+    if bar is not None:
+        bar.close()
+    if grid_path is not None and grid_rows:
+        stack = {k: torch.stack([r[k] for r in grid_rows]) for k in grid_rows[0]}
+        grid = pair_grid(stack["source_image"], stack["source_pose"], stack["target_pose"],
+                         stack["generated"], stack["target_image"])
+        Image.fromarray(grid).save(grid_path)
+    return written

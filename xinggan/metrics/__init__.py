@@ -14,7 +14,7 @@ from .lpips import LPIPSAlex
 from .mask import MASK_LIMBS, pose_mask, pose_masks
 from .pckh import pckh, pckh_pair
 from .protocols import (ALL_METRICS, PROTOCOLS, Protocol, get_protocol, jpeg_roundtrip, pad_white_columns,
-                        released_8bit, tensor_to_uint8)
+                        released_8bit)
 from .psnr import psnr
 from .ssim import GFLA_SSIM, PATN_SSIM, SKIMAGE_SSIM, SSIMSettings, ssim
 from .weights import MetricWeights, WeightsUnavailable
@@ -25,5 +25,5 @@ __all__ = [
     "SSIMSettings", "TFInception", "TorchvisionInception", "WeightsUnavailable", "evaluate_folder",
     "feature_statistics", "format_table", "frechet_distance", "get_protocol", "inception_score_from_logits",
     "jpeg_roundtrip", "l1_distance", "pad_white_columns", "pckh", "pckh_pair", "pose_mask", "pose_masks",
-    "psnr", "released_8bit", "ssim", "tensor_to_uint8", "write_metrics",
+    "psnr", "released_8bit", "ssim", "write_metrics",
 ]

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from ..data import read_annotations, read_pairs
+from ..inference import PAIR_SEPARATOR, result_stem
 from .fid import RunningStatistics, TorchvisionInception, frechet_distance, real_statistics
 from .inception_score import TFInception, inception_score_from_logits
 from .l1 import l1_distance, to_signed_unit
@@ -42,7 +43,6 @@ __all__ = ["MetricUnavailable", "EvaluationInputError", "evaluate_folder", "writ
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-PAIR_SEPARATOR = "___"
 _SHOW = 5  # how many offending files an error lists
 _MASK_METRICS = ("mask_ssim", "mask_is", "mask_lpips")
 _LABELS = {"ssim": "SSIM", "is": "IS", "mask_ssim": "mask-SSIM", "mask_is": "mask-IS", "pckh": "PCKh",
@@ -78,11 +78,6 @@ def _strip_image_name(name: str) -> str:
     return name
 
 
-def generated_stem(source: str, target: str) -> str:
-    """Stem of the generated image of pair (source, target): ``<source stem>___<target stem>``."""
-    return f"{Path(source).stem}{PAIR_SEPARATOR}{Path(target).stem}"
-
-
 def _match_generated(generated_dir: Path, pairs: list, pairs_csv) -> list[Path]:
     if not generated_dir.is_dir():
         raise EvaluationInputError(f"generated images folder {generated_dir} does not exist")
@@ -94,7 +89,7 @@ def _match_generated(generated_dir: Path, pairs: list, pairs_csv) -> list[Path]:
         by_stem[path.stem] = path
     found, missing = [], []
     for line, (source, target) in enumerate(pairs, start=2):
-        stem = generated_stem(source, target)
+        stem = result_stem(source, target)
         if stem in by_stem:
             found.append(by_stem[stem])
         else:
@@ -177,7 +172,7 @@ def _detections_by_pair(detected_csv, pairs: list) -> list[np.ndarray]:
         if key in by_pair:
             rows.append(by_pair[key])
         else:
-            missing.append(generated_stem(source, target))
+            missing.append(result_stem(source, target))
     if missing:
         raise EvaluationInputError(f"{detected_csv}: no detected keypoints for {len(missing)} of {len(pairs)} "
                                    f"generated images (rows are named after the generated files):" +

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.annotations import MISSING
+
 __all__ = ["MASK_LIMBS", "POINT_RADIUS", "PoseMaskCache", "pose_mask", "pose_masks", "limb_quadrilaterals"]
 
 # 0-based COCO-18 joint pairs of the released mask code (its 1-based list minus one).
@@ -38,7 +40,6 @@ MASK_LIMBS = (
     (8, 2), (16, 17),
 )
 POINT_RADIUS = 4
-MISSING = -1
 _CLOSING_SIZE = 5
 _TOLERANCE = 1e-6      # pixels closer than this to the outline get skimage's exact test
 _VERTEX_EPS = 1e-12    # skimage's vertex tolerance

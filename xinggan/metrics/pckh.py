@@ -17,11 +17,12 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from ..data.annotations import MISSING
+
 __all__ = ["HEAD_JOINTS", "ALPHA", "pckh_pair", "pckh"]
 
 HEAD_JOINTS = (0, 1, 14, 15, 16, 17)
 ALPHA = 0.5
-MISSING = -1
 
 
 def _present(kp: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@
 scripts did (``tool/getMetrics_market.py``, ``getMetrics_fashion.py``, ``calPCKH_*.py``):
 
 1. the test script turned every image tensor in [-1, 1] into 8 bits by truncation
-   (``uint8((x + 1) / 2 * 255)``, :func:`tensor_to_uint8`) and saved it as JPEG at PIL's default
+   (``uint8((x + 1) / 2 * 255)``, :func:`xinggan.visualize.to_uint8`) and saved it as JPEG at PIL's default
    quality 75; every metric read the decoded JPEGs, targets included. The target had been loaded
    from its dataset JPEG, normalised to [-1, 1] in float32 and truncated back, which turns the
    values 1..63 into 0..62 (:func:`released_8bit`). With the round trip on (the default for these
@@ -48,7 +48,6 @@ __all__ = [
     "PROTOCOLS",
     "PAPER_RESULTS",
     "get_protocol",
-    "tensor_to_uint8",
     "jpeg_roundtrip",
     "pad_white_columns",
     "released_8bit",
@@ -154,17 +153,6 @@ def get_protocol(name: str) -> Protocol:
         return PROTOCOLS[name]
     except KeyError:
         raise ValueError(f"unknown evaluation protocol {name!r}; choose one of {sorted(PROTOCOLS)}") from None
-
-
-def tensor_to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Generator output in [-1, 1], ``(B, 3, H, W)`` -> uint8 ``(B, H, W, 3)`` by truncation.
-
-    ``uint8((x + 1) / 2 * 255)`` as the released ``tensor2im`` did (values outside [-1, 1]
-    are clipped first).
-    """
-    x = images.detach().to("cpu", torch.float32)
-    x = ((x + 1.0) / 2.0 * 255.0).clamp_(0.0, 255.0)
-    return x.permute(0, 2, 3, 1).numpy().astype(np.uint8)
 
 
 def _released_8bit_table() -> np.ndarray:
