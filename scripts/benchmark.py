@@ -19,7 +19,7 @@ threads and denormals flushed to zero, as ``train.py`` runs).  For each dataset 
   (``VmHWM``) is reset through ``/proc/self/clear_refs`` just before the step, so that building
   the model does not count;
 - ``released`` (XingGAN rows): the same ``g_eval``, ``g_train`` and peak memory for the literal
-  released forward pass (:mod:`xinggan.models.released`: functional ops, N x N attention maps
+  released forward pass (:mod:`xinggan.official.released`: functional ops, N x N attention maps
   materialised) on the same weights and inputs, timed by the same loop on the same machine,
   its runs interleaved with ours (ours, released, ours, ...) so that a drifting machine speed
   affects both alike: the side-by-side reference;
@@ -214,7 +214,7 @@ def schedule_projection(cfg, batch: int, seconds_per_iteration: float) -> dict |
 def sdpa_kernel_report() -> list:
     """What ``attention_impl: auto`` found on CUDA since the last call: for each attention
     shape and dtype, the fused SDPA kernels PyTorch would run (none: it used ``chunked``)."""
-    from xinggan.models import attention
+    from xinggan.ops import attention
 
     found = [{"device": key[0], "dtype": key[1], "q": list(key[2]), "k": list(key[3]),
               "v": list(key[4]), "grad": key[5],
@@ -228,7 +228,7 @@ def official_weights(cfg, device: torch.device) -> dict:
     """Our generator's initial weights (seed 0) under the released key names; parameters
     require grad, buffers do not."""
     from xinggan.models import build_generator
-    from xinggan.models.convert import to_official_state_dict
+    from xinggan.official.convert import to_official_state_dict
 
     torch.manual_seed(0)
     generator = build_generator(cfg)
@@ -239,7 +239,7 @@ def official_weights(cfg, device: torch.device) -> dict:
 
 def released_step(cfg, sd: dict, training: bool):
     """A callable running the released forward (and, in training, the L1 backward)."""
-    from xinggan.models.released import released_generator_forward
+    from xinggan.official.released import released_generator_forward
 
     gen = cfg.model.generator
 
@@ -356,7 +356,7 @@ def markdown(results: dict) -> str:
     if side:
         lines += ["", "## Side by side with the released forward pass (XingGAN, same machine)",
                   "",
-                  "`released`: the literal released forward (`xinggan/models/released.py`, N x N "
+                  "`released`: the literal released forward (`xinggan/official/released.py`, N x N "
                   "maps materialised) on the same weights and inputs, timed by the same loop. "
                   "`XINGGAN.md`: the reference table of the spec, for comparison.", "",
                   "| dataset | batch | attention | G eval ours / released s | G fwd+bwd ours / "

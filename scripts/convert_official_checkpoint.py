@@ -7,7 +7,7 @@
         --out checkpoints/xinggan_market_official.pt
 
 The released files are read with ``torch.load(weights_only=True)``; every key is mapped by an
-explicit rule (``xinggan/models/convert.py``), the weights are loaded strictly into the networks
+explicit rule (``xinggan/official/convert.py``), the weights are loaded strictly into the networks
 the config builds, and the result is written with the config embedded, so that
 ``python test.py --checkpoint <out>`` needs nothing else.
 """
@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from xinggan.checkpoint import CheckpointError, save_checkpoint  # noqa: E402
 from xinggan.config import ConfigError, load_config  # noqa: E402
 from xinggan.models import build_discriminators, build_generator  # noqa: E402
-from xinggan.models.convert import (  # noqa: E402
+from xinggan.official.convert import (  # noqa: E402
     convert_official_state_dict,
     load_official_state_dict,
 )

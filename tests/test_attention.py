@@ -8,12 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from xinggan.config import load_config
-from xinggan.models.attention import (
-    ATTENTION_IMPLS,
-    CrossAttention,
-    build_cross_attention,
-    dot_product_attention,
-)
+from xinggan.models.attention import CrossAttention
+from xinggan.models.xing_block import build_cross_attention
+from xinggan.ops import attention
+from xinggan.ops.attention import ATTENTION_IMPLS, dot_product_attention
 
 
 def explicit_attention(q, k, v):
@@ -213,8 +211,6 @@ def test_sdpa_kernel_probe_off_cuda_warns_and_falls_back(monkeypatch):
     """``auto`` on CUDA asks PyTorch which fused SDPA kernels take the tensors; off CUDA the
     probe itself answers no for every kernel, which exercises the no-kernel branch: a warning,
     a cached answer, and no second warning for the same shape."""
-    from xinggan.models import attention
-
     monkeypatch.setattr(attention, "SDPA_KERNELS", {})
     q, k, v = random_qkv(torch.float32, n=12)
     q4, k4, v4 = (t.unsqueeze(1) for t in (q, k, v))

@@ -1,13 +1,12 @@
 """Converting the authors' checkpoints: key rules, leftovers, and equivalence of the forward pass.
 
-The released code cannot run here, so ``xinggan.models.released`` re-implements the released
+The released code cannot run here, so ``xinggan.official.released`` re-implements the released
 networks literally from the layer list of XINGGAN.md, in plain functional ops that read the
 OFFICIAL key names; it shares no code with the modules.  Synthetic checkpoints are made
 from the official key listings (every key and shape of the released files) with random values.
 """
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from pathlib import Path
 
@@ -18,24 +17,20 @@ from xinggan.checkpoint import load_checkpoint
 from xinggan.config import load_config
 from xinggan.inference import load_generator
 from xinggan.models import build_discriminators, build_generator
-from xinggan.models.convert import (ConversionError, convert_official_state_dict,
-                                    to_official_state_dict)
-from xinggan.models.released import (released_discriminator_forward as released_discriminator,
-                                     released_generator_forward as released_forward)
+from xinggan.official import key_listing
+from xinggan.official.convert import (ConversionError, convert_official_state_dict,
+                                      to_official_state_dict)
+from xinggan.official.released import (released_discriminator_forward as released_discriminator,
+                                       released_generator_forward as released_forward)
 
 REPO = Path(__file__).resolve().parents[1]
-OFFICIAL_KEYS = REPO.parent / "shared" / "spec" / "official_keys"
 DATASETS = {"market": ("market", "configs/market.yaml"),
             "deepfashion": ("fashion", "configs/deepfashion.yaml")}
 KINDS = {"G": "generator", "D_PB": "shape_discriminator", "D_PP": "appearance_discriminator"}
 
 
 def listing(dataset: str, net: str) -> dict:
-    if not OFFICIAL_KEYS.is_dir():
-        pytest.skip("../shared/spec/official_keys is not present")
-    name = DATASETS[dataset][0]
-    path = OFFICIAL_KEYS / f"official_{net[0]}_{name}_keys.json"
-    return json.loads(path.read_text())[net]["state_dict"]
+    return key_listing(dataset, net)["state_dict"]
 
 
 def synthetic_official(dataset: str, net: str, seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
@@ -314,12 +309,12 @@ def test_export_to_official_keys_round_trips(dataset):
         assert list(back) == list(ours)
         for k in ours:
             assert torch.equal(back[k], ours[k]), k
-        if OFFICIAL_KEYS.is_dir():  # the exported names and shapes are the released file's
-            net_name = {"generator": "G", "shape_discriminator": "D_PB",
-                        "appearance_discriminator": "D_PP"}[kind]
-            listed = listing(dataset, net_name)
-            assert {k: list(v.shape) for k, v in official.items()} == \
-                {k: e["shape"] for k, e in listed.items()}
+        # the exported names and shapes are the released file's
+        net_name = {"generator": "G", "shape_discriminator": "D_PB",
+                    "appearance_discriminator": "D_PP"}[kind]
+        listed = listing(dataset, net_name)
+        assert {k: list(v.shape) for k, v in official.items()} == \
+            {k: e["shape"] for k, e in listed.items()}
 
 
 def test_export_refuses_networks_the_release_does_not_have():

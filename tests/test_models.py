@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,10 @@ from xinggan.models import (
     count_parameters,
     set_attention_impl,
 )
-from xinggan.models.convert import map_official_key
+from xinggan.official import key_listing
+from xinggan.official.convert import map_official_key
 
 REPO = Path(__file__).resolve().parents[1]
-OFFICIAL_KEYS = REPO.parent / "shared" / "spec" / "official_keys"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny_generator.pt"
 
 TINY = ["data.height=64", "data.width=32", "model.generator.ngf=8",
@@ -71,10 +70,8 @@ def test_released_parameter_counts(dataset):
             count_parameters(appearance_d)) == RELEASED[dataset]
 
 
-@pytest.mark.parametrize("dataset,official", [("market", "market"), ("deepfashion", "fashion")])
-def test_state_dicts_map_one_to_one_onto_official_keys(dataset, official):
-    if not OFFICIAL_KEYS.is_dir():
-        pytest.skip("../shared/spec/official_keys is not present")
+@pytest.mark.parametrize("dataset", ["market", "deepfashion"])
+def test_state_dicts_map_one_to_one_onto_official_keys(dataset):
     cfg = load_config(REPO / "configs" / f"{dataset}.yaml")
     with torch.device("meta"):
         networks = {"G": build_generator(cfg)}
@@ -82,8 +79,7 @@ def test_state_dicts_map_one_to_one_onto_official_keys(dataset, official):
     kinds = {"G": "generator", "D_PB": "shape_discriminator",
              "D_PP": "appearance_discriminator"}
     for name, net in networks.items():
-        listing = json.loads((OFFICIAL_KEYS / f"official_{name[0]}_{official}_keys.json")
-                             .read_text())[name]
+        listing = key_listing(dataset, name)
         ours = {k: tuple(v.shape) for k, v in net.state_dict().items()}
         assert len(ours) == listing["num_state_dict_entries"]
         assert sum(p.numel() for p in net.parameters()) == listing["num_parameters"]

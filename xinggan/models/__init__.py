@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from xinggan.models.attention import CrossAttention, build_cross_attention, set_attention_impl
+from xinggan.models.attention import CrossAttention
 from xinggan.models.discriminator import ResnetDiscriminator
-from xinggan.models.fusion import CandidateDecoder, CoAttentionFusion, build_fusion
-from xinggan.models.generator import NUM_KEYPOINTS, XingGenerator
+from xinggan.models.fusion import CandidateDecoder, CoAttentionFusion
+from xinggan.models.generator import NUM_KEYPOINTS, XingGenerator, build_fusion
 from xinggan.models.layers import init_generator_weights
-from xinggan.models.xing_block import XingBlock
+from xinggan.models.multiscale_attention import MultiScaleCrossAttention
+from xinggan.models.xing_block import XingBlock, build_cross_attention
+from xinggan.ops.attention import ATTENTION_IMPLS
 
 __all__ = [
     "XingGenerator", "XingBlock", "CrossAttention", "CoAttentionFusion", "CandidateDecoder",
@@ -48,3 +50,20 @@ def build_discriminators(cfg) -> tuple[ResnetDiscriminator, ResnetDiscriminator]
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters (shared ones counted once)."""
     return sum(p.numel() for p in module.parameters())
+
+
+def set_attention_impl(model: nn.Module, impl: str, chunk: int | None = None) -> nn.Module:
+    """Switch every attention module (:class:`CrossAttention`, :class:`MultiScaleCrossAttention`) in ``model`` to ``impl`` (and ``chunk``), in place.
+
+    The weights do not depend on the implementation, so e.g. a model trained with ``sdpa`` on a
+    GPU can be evaluated with ``chunked`` on a CPU.
+    """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    for m in model.modules():
+        if not isinstance(m, (CrossAttention, MultiScaleCrossAttention)):
+            continue
+        m.impl = impl
+        if chunk is not None:
+            m.chunk = chunk
+    return model

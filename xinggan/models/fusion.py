@@ -19,8 +19,9 @@ combination of values in [-1, 1], with no final tanh (released behaviour).
 
 ``fusion: false`` (ablation "no fusion") drops the shape decoder and the attention head; the
 appearance decoder then ends in a 3-channel conv and its single image is the output (exactly the
-"first candidate" of a released-style decoder).  The XingGAN++ dense fusion will be built by
-:func:`build_fusion` from the per-block codes the generator keeps.
+"first candidate" of a released-style decoder).  The XingGAN++ dense fusion
+(``dense_fusion.py``) extends this head with the per-block codes the generator keeps;
+``generator.build_fusion`` picks one of the two.
 """
 from __future__ import annotations
 
@@ -115,23 +116,3 @@ class CoAttentionFusion(nn.Module):
                 f"{type(self).__name__}: {candidates.shape[1]} candidates for {self.num_maps} maps"
             )
         return (maps.unsqueeze(2) * candidates).sum(1), maps
-
-
-def build_fusion(cfg, appearance_channels: int, shape_channels: int,
-                 block_channels: Sequence[tuple[int, int]] = ()) -> Optional[nn.Module]:
-    """The fusion head from the full config; None when ``model.generator.fusion`` is false.
-
-    ``block_channels`` lists the (appearance, shape) widths of every block's outputs, for the
-    dense fusion of XingGAN++.
-    """
-    gen = cfg.model.generator
-    if not gen.fusion:
-        return None
-    if gen.dense_fusion:  # XingGAN++: every block's codes feed the fusion maps
-        from xinggan.models.dense_fusion import DenseCoAttentionFusion
-
-        return DenseCoAttentionFusion(appearance_channels, shape_channels, gen.ngf,
-                                      cfg.model.norm, gen.num_candidates, list(block_channels),
-                                      gen.dense_channels)
-    return CoAttentionFusion(appearance_channels + shape_channels, gen.ngf, cfg.model.norm,
-                             gen.num_candidates)

@@ -8,21 +8,40 @@
 
 With the released settings (ngf 64, T = 9, N = 10) this is exactly the released network,
 44,853,189 parameters with BatchNorm (Market-1501) and 44,844,634 with InstanceNorm
-(DeepFashion); ``xinggan/models/convert.py`` maps the authors' checkpoints onto it.  The
+(DeepFashion); ``xinggan/official/convert.py`` maps the authors' checkpoints onto it.  The
 per-block codes are kept in a list for the XingGAN++ dense fusion.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from xinggan.models.dense_fusion import DenseCoAttentionFusion
 from xinggan.models.encoder import Encoder
-from xinggan.models.fusion import CandidateDecoder, build_fusion
+from xinggan.models.fusion import CandidateDecoder, CoAttentionFusion
 from xinggan.models.xing_block import XingBlock
 
 NUM_KEYPOINTS = 18  # OpenPose COCO-18 heatmaps per pose
+
+
+def build_fusion(cfg, appearance_channels: int, shape_channels: int,
+                 block_channels: Sequence[tuple[int, int]] = ()) -> Optional[nn.Module]:
+    """The fusion head from the full config; None when ``model.generator.fusion`` is false.
+
+    ``block_channels`` lists the (appearance, shape) widths of every block's outputs, for the
+    dense fusion of XingGAN++.
+    """
+    gen = cfg.model.generator
+    if not gen.fusion:
+        return None
+    if gen.dense_fusion:  # XingGAN++: every block's codes feed the fusion maps
+        return DenseCoAttentionFusion(appearance_channels, shape_channels, gen.ngf,
+                                      cfg.model.norm, gen.num_candidates, list(block_channels),
+                                      gen.dense_channels)
+    return CoAttentionFusion(appearance_channels + shape_channels, gen.ngf, cfg.model.norm,
+                             gen.num_candidates)
 
 
 class XingGenerator(nn.Module):

@@ -22,44 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from xinggan.ops.lean_layers import reflect_pad_conv2d, relu_dropout
+
 NORMS = ("batch", "instance")
-
-
-class _ReflectPadConvFunction(torch.autograd.Function):
-    """conv2d(reflection_pad(x)) that keeps the unpadded ``x`` for backward.
-
-    Autograd through ``F.pad`` then ``F.conv2d`` keeps the padded copy of ``x``, on top of the
-    unpadded ``x`` that the previous layer (ReLU, dropout) usually keeps anyway.  Here the
-    backward pads ``x`` again (a cheap copy) and calls the same ``convolution_backward`` and
-    ``reflection_pad2d_backward`` kernels that autograd would, so the gradients are the same.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias, pad: int, stride: int) -> Tensor:
-        device = x.device.type
-        if torch.is_autocast_enabled(device):  # cast as autocast would cast the conv's inputs,
-            dtype = torch.get_autocast_dtype(device)  # so that backward sees one dtype
-            x, weight = x.to(dtype), weight.to(dtype)
-            bias = None if bias is None else bias.to(dtype)
-        ctx.pad, ctx.stride, ctx.has_bias = pad, stride, bias is not None
-        ctx.save_for_backward(x, weight)
-        with torch.autocast(device, enabled=False):
-            return F.conv2d(F.pad(x, (pad,) * 4, mode="reflect"), weight, bias, stride)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor):
-        x, weight = ctx.saved_tensors
-        pad, stride = ctx.pad, ctx.stride
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        padded = F.pad(x, (pad,) * 4, mode="reflect")
-        grad_padded, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad_out, padded, weight, [weight.shape[0]] if ctx.has_bias else None,
-            [stride, stride], [0, 0], [1, 1], False, [0, 0], 1,
-            [need_x, need_w, need_b and ctx.has_bias])
-        grad_x = (torch.ops.aten.reflection_pad2d_backward(grad_padded, x, [pad] * 4)
-                  if need_x else None)
-        return grad_x, grad_w, grad_b, None, None
 
 
 class ReflectPadConv2d(nn.Conv2d):
@@ -67,7 +32,7 @@ class ReflectPadConv2d(nn.Conv2d):
 
     Same parameters (``weight``, ``bias``) and the same results as the two released layers; in
     training it keeps the unpadded input instead of the padded copy for backward
-    (:class:`_ReflectPadConvFunction`), which saves an activation per padded conv.
+    (:func:`xinggan.ops.lean_layers.reflect_pad_conv2d`), which saves an activation per padded conv.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, reflect_pad: int,
@@ -77,8 +42,7 @@ class ReflectPadConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            return _ReflectPadConvFunction.apply(x, self.weight, self.bias, self.reflect_pad,
-                                                 self.stride[0])
+            return reflect_pad_conv2d(x, self.weight, self.bias, self.reflect_pad, self.stride[0])
         return F.conv2d(F.pad(x, (self.reflect_pad,) * 4, mode="reflect"), self.weight,
                         self.bias, self.stride)
 
@@ -86,37 +50,9 @@ class ReflectPadConv2d(nn.Conv2d):
         return super().extra_repr() + f", reflect_pad={self.reflect_pad}"
 
 
-class _ReLUDropoutFunction(torch.autograd.Function):
-    """dropout(relu(x)) that keeps only its output for backward.
-
-    The output y = relu(x) * noise, with noise in {0, 1/(1-p)} drawn as ``nn.Dropout`` draws it
-    on CPU (``bernoulli_(1 - p)`` then ``div_(1 - p)``: the same random numbers).  y > 0 exactly
-    where x > 0 and the unit was kept, so dx = dy / (1 - p) where y > 0, else 0: the same
-    products autograd forms through ReLU and dropout, without keeping the ReLU output and the
-    dropout noise (two activations per conv path).
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, p: float) -> Tensor:
-        y = torch.relu(x)
-        noise = torch.empty_like(y).bernoulli_(1 - p).div_(1 - p)
-        y.mul_(noise)
-        ctx.scale = 1 / (1 - p)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_y: Tensor):
-        (y,) = ctx.saved_tensors
-        grad_x = torch.where(y > 0, grad_y * ctx.scale, torch.zeros((), dtype=grad_y.dtype,
-                                                                     device=grad_y.device))
-        return grad_x, None
-
-
 class ReLUDropout(nn.Module):
     """``ReLU`` then ``Dropout(p)`` as one module (same results, leaner backward in training:
-    :class:`_ReLUDropoutFunction`); ReLU alone in eval mode or with ``p = 0``."""
+    :func:`xinggan.ops.lean_layers.relu_dropout`); ReLU alone in eval mode or with ``p = 0``."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
@@ -126,7 +62,7 @@ class ReLUDropout(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and self.p > 0:
-            return _ReLUDropoutFunction.apply(x, self.p)
+            return relu_dropout(x, self.p)
         return torch.relu(x)
 
     def extra_repr(self) -> str:

@@ -4,8 +4,8 @@ XingGAN++ (Tang, Shao, Sebe, Van Gool; IEEE TPAMI 2025, arXiv 2501.08900) replac
 global cross-attention of each Xing block (shape-guided appearance SA, appearance-guided shape
 AS) by "enhanced multi-scale" blocks that learn the correlations between the two poses "at
 different scales and sub-regions".  Only the abstract was available to us and no code is
-public: this module is **our reading of XingGAN++, not the authors' code** (XINGGANPP.md,
-section 1, of the specification).
+public: this module is **our reading of XingGAN++, not the authors' code** (``docs/xingganpp.md``
+says what we chose and why).
 
 One module serves one direction of one block: ``attn(x, y)`` takes the queries and values from
 ``x`` and the keys from ``y`` (SA: x = appearance code, y = shape code; AS: the mirror) and
@@ -20,7 +20,7 @@ zero-initialised scale ``gamma``.  For every scale ``s`` in ``scales``:
 - each scale has its own 1x1 query and key projections (C -> C / qk_reduction); the 1x1 value
   projection (C -> C) is shared by all scales;
 - the attention maths is the released one: energy ``Q^T K`` without 1/sqrt(d) scaling, softmax
-  over the keys, ``softmax(E) V``; computed by ``attention.dot_product_attention`` (XingGAN's
+  over the keys, ``softmax(E) V``; computed by ``xinggan.ops.attention.dot_product_attention`` (XingGAN's
   implementations ``sdpa``, ``reference``, ``chunked``), or, for the scales listed in
   ``enhanced_scales``, by the Enhanced Attention module (``enhanced_attention.py``), which needs
   the explicit correlation matrix.
@@ -31,9 +31,6 @@ channels.  With a single scale there is nothing to merge and the merge is the id
 attention (query, key, value) and computes exactly the same function.
 
 Cost: scale s costs N^2 / s^2 energy entries per sample instead of N^2 (N = h * w).
-
-This module imports ``attention.py`` (for the shared attention maths); ``attention.py`` returns
-this module from its factory and must therefore import it inside the factory, not at its top.
 """
 from __future__ import annotations
 
@@ -42,7 +39,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from xinggan.models.attention import ATTENTION_IMPLS, dot_product_attention
+from xinggan.ops.attention import ATTENTION_IMPLS, dot_product_attention
 from xinggan.models.enhanced_attention import EnhancedAttention
 
 

@@ -34,8 +34,22 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from xinggan.models.attention import build_cross_attention
+from xinggan.models.attention import CrossAttention
 from xinggan.models.layers import ReflectPadConv2d, ReLUDropout, conv_bias, norm_layer
+from xinggan.models.multiscale_attention import build_multiscale_attention, uses_multiscale_attention
+
+
+def build_cross_attention(gen_cfg, channels: int, grid_hw: tuple[int, int]) -> nn.Module:
+    """The attention module of one direction of one Xing block, from ``model.generator``.
+
+    XingGAN: global :class:`CrossAttention`. XingGAN++ (``scales`` other than ``[1]``, or
+    enhanced attention): windowed attention at several scales. ``grid_hw`` is the (h, w)
+    feature grid the module will see; the windowed attention needs it to size its windows.
+    """
+    if uses_multiscale_attention(gen_cfg):
+        return build_multiscale_attention(gen_cfg, channels, grid_hw)
+    return CrossAttention(channels, gen_cfg.qk_reduction, gen_cfg.attention_impl,
+                          gen_cfg.attention_chunk)
 
 
 def _conv_path(in_channels: int, out_channels: int, norm: str, dropout: float,

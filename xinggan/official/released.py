@@ -1,7 +1,7 @@
 """The released XingGAN forward pass, literally, in functional ops on the official key names.
 
-This is a second, independent description of the released networks (``XINGGAN.md``, layer by
-layer): plain ``F.conv2d`` / ``F.batch_norm`` / ``torch.bmm`` calls that read the tensors of an
+This is a second, independent description of the released networks (``docs/architecture.md``,
+layer by layer): plain ``F.conv2d`` / ``F.batch_norm`` / ``torch.bmm`` calls that read the tensors of an
 official state dict (``model.stream1_down.1.weight``, ``model.att.0.query_conv.weight``, ...)
 and materialise the N x N attention maps as the released code does.  It shares no code with the
 modules in :mod:`xinggan.models`, which makes it
@@ -9,7 +9,7 @@ modules in :mod:`xinggan.models`, which makes it
 - the numerical reference that the converted modules are tested against
   (``tests/test_convert.py``), and
 - the side-by-side reference for speed and memory in ``scripts/benchmark.py`` (same machine,
-  same timing loop; :func:`xinggan.models.convert.to_official_state_dict` gives it the weights
+  same timing loop; :func:`xinggan.official.convert.to_official_state_dict` gives it the weights
   of one of our generators).
 
 ``training=True`` runs the training-mode forward: BatchNorm on batch statistics (updating the
