@@ -22,7 +22,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--config", action="append", default=[],
                    help="YAML overlay for data/eval settings (e.g. another data.root)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override values: --set a.b=1 c.d=2 (or repeat --set)")
     p.add_argument("--device", default="auto")
     p.add_argument("--skip-generation", action="store_true",
                    help="score the images already in DIR/images")
@@ -32,16 +33,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def resolve_config(state: dict, overlays: list[str], overrides: list[str], source: str):
     """The checkpoint's config with data/eval overlays applied; the model may not change."""
-    import yaml
-
-    from xinggan.config import ConfigError, _overlay, config_from_dict
+    from xinggan.config import ConfigError, config_from_dict, overlay_config
 
     base = config_from_dict(state["config"], source=source)
-    tree = base.to_dict()
-    for path in overlays:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        tree = _overlay(tree, data)
-    cfg = config_from_dict(tree, source=source).replace(*overrides)
+    cfg = overlay_config(base, overlays, overrides, source=source)
     if cfg.model != base.model:
         raise ConfigError("model.*: test.py takes the model from the checkpoint; overlays and "
                           "--set may change data and eval settings only")

@@ -20,10 +20,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", required=True,
                    help="YAML config; repeat to overlay (later files win)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one value, e.g. --set train.batch_size=16")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override values, e.g. --set train.batch_size=16 train.amp=bf16 "
+                        "(or repeat --set)")
     p.add_argument("--run-dir", default=None, help="output folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoints/latest.pt")
+    p.add_argument("--allow-world-size-change", action="store_true",
+                   help="resume a checkpoint written by another number of processes: every rank "
+                        "is re-seeded from (seed, rank, iteration), so the run is not an exact "
+                        "continuation (refused without this flag)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config and a module summary, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -127,7 +132,8 @@ def main(argv=None) -> int:
         from xinggan.data import DataError
 
         trainer = Trainer(cfg, run_dir, device=device, rank=rank, world_size=world,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress,
+                          allow_world_size_change=args.allow_world_size_change)
         if rank == 0:
             print(f"training {cfg.model.name} on {device} x{world}: {cfg.data.root}, "
                   f"{cfg.train.iterations} iterations at batch {cfg.train.batch_size}; run {run_dir}")

@@ -87,6 +87,8 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    # A label that must agree with the switches: "xingganpp" exactly when a XingGAN++ part
+    # (several scales, enhanced attention, dense fusion) is on; a mismatch is an error.
     name: Literal["xinggan", "xingganpp"] = "xinggan"
     # BatchNorm on Market, InstanceNorm (affine=False) on DeepFashion; convs carry a bias
     # only with InstanceNorm, as released.
@@ -397,9 +399,32 @@ def _validate(obj: Any, path: tuple[str, ...], origins: dict) -> None:
         _positive(obj, ["max_pairs"], path, origins, allow_zero=True)
 
 
+def xingganpp_parts(gen: "GeneratorConfig") -> list[str]:
+    """The XingGAN++ switches that are on in ``model.generator`` (empty: plain XingGAN)."""
+    parts = []
+    if tuple(gen.scales) != (1,):
+        parts.append(f"scales {list(gen.scales)}")
+    if gen.enhanced_attention:
+        parts.append("enhanced_attention")
+    if gen.dense_fusion:
+        parts.append("dense_fusion")
+    return parts
+
+
 def _validate_config(cfg: Config, origins: dict) -> None:
     """Checks that involve several sections."""
     g = cfg.model.generator
+    parts = xingganpp_parts(g)
+    derived = "xingganpp" if parts else "xinggan"
+    if cfg.model.name != derived:
+        why = (f"these XingGAN++ parts are on: {', '.join(parts)}" if parts else
+               "no XingGAN++ part is on (model.generator.scales [1], enhanced_attention false, "
+               "dense_fusion false)")
+        raise ConfigError(
+            f"model.name: {cfg.model.name!r} does not match the network the switches build, "
+            f"{derived!r}: {why} ({_where(origins, ('model', 'name'))}); the name is a label, "
+            f"the model.generator switches choose the network: set model.name={derived}, or "
+            f"start from configs/<dataset>{'_xingganpp' if cfg.model.name == 'xingganpp' else ''}.yaml")
     h, w = cfg.data.height // 4, cfg.data.width // 4
     for s in g.scales:
         if h % s or w % s:
@@ -419,10 +444,21 @@ def _build(tree: dict, origins: dict) -> Config:
 def load_config(paths: Union[str, Path, Sequence[Union[str, Path]]] = (),
                 overrides: Iterable[str] = ()) -> Config:
     """Load YAML files (later ones overlay earlier ones) then ``key.path=value`` overrides."""
+    return _load({}, {}, paths, overrides)
+
+
+def overlay_config(base: Config, paths: Union[str, Path, Sequence[Union[str, Path]]] = (),
+                   overrides: Iterable[str] = (), source: str = "<base>") -> Config:
+    """``base`` (e.g. the config embedded in a checkpoint, from ``source``) with YAML overlays
+    and ``key.path=value`` overrides on top; errors name the file and line of the bad key."""
+    tree = to_dict(base)
+    return _load(tree, _origins_of(tree, source), paths, overrides)
+
+
+def _load(tree: dict, origins: dict, paths, overrides: Iterable[str]) -> Config:
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    tree: dict = {}
-    origins: dict = {}
+    overrides = list(overrides)
     for p in paths:
         p = Path(p)
         if not p.is_file():
@@ -440,8 +476,7 @@ def load_config(paths: Union[str, Path, Sequence[Union[str, Path]]] = (),
     return _build(tree, origins)
 
 
-def config_from_dict(tree: dict, source: str = "<dict>") -> Config:
-    """Rebuild a config from its ``to_dict`` form (e.g. the copy embedded in a checkpoint)."""
+def _origins_of(tree: dict, source: str) -> dict:
     origins = {}
 
     def mark(node: Any, path: tuple[str, ...]) -> None:
@@ -451,7 +486,12 @@ def config_from_dict(tree: dict, source: str = "<dict>") -> Config:
                 mark(v, path + (k,))
 
     mark(tree, ())
-    return _build(tree, origins)
+    return origins
+
+
+def config_from_dict(tree: dict, source: str = "<dict>") -> Config:
+    """Rebuild a config from its ``to_dict`` form (e.g. the copy embedded in a checkpoint)."""
+    return _build(tree, _origins_of(tree, source))
 
 
 # --------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ numerically equivalent implementations, chosen by ``model.generator.attention_im
 - ``auto``: ``chunked`` on CPU tensors; on CUDA ``sdpa`` when PyTorch reports that one of its
   fused kernels (memory-efficient, flash or cuDNN) accepts these tensors, else ``chunked``, with
   a warning, so the N x N maps are never kept behind the user's back.  What it found for each
-  shape and dtype is kept in :data:`SDPA_KERNELS` (the benchmark reports it).
+  shape and dtype is kept in :data:`SDPA_KERNELS` (the benchmark reports it).  Under
+  ``torch.compile`` the answer of an eager pass with the same shapes is reused (the training
+  loop runs one before compiling); without one, ``chunked``.
 
 ``tests/test_attention.py`` checks every implementation against the reference path, in float32,
 float64 and under autocast, forward and backward.
@@ -125,10 +127,14 @@ def sdpa_kernels(q: Tensor, k: Tensor, v: Tensor) -> dict:
             "cudnn": backends.can_use_cudnn_attention(params)}
 
 
+def _probe_key(q: Tensor, k: Tensor, v: Tensor) -> tuple:
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    return (str(q.device), str(q.dtype), tuple(q.shape), tuple(k.shape), tuple(v.shape), grad)
+
+
 def _fused_sdpa_ok(q: Tensor, k: Tensor, v: Tensor) -> bool:
     """For ``(B, N, d)`` tensors as :func:`dot_product_attention` passes them to SDPA."""
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    key = (str(q.device), str(q.dtype), tuple(q.shape), tuple(k.shape), tuple(v.shape), grad)
+    key = _probe_key(q, k, v)
     found = SDPA_KERNELS.get(key)
     if found is None:  # once per shape: the (B, 1, N, d) contiguous layout the SDPA path uses
         found = SDPA_KERNELS[key] = sdpa_kernels(*(t.unsqueeze(1).contiguous() for t in (q, k, v)))
@@ -147,8 +153,13 @@ def resolve_attention_impl(impl: str, q: Tensor, k: Tensor, v: Tensor) -> str:
         return impl
     if q.device.type == "cpu":
         return "chunked"
-    if q.device.type != "cuda" or torch.compiler.is_compiling():
-        return "sdpa"  # other accelerators, and compiled graphs, pick their own kernels
+    if q.device.type != "cuda":
+        return "sdpa"  # other accelerators pick their own kernels
+    if torch.compiler.is_compiling():
+        # While tracing, the tensors hold no data to probe: take the answer an eager pass of the
+        # same shapes found, else chunked, never SDPA's math path with its N x N maps.
+        found = SDPA_KERNELS.get(_probe_key(q, k, v))
+        return "sdpa" if found and any(found.values()) else "chunked"
     return "sdpa" if _fused_sdpa_ok(q, k, v) else "chunked"
 
 

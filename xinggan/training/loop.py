@@ -1,26 +1,35 @@
-"""The XingGAN training loop: one visible class, no framework.
+"""Everything around the training step: devices, wrapping, checkpoints, signals, logging.
 
-Per iteration, as in the released code (``XINGGAN.md``, Optimisation):
+:class:`Trainer` builds the networks, losses (:func:`xinggan.losses.build_losses`), pools and
+optimisers from a config, wraps the networks for DDP and ``torch.compile`` where asked, and runs
+:func:`xinggan.training.step.train_step` until the schedule ends.  The paper's iteration itself
+is in :mod:`xinggan.training.step`.
 
-1. generator step: L1 + perceptual + the mean of the two adversarial terms; the
-   discriminators stay in train mode (dropout on) but receive no update;
-2. appearance discriminator step on (target, source) vs (generated, source) from its pool;
-3. shape discriminator step on (target, target pose) vs (generated, target pose) from its pool.
+Checkpoints (``<run>/checkpoints/latest.pt``, written atomically by rank 0) hold everything
+needed to continue exactly: networks, optimisers, grad scaler, iteration, the resolved config,
+and for **every rank** its image pools and RNG states (:mod:`xinggan.training.state`).  The
+sampler position is the iteration itself.  A resume with another number of processes is refused
+unless ``allow_world_size_change`` is set, which re-seeds every rank from (seed, rank,
+iteration) and says so.
 
-The learning rate is a pure function of the iteration (:func:`lr_factor`).  A checkpoint holds
-everything needed to continue bit-exactly: networks, optimisers, iteration, pools, RNG states,
-grad scaler and the resolved config; the sampler position is the iteration itself.
+SIGINT / SIGTERM (to the main process or to the whole process group, with or without torchrun):
+the main process finishes the iteration, saves, shuts the DataLoader workers down and returns
+normally; the workers ignore both signals.  A second signal during the save is ignored.
+
+When something asked for cannot run as asked (compile unavailable, no fused attention kernel),
+one line says what runs instead, at start on rank 0, and the same lines go to
+``<run>/notices.txt``.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import math
 import os
 import platform
-import random
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -33,34 +42,11 @@ from torch.utils.data import DataLoader
 
 from xinggan.checkpoint import load_checkpoint, save_checkpoint
 from xinggan.config import Config, ConfigError, config_from_dict, save_config
+from xinggan.training.state import (gather_to_main, loader_seed, rng_state, seed_process,
+                                    seed_worker, set_rng_state)
+from xinggan.training.step import GANParts, TrainingError, lr_factor, train_step
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, incompatible checkpoint...)."""
-
-
-# --------------------------------------------------------------------------------------
-# Schedule
-# --------------------------------------------------------------------------------------
-
-
-def lr_factor(iteration: int, constant: int, decay: int, step: int = 1) -> float:
-    """Learning-rate multiplier at 0-based ``iteration``.
-
-    The released code steps the rate once per official epoch t (1-based):
-    ``1 - max(0, t + 1 - n_const) / (n_decay + 1)``, with n_const and n_decay counted in epochs.
-    Here epochs are ``step`` iterations long (125 for the released recipe); ``step=1`` gives a
-    per-iteration linear decay.  It reaches 0 in the last step.
-    """
-    epoch = iteration // step + 1
-    n_const = constant // step
-    n_decay = decay // step
-    return 1.0 - max(0, epoch + 1 - n_const) / float(n_decay + 1)
-
-
-# --------------------------------------------------------------------------------------
-# Distributed helpers
-# --------------------------------------------------------------------------------------
+__all__ = ["Trainer", "distributed_context", "pick_device", "versions"]
 
 
 def distributed_context() -> tuple[int, int, int]:
@@ -79,54 +65,9 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
+def _plain(module: nn.Module) -> nn.Module:
     module = getattr(module, "module", module)  # DistributedDataParallel
     return getattr(module, "_orig_mod", module)  # torch.compile
-
-
-def _set_requires_grad(module: nn.Module, flag: bool) -> None:
-    for p in module.parameters():
-        p.requires_grad_(flag)
-
-
-# --------------------------------------------------------------------------------------
-# RNG state (kept as tensors and plain values so checkpoints load with weights_only=True)
-# --------------------------------------------------------------------------------------
-
-
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
-                  int(np_state[3]), float(np_state[4])],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(_to_tuple(state["python"]))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"]
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
-
-
-def _to_tuple(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_to_tuple(v) for v in value)
-    return value
-
-
-# --------------------------------------------------------------------------------------
-# The trainer
-# --------------------------------------------------------------------------------------
 
 
 class Trainer:
@@ -134,8 +75,9 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: str | Path, *, device: Optional[torch.device] = None,
                  rank: int = 0, world_size: int = 1, progress: bool = True,
-                 tensorboard: bool = True, dataset: Any = None) -> None:
-        from xinggan.losses import GANLoss, ImagePool, PerceptualLoss
+                 tensorboard: bool = True, dataset: Any = None,
+                 allow_world_size_change: bool = False) -> None:
+        from xinggan.losses import build_image_pools, build_losses
         from xinggan.models import build_discriminators, build_generator
 
         self.cfg = cfg
@@ -145,15 +87,19 @@ class Trainer:
         self.device = device or pick_device(cfg.train.device)
         self.progress = progress and self.is_main
         self.use_tensorboard = tensorboard and self.is_main
+        self.allow_world_size_change = allow_world_size_change
+        self.notices: list[str] = []
         if cfg.train.batch_size % world_size:
             raise ConfigError(
                 f"train.batch_size: the global batch {cfg.train.batch_size} is not divisible by "
-                f"the {world_size} processes"
-            )
+                f"the {world_size} processes")
         self.local_batch = cfg.train.batch_size // world_size
         amp = cfg.train.amp
         if amp == "fp16" and self.device.type != "cuda":  # bf16 autocast also runs on CPU
             raise ConfigError(f"train.amp: fp16 needs a CUDA device (running on {self.device})")
+        if amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError(f"train.amp: bf16 is not supported by {torch.cuda.get_device_name()}; "
+                              "use fp16 or off")
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
         # Identical initial weights on every rank (DDP would broadcast them anyway).
@@ -161,36 +107,23 @@ class Trainer:
         generator = build_generator(cfg)
         shape_d, appearance_d = build_discriminators(cfg)
         if cfg.train.sync_batchnorm and world_size > 1:
-            generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
-            shape_d = nn.SyncBatchNorm.convert_sync_batchnorm(shape_d)
-            appearance_d = nn.SyncBatchNorm.convert_sync_batchnorm(appearance_d)
-        memory_format = torch.channels_last if cfg.train.channels_last else torch.preserve_format
-        self.memory_format = memory_format
-        self.generator = generator.to(self.device, memory_format=memory_format)
-        self.shape_d = shape_d.to(self.device, memory_format=memory_format)
-        self.appearance_d = appearance_d.to(self.device, memory_format=memory_format)
-
+            generator, shape_d, appearance_d = (nn.SyncBatchNorm.convert_sync_batchnorm(m)
+                                                for m in (generator, shape_d, appearance_d))
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.preserve_format
+        self.generator = generator.to(self.device, memory_format=self.memory_format)
+        self.shape_d = shape_d.to(self.device, memory_format=self.memory_format)
+        self.appearance_d = appearance_d.to(self.device, memory_format=self.memory_format)
         self.opt_g = self._adam(self.generator)
         self.opt_shape_d = self._adam(self.shape_d)
         self.opt_appearance_d = self._adam(self.appearance_d)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
-
-        self.gan_loss = GANLoss(cfg.loss.gan_mode).to(self.device)
-        self.perceptual = None
-        if cfg.loss.lambda_perceptual > 0:
-            self.perceptual = PerceptualLoss(cfg.loss.vgg_weights).to(self.device)
-        self.shape_pool = ImagePool(cfg.loss.pool_size)
-        self.appearance_pool = ImagePool(cfg.loss.pool_size)
+        self.losses = build_losses(cfg).to(self.device)
+        self.shape_pool, self.appearance_pool = build_image_pools(cfg)
 
         # Per-rank seeding of everything random after initialisation (dropout, pools).
-        torch.manual_seed(cfg.train.seed + 1000 * (rank + 1))
-        random.seed(cfg.train.seed + rank)
-        np.random.seed(cfg.train.seed + rank)
+        seed_process(cfg.train.seed, rank)
 
-        # Networks used by the steps (wrapped for DDP / compile); the plain ones are saved.
-        self.g_train: nn.Module = self.generator
-        self.shape_d_train: nn.Module = self.shape_d
-        self.appearance_d_train: nn.Module = self.appearance_d
+        g_train, shape_d_train, appearance_d_train = self.generator, self.shape_d, self.appearance_d
         if world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -199,19 +132,26 @@ class Trainer:
             # ablations that leave parameters out of the graph (e.g. the last block's shape
             # update when no fusion head reads the shape code) need DDP's unused-parameter scan
             unused = not (g.fusion and g.appearance_update and g.shape_update)
-            self.g_train = DDP(self.generator, device_ids=ids, find_unused_parameters=unused)
-            self.shape_d_train = DDP(self.shape_d, device_ids=ids)
-            self.appearance_d_train = DDP(self.appearance_d, device_ids=ids)
+            g_train = DDP(self.generator, device_ids=ids, find_unused_parameters=unused)
+            shape_d_train = DDP(self.shape_d, device_ids=ids)
+            appearance_d_train = DDP(self.appearance_d, device_ids=ids)
         if cfg.train.compile:
-            self.g_train = torch.compile(self.g_train)
+            g_train = self._compile(g_train)
+        self.parts = GANParts(
+            generator=g_train, shape_d=shape_d_train, appearance_d=appearance_d_train,
+            opt_g=self.opt_g, opt_shape_d=self.opt_shape_d, opt_appearance_d=self.opt_appearance_d,
+            losses=self.losses, shape_pool=self.shape_pool, appearance_pool=self.appearance_pool,
+            scaler=self.scaler, loss_cfg=cfg.loss, autocast=self._autocast)
 
         self.dataset = dataset
         self.iteration = 0
+        self._probe_pending = getattr(self, "_probe_pending", False)
         self._stop_signal: Optional[int] = None
+        self._saving = False
         self._writer = None
         self._grid_batch = None
 
-    # -- building blocks ------------------------------------------------------------
+    # -- set-up ----------------------------------------------------------------------
     def _adam(self, module: nn.Module) -> torch.optim.Optimizer:
         o = self.cfg.optim
         return torch.optim.Adam(module.parameters(), lr=o.lr, betas=(o.beta1, o.beta2),
@@ -221,6 +161,56 @@ class Trainer:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _compile(self, module: nn.Module) -> nn.Module:
+        """``torch.compile(module)``; eager mode, with a notice, where Inductor cannot run.
+
+        The attention implementation is fixed before compiling: ``auto`` becomes what it picks
+        in eager mode on this device (``chunked`` on CPU; on CUDA, SDPA only where a fused
+        kernel accepts the shapes, see :func:`xinggan.ops.attention.resolve_attention_impl`),
+        so a compiled graph never runs SDPA's math path with its N x N maps.
+        """
+        try:
+            from torch._inductor import config as _inductor_config  # noqa: F401
+        except Exception as error:  # pragma: no cover - an install without Inductor
+            self.notice(f"train.compile: torch.compile is unavailable ({type(error).__name__}: "
+                        f"{error}); training runs in eager mode")
+            return module
+        self._probe_pending = self.device.type == "cuda"
+        return torch.compile(module)
+
+    def _probe_attention(self, batch: dict) -> None:
+        """Before the first compiled step on CUDA: one eager forward and backward of the plain
+        generator on the first batch, so that ``attention_impl: auto`` has asked PyTorch which
+        fused kernel takes each attention shape (the compiled graph reuses the answers).  RNG
+        states and BatchNorm statistics are put back, and the gradients dropped."""
+        from xinggan.ops import attention
+
+        self._probe_pending = False
+        b = self._to_device(batch)
+        buffers = {k: v.clone() for k, v in self.generator.named_buffers()}
+        with torch.random.fork_rng(devices=[self.device]), self._autocast():
+            out = self.generator(b["source_image"], b["source_pose"], b["target_pose"])
+            out.float().mean().backward()
+        self.generator.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for k, v in self.generator.named_buffers():
+                v.copy_(buffers[k])
+        for key, kernels in attention.SDPA_KERNELS.items():
+            if not any(kernels.values()):
+                self.notice(f"attention_impl auto: no fused SDPA kernel for q {key[2]}, "
+                            f"v {key[4]} ({key[1]}); that attention runs 'chunked'")
+
+    def notice(self, line: str) -> None:
+        """Say once, at start, what runs instead of what was asked (rank 0), and keep it."""
+        if line in self.notices:
+            return
+        self.notices.append(line)
+        if self.is_main:
+            print(f"note: {line}", file=sys.stderr)
+            if self.run_dir.is_dir():
+                with open(self.run_dir / "notices.txt", "a") as handle:
+                    handle.write(line + "\n")
 
     def current_lr(self, iteration: Optional[int] = None) -> float:
         o = self.cfg.optim
@@ -238,86 +228,20 @@ class Trainer:
             out[key] = value
         return out
 
-    # -- one iteration ---------------------------------------------------------------
     def train_step(self, batch: dict) -> dict[str, float]:
-        """One released-recipe iteration on a batch; returns the loss terms as floats."""
-        cfg = self.cfg.loss
+        """One iteration (:func:`xinggan.training.step.train_step`) at the scheduled rate."""
         lr = self.current_lr()
-        for opt in (self.opt_g, self.opt_shape_d, self.opt_appearance_d):
-            for group in opt.param_groups:
-                group["lr"] = lr
-        b = self._to_device(batch)
-        source, target = b["source_image"], b["target_image"]
-        source_pose, target_pose = b["source_pose"], b["target_pose"]
-
-        # 1. generator step (discriminators in train mode, no gradients for their weights)
-        _set_requires_grad(self.shape_d, False)
-        _set_requires_grad(self.appearance_d, False)
-        with self._autocast():
-            fake = self.g_train(source, source_pose, target_pose)
-            fake_shape_pair = torch.cat([fake, target_pose], 1)
-            fake_appearance_pair = torch.cat([fake, source], 1)
-            # the plain modules: the discriminators' weights are not trained in this step
-            gan_shape = self.gan_loss(_unwrap(self.shape_d_train)(fake_shape_pair), True)
-            gan_appearance = self.gan_loss(_unwrap(self.appearance_d_train)(fake_appearance_pair), True)
-            loss_gan = cfg.lambda_gan * (gan_shape + gan_appearance) / 2
-            loss_l1 = cfg.lambda_l1 * torch.mean(torch.abs(fake.float() - target.float()))
-            loss_g = loss_gan + loss_l1
-            loss_perceptual = torch.zeros((), device=self.device)
-            if self.perceptual is not None:
-                loss_perceptual = cfg.lambda_perceptual * self.perceptual(fake, target)
-                loss_g = loss_g + loss_perceptual
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_g).backward()
-        _set_requires_grad(self.shape_d, True)
-        _set_requires_grad(self.appearance_d, True)
-
-        fake_shape_pair = fake_shape_pair.detach()
-        fake_appearance_pair = fake_appearance_pair.detach()
-
-        # 2. appearance discriminator step, 3. shape discriminator step
-        loss_appearance_d = self._d_step(
-            self.appearance_d_train, self.opt_appearance_d, self.appearance_pool,
-            torch.cat([target, source], 1), fake_appearance_pair)
-        loss_shape_d = self._d_step(
-            self.shape_d_train, self.opt_shape_d, self.shape_pool,
-            torch.cat([target, target_pose], 1), fake_shape_pair)
-
-        # Only now step G: a non-finite loss must leave every network untouched.
-        terms = torch.stack([loss_g.detach().float(), loss_l1.detach().float(),
-                             loss_perceptual.detach().float(), loss_gan.detach().float(),
-                             loss_appearance_d.detach().float(), loss_shape_d.detach().float()])
-        values = terms.tolist()
-        names = ["g_total", "g_l1", "g_perceptual", "g_gan", "d_appearance", "d_shape"]
-        result = dict(zip(names, values))
-        bad = [n for n, v in result.items() if not math.isfinite(v)]
-        if bad:
-            raise TrainingError(
-                f"non-finite loss at iteration {self.iteration + 1}: "
-                + ", ".join(f"{n}={result[n]}" for n in names)
-                + " (networks not updated; the last good checkpoint is kept)"
-            )
-        self.scaler.step(self.opt_g)
-        self.scaler.step(self.opt_appearance_d)
-        self.scaler.step(self.opt_shape_d)
-        self.scaler.update()
+        result = train_step(self.parts, self._to_device(batch), lr, self.iteration + 1)
         self.iteration += 1
         result["lr"] = lr
         return result
 
-    def _d_step(self, d: nn.Module, opt: torch.optim.Optimizer, pool: Any,
-                real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        fake = pool.query(fake)
-        with self._autocast():
-            loss_real = self.gan_loss(d(real), True)
-            loss_fake = self.gan_loss(d(fake), False)
-            loss = 0.5 * self.cfg.loss.lambda_gan * (loss_real + loss_fake)
-        opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        return loss
-
-    # -- state ----------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    # -- state -----------------------------------------------------------------------
+    def state_dict(self, per_rank: Optional[list] = None) -> dict:
+        """The checkpoint.  ``per_rank``: every rank's ``{"rng", "pools"}`` (from
+        :meth:`_rank_state` gathered on rank 0); this process's alone when None."""
+        if per_rank is None:
+            per_rank = [self._rank_state()]
         return {
             "config": self.cfg.to_dict(),
             "iteration": self.iteration,
@@ -330,18 +254,28 @@ class Trainer:
                 "appearance_discriminator": self.opt_appearance_d.state_dict(),
             },
             "grad_scaler": self.scaler.state_dict(),
-            "pools": {"shape": self.shape_pool.state_dict(),
-                      "appearance": self.appearance_pool.state_dict()},
-            "rng": rng_state(),
+            "ranks": per_rank,
             "sampler": {"seed": self.cfg.train.seed, "iteration": self.iteration,
                         "world_size": self.world_size},
             "world_size": self.world_size,
             "versions": versions(),
         }
 
+    def _rank_state(self) -> dict:
+        return {"rng": rng_state(),
+                "pools": {"shape": self.shape_pool.state_dict(),
+                          "appearance": self.appearance_pool.state_dict()}}
+
     def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
         saved = config_from_dict(state["config"], source=source)
         self._check_compatible(saved, source)
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world_size and not self.allow_world_size_change:
+            raise TrainingError(
+                f"{source}: the checkpoint was written by {saved_world} process(es), this run "
+                f"has {self.world_size}; an exact resume needs the same number. Pass "
+                "--allow-world-size-change to continue anyway (every rank is re-seeded from "
+                "(seed, rank, iteration); the run is then no longer the one that would have been)")
         self.generator.load_state_dict(state["generator"])
         self.shape_d.load_state_dict(state["shape_discriminator"])
         self.appearance_d.load_state_dict(state["appearance_discriminator"])
@@ -351,35 +285,53 @@ class Trainer:
         self.opt_appearance_d.load_state_dict(opts["appearance_discriminator"])
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
-        self.shape_pool.load_state_dict(state["pools"]["shape"])
-        self.appearance_pool.load_state_dict(state["pools"]["appearance"])
         self.iteration = int(state["iteration"])
-        if state.get("world_size", 1) == self.world_size:
-            set_rng_state(state["rng"])
+        if "ranks" in state:
+            ranks = state["ranks"]
+        else:  # checkpoints before per-rank state: rank 0's pools and RNG only
+            ranks = [{"rng": state["rng"], "pools": state["pools"]}]
+        if saved_world == self.world_size and len(ranks) == self.world_size:
+            mine = ranks[self.rank]
+            self.shape_pool.load_state_dict(mine["pools"]["shape"])
+            self.appearance_pool.load_state_dict(mine["pools"]["appearance"])
+            set_rng_state(mine["rng"])
+        else:
+            # Another world size (allowed above): a rank keeps the pools of the rank of the
+            # same number when there was one, and every rank starts new random streams.
+            if self.rank < len(ranks):
+                self.shape_pool.load_state_dict(ranks[self.rank]["pools"]["shape"])
+                self.appearance_pool.load_state_dict(ranks[self.rank]["pools"]["appearance"])
+            seed_process(self.cfg.train.seed, self.rank, self.iteration)
+            self.notice(f"resumed a {saved_world}-process checkpoint with {self.world_size} "
+                        f"process(es): every rank re-seeded from (seed {self.cfg.train.seed}, "
+                        f"rank, iteration {self.iteration}); not an exact continuation")
 
     def _check_compatible(self, saved: Config, source: str) -> None:
         """A resumed run must train the same networks on the same data layout."""
         if saved.model != self.cfg.model:
             diffs = _diff(saved.model, self.cfg.model, "model")
-            raise TrainingError(
-                f"{source}: the checkpoint was trained with a different model config: "
-                + "; ".join(diffs[:8])
-            )
+            raise TrainingError(f"{source}: the checkpoint was trained with a different model "
+                                "config: " + "; ".join(diffs[:8]))
         if (saved.data.height, saved.data.width) != (self.cfg.data.height, self.cfg.data.width):
             raise TrainingError(
                 f"{source}: the checkpoint was trained at {saved.data.height}x{saved.data.width}, "
-                f"this config uses {self.cfg.data.height}x{self.cfg.data.width}"
-            )
+                f"this config uses {self.cfg.data.height}x{self.cfg.data.width}")
 
-    # -- checkpoints ------------------------------------------------------------------
+    # -- checkpoints -------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoints" / "latest.pt"
 
     def save(self) -> Optional[Path]:
+        """Write the checkpoint (a collective: every rank sends its own state to rank 0)."""
+        per_rank = gather_to_main(self._rank_state(), self.rank, self.world_size)
         if not self.is_main:
             return None
-        return save_checkpoint(self.state_dict(), self.checkpoint_path)
+        self._saving = True
+        try:
+            return save_checkpoint(self.state_dict(per_rank), self.checkpoint_path)
+        finally:
+            self._saving = False
 
     def resume(self) -> bool:
         path = self.checkpoint_path
@@ -389,7 +341,7 @@ class Trainer:
         self.load_state_dict(state, source=str(path))
         return True
 
-    # -- data -------------------------------------------------------------------------
+    # -- data ---------------------------------------------------------------------------
     def make_loader(self, start_iteration: int) -> DataLoader:
         from xinggan.data import IterationSampler, PairDataset
 
@@ -404,11 +356,13 @@ class Trainer:
             self.dataset, batch_size=self.local_batch, sampler=sampler, drop_last=True,
             num_workers=workers, pin_memory=self.device.type == "cuda",
             persistent_workers=False, prefetch_factor=2 if workers > 0 else None,
+            worker_init_fn=seed_worker if workers > 0 else None,
             # its own RNG, so that starting a loader never draws from the global one
-            generator=torch.Generator().manual_seed(self.cfg.train.seed),
+            generator=torch.Generator().manual_seed(
+                loader_seed(self.cfg.train.seed, self.rank, start_iteration)),
         )
 
-    # -- logging ----------------------------------------------------------------------
+    # -- logging ------------------------------------------------------------------------
     def _log_stats(self, stats: dict) -> None:
         with open(self.run_dir / "stats.jsonl", "a") as handle:
             handle.write(json.dumps(stats) + "\n")
@@ -418,8 +372,8 @@ class Trainer:
                     self._writer.add_scalar(key, value, stats["iteration"])
 
     def _log_images(self) -> None:
-        if self._writer is None and not self.is_main:
-            return
+        from PIL import Image
+
         from xinggan.visualize import pair_grid
 
         if self._grid_batch is None:
@@ -434,7 +388,7 @@ class Trainer:
             self._grid_batch = {k: torch.stack([it[k] for it in items]) for k in
                                 ("source_image", "source_pose", "target_pose", "target_image")}
         b = self._to_device(self._grid_batch)
-        g = _unwrap(self.generator)
+        g = self.generator
         was_training = g.training
         g.eval()
         with torch.no_grad(), self._autocast():
@@ -442,22 +396,32 @@ class Trainer:
         g.train(was_training)
         grid = pair_grid(b["source_image"], b["source_pose"], b["target_pose"], fake,
                          b["target_image"])
-        from PIL import Image
-
         out = self.run_dir / "samples"
         out.mkdir(exist_ok=True)
         Image.fromarray(grid).save(out / f"iter_{self.iteration:07d}.png")
         if self._writer is not None:
             self._writer.add_image("samples", grid, self.iteration, dataformats="HWC")
 
-    # -- the loop -----------------------------------------------------------------------
+    # -- signals ------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
-        if self._stop_signal is not None:  # second signal: stop now
+        if self._saving or (self._stop_signal is not None and signum != signal.SIGINT):
+            return  # already stopping: the save in progress (or about to start) goes on
+        if self._stop_signal is not None:  # a second Ctrl-C outside the save: stop now
             raise KeyboardInterrupt
         self._stop_signal = signum
         if self.progress:
             print(f"\nsignal {signum}: finishing the iteration, saving, exiting", file=sys.stderr)
 
+    def _stop_requested(self) -> bool:
+        flag = self._stop_signal is not None
+        if self.world_size > 1 and dist.is_initialized():  # every rank stops at the same step
+            t = torch.tensor([1.0 if flag else 0.0], device=self.device if
+                             dist.get_backend() == "nccl" else "cpu")
+            dist.all_reduce(t)
+            flag = bool(t.item() > 0)
+        return flag
+
+    # -- the loop -------------------------------------------------------------------------
     def fit(self, resume: bool = False, max_iterations: Optional[int] = None) -> dict:
         """Train to ``train.iterations`` (or ``max_iterations``), saving as configured."""
         cfg = self.cfg.train
@@ -465,6 +429,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
             (self.run_dir / "versions.json").write_text(json.dumps(versions(), indent=1))
+            for line in self.notices:  # said before the run folder existed
+                with open(self.run_dir / "notices.txt", "a") as handle:
+                    handle.write(line + "\n")
             if self.use_tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -473,24 +440,28 @@ class Trainer:
             print(f"resumed from {self.checkpoint_path} at iteration {self.iteration}")
         end = cfg.iterations if max_iterations is None else min(cfg.iterations, max_iterations)
         handlers = {}
-        if threading_main():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):  # before the workers start
                 handlers[sig] = signal.signal(sig, self._on_signal)
-        self.generator.train()
-        self.shape_d.train()
-        self.appearance_d.train()
+        for net in (self.generator, self.shape_d, self.appearance_d):
+            net.train()
         last: dict = {}
+        stopped = "done"
+        loader = iterator = bar = None
         try:
             if self.iteration >= end:
                 return {"iteration": self.iteration, "stopped": "done"}
             loader = self.make_loader(self.iteration)
-            bar = None
+            iterator = iter(loader)
             if self.progress:
                 from tqdm import tqdm
 
                 bar = tqdm(total=end, initial=self.iteration, dynamic_ncols=True, unit="it")
             t0, n0 = time.perf_counter(), self.iteration
-            for batch in loader:
+            while self.iteration < end:
+                batch = next(iterator)
+                if self._probe_pending:
+                    self._probe_attention(batch)
                 last = self.train_step(batch)
                 it = self.iteration
                 if bar is not None:
@@ -514,39 +485,23 @@ class Trainer:
                     if self.is_main and (it % image_every == 0 or it == end):
                         self._log_images()
                 if stop:
+                    stopped = "signal"
                     if self.is_main:
-                        print(f"stopped at iteration {it}; checkpoint {self.checkpoint_path}")
-                    return {"iteration": it, "stopped": "signal", **last}
-                if it >= end:
+                        print(f"stopped at iteration {it}; checkpoint {self.checkpoint_path}",
+                              file=sys.stderr)
                     break
+        finally:
             if bar is not None:
                 bar.close()
-        finally:
+            del iterator, loader  # shuts the workers down before the handlers go back
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             if self._writer is not None:
                 self._writer.flush()
-        return {"iteration": self.iteration, "stopped": "done", **last}
-
-    def _stop_requested(self) -> bool:
-        flag = self._stop_signal is not None
-        if self.world_size > 1 and dist.is_initialized():
-            t = torch.tensor([1.0 if flag else 0.0], device=self.device if
-                             dist.get_backend() == "nccl" else "cpu")
-            dist.all_reduce(t)
-            flag = bool(t.item() > 0)
-        return flag
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+        return {"iteration": self.iteration, "stopped": stopped, **last}
 
 
 def _diff(a: Any, b: Any, prefix: str) -> list[str]:
-    import dataclasses
-
     out = []
     for f in dataclasses.fields(a):
         va, vb = getattr(a, f.name), getattr(b, f.name)

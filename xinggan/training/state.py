@@ -1,0 +1,103 @@
+"""Random-number state for exact resumption, one entry per process (rank).
+
+Each rank of a multi-process run draws its own random numbers (dropout masks, image-pool swaps)
+from its own generators, seeded differently at start.  So a resumable checkpoint holds every
+rank's state: :func:`gather_to_main` collects them on rank 0, which writes the one checkpoint;
+on resume each rank takes back its own entry.  States are kept as tensors and plain values so
+that checkpoints load with ``torch.load(weights_only=True)``.
+
+DataLoader worker processes get their seeds from (seed, rank, iteration, worker id)
+(:func:`loader_seed` and :func:`seed_worker`), so that any random draw in a worker is the same
+whenever a run reaches that iteration with the same seed; they also ignore SIGINT and SIGTERM,
+which a scheduler sends to the whole process group, so that only the main process reacts (it
+finishes the iteration, saves, then shuts the workers down).
+"""
+from __future__ import annotations
+
+import random
+import signal
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+__all__ = ["rng_state", "set_rng_state", "seed_process", "gather_to_main", "loader_seed",
+           "seed_worker"]
+
+
+def rng_state() -> dict:
+    """This process's python, numpy, torch (and CUDA) generator states."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_to_tuple(state["python"]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _to_tuple(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_to_tuple(v) for v in value)
+    return value
+
+
+def seed_process(seed: int, rank: int, iteration: int = 0) -> None:
+    """Seed python, numpy and torch for ``rank`` (at ``iteration``: used when a run resumes
+    without its own states, e.g. with another number of processes)."""
+    torch.manual_seed(seed + 1000 * (rank + 1) + 7919 * iteration)
+    random.seed(seed + rank + 7919 * iteration)
+    np.random.seed((seed + rank + 7919 * iteration) % 2**32)
+
+
+def gather_to_main(value: Any, rank: int, world_size: int) -> Optional[list]:
+    """``[value of rank 0, value of rank 1, ...]`` on rank 0, None elsewhere (a collective:
+    every rank must call it).  One process: ``[value]``."""
+    if world_size == 1 or not dist.is_initialized():
+        return [value]
+    if dist.get_backend() == "nccl":  # gather_object moves its buffers to the current device
+        value = _to_cpu(value)
+    out = [None] * world_size if rank == 0 else None
+    dist.gather_object(value, out, dst=0)
+    return out
+
+
+def _to_cpu(value: Any) -> Any:
+    if torch.is_tensor(value):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def loader_seed(seed: int, rank: int, iteration: int) -> int:
+    """Seed of the DataLoader's own generator, from which PyTorch draws the workers' base seed."""
+    return int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1, np.uint64)[0]
+               % 2**63)
+
+
+def seed_worker(worker_id: int) -> None:  # noqa: ARG001 - the DataLoader's worker_init_fn
+    """In a DataLoader worker: ignore SIGINT / SIGTERM (the main process handles them) and seed
+    python and numpy from the worker's torch seed (itself drawn from :func:`loader_seed`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    worker_seed = torch.initial_seed() % 2**32
+    random.seed(worker_seed)
+    np.random.seed(worker_seed)
