@@ -129,7 +129,7 @@ def test_sigterm_to_the_process_group_saves_and_resumes(tiny_data, tmp_path):
     again = subprocess.run(command(saved + 2) + ["--resume"], cwd=REPO, capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert f"resumed from" in again.stdout
+    assert "resumed from" in again.stdout
     assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["iteration"] == saved + 2
 
 
