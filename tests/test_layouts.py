@@ -264,3 +264,58 @@ def test_config_rejects_misspelt_protocol_and_metric():
 def test_layouts_are_documented_with_an_example_each():
     for key, layout in LAYOUTS.items():
         assert layout.parse(layout.example), key
+
+
+def test_pckh_detects_on_the_generated_panel_re_saved_as_jpeg(tmp_path, monkeypatch):
+    """evaluate_folder(pose_weights=...) hands each generated panel, re-saved as JPEG as the released
+    crop script did, to the OpenPose detector and scores its keypoints against the target annotation."""
+    import xinggan.keypoints.openpose as openpose
+    from xinggan.data import read_annotations
+    from xinggan.metrics.pckh import pckh
+    from xinggan.metrics.protocols import jpeg_roundtrip
+
+    rng = np.random.default_rng(6)
+    folder = tmp_path / "images"
+    keypoints = write_released_strips(folder, SYNTHETIC_PAIRS[:4], rng)
+    annotations = tmp_path / "ann.csv"
+    write_annotations(annotations, keypoints)
+    names = sorted(os.listdir(folder))
+    answers = {}  # detector output per generated panel: the target's joints for two pairs, nothing for two
+    for i, name in enumerate(names):
+        panel = imread(folder / name)[:, 256:320]
+        target = name[:-8].split("___")[1]
+        answers[jpeg_roundtrip(panel[None])[0].tobytes()] = keypoints[target] if i < 2 else np.full((18, 2), -1)
+
+    class Recorder:
+        name = "openpose"
+
+        def detect(self, image):
+            return answers[np.ascontiguousarray(image).tobytes()]  # KeyError: not the re-saved panel
+
+    seen = {}
+
+    def factory(weights=None, device="cpu", **options):
+        seen["weights"] = weights
+        return Recorder()
+
+    monkeypatch.setattr(openpose, "build_openpose_detector", factory)
+    weights = tmp_path / "pose_estimator.h5"
+    detections = tmp_path / "detected.csv"
+    results = evaluate_folder("patn-market", folder, annotations_csv=annotations, metrics=["pckh"],
+                              pose_weights=weights, detections_csv=detections, progress=False, log=None)
+    expected = pckh([answers[k] for k in answers], [keypoints[n[:-8].split("___")[1]] for n in names])
+    assert seen["weights"] == str(weights)
+    assert results["pckh"] == pytest.approx(expected["pckh"]) and 0 < results["pckh"] < 1
+    stored = read_annotations(detections)
+    assert sorted(stored) == names
+
+
+def test_missing_pose_weights_name_the_file(tmp_path):
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "images"
+    keypoints = write_released_strips(folder, SYNTHETIC_PAIRS[:2], rng)
+    annotations = tmp_path / "ann.csv"
+    write_annotations(annotations, keypoints)
+    results = evaluate_folder("patn-market", folder, annotations_csv=annotations, pose_weights=tmp_path / "nope.h5",
+                              metrics=None, progress=False, log=None)
+    assert "nope.h5" in results["skipped"]["pckh"] and "pose_estimator.h5" in results["skipped"]["pckh"]
