@@ -5,6 +5,11 @@
 The model is rebuilt from the config embedded in the checkpoint; overlays and ``--set`` may
 change only the data and evaluation settings (``data.root``, ``eval.*``...).  Writes
 ``DIR/images/<from>___<to>.png``, ``DIR/metrics.json`` and ``DIR/metrics.md``.
+
+A metric of the protocol that cannot run (missing Inception weights, no keypoints for PCKh...)
+makes the command exit with status 1 after writing the others; ``eval.allow_missing_metrics=true``
+records it as skipped instead. PCKh: ``eval.pose_weights`` (OpenPose body weights, detected here)
+or ``eval.detected_keypoints`` (a CSV of detections).
 """
 from __future__ import annotations
 
@@ -77,11 +82,13 @@ def main(argv=None) -> int:
             lines = pairs_csv.read_text().splitlines()
             pairs_for_eval.write_text("\n".join(lines[: cfg.eval.max_pairs + 1]) + "\n")
         results = evaluate_folder(
-            cfg.eval.protocol, images, root / "test", pairs_for_eval,
+            cfg.eval.protocol, images, root / "test", pairs_for_eval, layout="stems",
             annotations_csv=annotations_csv,
             metrics=list(cfg.eval.metrics) or None,
             jpeg_roundtrip=cfg.eval.jpeg_roundtrip,
             detected_keypoints=cfg.eval.detected_keypoints or None,
+            pose_weights=cfg.eval.pose_weights or None,
+            detections_csv=out / "keypoints-detected.csv" if cfg.eval.pose_weights else None,
             real_dir=root / "train" if (root / "train").is_dir() else None,
             # eval.inception_weights: the TF-ported Inception for the patn presets, torchvision's
             # Inception-v3 for the gfla preset's FID
@@ -93,12 +100,22 @@ def main(argv=None) -> int:
             device=str(device), batch_size=cfg.eval.batch_size, progress=not args.no_progress,
         )
         results["checkpoint"] = str(args.checkpoint)
+        results["allow_missing_metrics"] = cfg.eval.allow_missing_metrics
         write_metrics(results, out / "metrics.json", out / "metrics.md")
     except (CheckpointError, ConfigError, DataError, MetricUnavailable, EvaluationInputError,
             FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=1))
+    missing = results["skipped"]
+    for metric, reason in missing.items():
+        print(f"{'skipped' if cfg.eval.allow_missing_metrics else 'error: cannot compute'} {metric}: {reason}",
+              file=sys.stdout if cfg.eval.allow_missing_metrics else sys.stderr)
+    if missing and not cfg.eval.allow_missing_metrics:
+        print(f"error: {len(missing)} metric(s) of protocol {cfg.eval.protocol} could not run "
+              f"({', '.join(missing)}); the others are in {out / 'metrics.json'}. Provide the files named "
+              f"above, or set eval.allow_missing_metrics=true to record them as skipped.", file=sys.stderr)
+        return 1
     return 0
 
 

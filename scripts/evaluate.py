@@ -1,16 +1,30 @@
 #!/usr/bin/env python
-r"""Score a folder of generated images under an evaluation preset and write metrics.json / metrics.md.
+r"""Score a folder of results under an evaluation preset and write metrics.json / metrics.md.
 
-    python scripts/evaluate.py --protocol patn-market --generated results/images \
-        --targets market_data/test --pairs market_data/market-pairs-test.csv \
-        --annotations market_data/market-annotation-test.csv --out results/metrics.json
+Our own results (<from stem>___<to stem>.png) against the test images:
 
-Presets: patn-market, patn-deepfashion (the XingGAN paper's protocol), gfla (FID/LPIPS/SSIM-51/PSNR).
-The generated image of pair (a, b) is <stem a>___<stem b>.png (or .jpg). See xinggan/metrics/evaluate.py.
+    python scripts/evaluate.py --protocol patn-market --generated results/market/images \
+        --targets datasets/market/test --pairs datasets/market/market-pairs-test.csv \
+        --annotations datasets/market/market-annotation-test.csv --out results/market/metrics.json
+
+Results as PATN / XingGAN / BiGraphGAN released them (5-panel strips <from>.jpg___<to>.jpg_vis.jpg):
+no --targets and no --pairs are needed, the target is each strip's panel 2 and the pairs come from
+the file names, exactly as the released getMetrics scripts scored them:
+
+    python scripts/evaluate.py --protocol patn-market --generated xinggan_market_results/ \
+        --annotations datasets/market/market-annotation-test.csv --pose-weights pose_estimator.h5 \
+        --out xinggan_market.json
+
+The layout of the folder is recognised from the file names and printed; --layout and --panel
+settle what cannot be inferred. A metric of the preset that cannot run here (missing weights,
+keypoints...) makes the command exit with status 1 after writing the metrics that did run;
+--allow-missing records it as skipped and exits 0. Presets: patn-market, patn-deepfashion (the
+XingGAN paper's protocol), gfla (FID/LPIPS/SSIM-51/PSNR), toy. See xinggan/metrics/evaluate.py.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from pathlib import Path
 
@@ -18,18 +32,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable, evaluate_folder,  # noqa: E402
                                       format_table, write_metrics)
+from xinggan.metrics.layouts import LAYOUTS  # noqa: E402
 from xinggan.metrics.protocols import ALL_METRICS, PROTOCOLS  # noqa: E402
 from xinggan.metrics.weights import MetricWeights  # noqa: E402
+
+EXIT_ERROR = 2    # bad input: nothing was scored
+EXIT_MISSING = 1  # a metric of the preset could not run; the others were written
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
-    parser.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS), help="evaluation preset")
-    parser.add_argument("--generated", required=True, help="folder of generated images <a>___<b>.png|jpg")
-    parser.add_argument("--targets", required=True, help="folder of target (ground-truth) images")
-    parser.add_argument("--pairs", required=True, help="pairs CSV (header from,to)")
+    parser.add_argument("--protocol", required=True, help=f"evaluation preset: {', '.join(sorted(PROTOCOLS))}")
+    parser.add_argument("--generated", required=True, help="folder of results (any layout, see --layout)")
+    parser.add_argument("--targets", help="folder of target (ground-truth) images; optional for strips "
+                                          "(their panel 2 is the target, as in the released scripts)")
+    parser.add_argument("--pairs", help="pairs CSV (header from,to); without it the pairs come from the file names")
     parser.add_argument("--annotations", help="target keypoints CSV (for mask metrics and PCKh)")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS),
+                        help="file naming of --generated when it cannot be inferred: " +
+                             "; ".join(f"{k}: {v.example}" for k, v in LAYOUTS.items()))
+    parser.add_argument("--panel", type=int, help="0-based panel of the generated image in strips "
+                                                  "(default 4 for the 5-panel PATN/XingGAN strips)")
+    parser.add_argument("--file-order", choices=("sorted", "listdir"), default="sorted",
+                        help="order of the pairs taken from file names (decides the IS splits): sorted names "
+                             "(default, the same on every machine) or os.listdir as the released scripts")
     parser.add_argument("--metrics", help=f"comma-separated subset of {','.join(ALL_METRICS)} "
                                           "(default: the preset's; an explicit metric that cannot run is an error)")
     roundtrip = parser.add_mutually_exclusive_group()
@@ -37,19 +64,30 @@ def parse_args(argv=None) -> argparse.Namespace:
                            help="JPEG q75 round trip of generated and target images (default for patn presets)")
     roundtrip.add_argument("--no-jpeg-roundtrip", dest="jpeg_roundtrip", action="store_false")
     parser.add_argument("--detected-keypoints", help="keypoints detected on the generated images (annotation CSV)")
+    parser.add_argument("--pose-weights", help="OpenPose body weights for PCKh: PATN's Keras pose_estimator.h5 "
+                                               "or the PyTorch conversion body_pose_model.pth")
     parser.add_argument("--real", help="folder of real images for FID statistics (cached)")
     parser.add_argument("--inception-weights", help="local Inception weights file (TF-ported for patn presets, "
                                                     "torchvision for gfla)")
     parser.add_argument("--lpips-weights", help="local torchvision AlexNet weights (alexnet-owt-7be5be79.pth)")
     parser.add_argument("--no-download", action="store_true", help="never try to download weights")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="a preset metric that cannot run is recorded as skipped (exit 0) instead of failing")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", required=True, help="metrics.json to write (metrics.md goes beside it)")
+    parser.add_argument("--out", required=True, help="metrics.json to write (metrics.md goes beside it; "
+                                                     "with --pose-weights also <out>-keypoints.csv)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.protocol not in PROTOCOLS:
+        hint = difflib.get_close_matches(args.protocol, list(PROTOCOLS), n=1, cutoff=0.4)
+        nearest = f"did you mean {hint[0]!r}? " if hint else ""
+        print(f"error: --protocol {args.protocol!r} is not a preset; {nearest}choose one of "
+              f"{', '.join(sorted(PROTOCOLS))}", file=sys.stderr)
+        return EXIT_ERROR
     metrics = args.metrics.split(",") if args.metrics else None
     tv = args.protocol == "gfla"
     weights = MetricWeights(
@@ -58,22 +96,33 @@ def main(argv=None) -> int:
         alexnet=args.lpips_weights,
         allow_download=not args.no_download,
     )
+    out_json = Path(args.out)
+    out_md = out_json.with_suffix(".md")
+    keypoints_csv = out_json.with_name(out_json.stem + "-keypoints.csv") if args.pose_weights else None
     try:
         results = evaluate_folder(args.protocol, args.generated, args.targets, args.pairs,
                                   annotations_csv=args.annotations, metrics=metrics,
                                   jpeg_roundtrip=args.jpeg_roundtrip, detected_keypoints=args.detected_keypoints,
                                   real_dir=args.real, weights=weights, device=args.device,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, layout=args.layout, panel=args.panel,
+                                  file_order=args.file_order, pose_weights=args.pose_weights,
+                                  detections_csv=keypoints_csv)
     except (EvaluationInputError, MetricUnavailable, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    out_json = Path(args.out)
-    out_md = out_json.with_suffix(".md")
+        return EXIT_ERROR
+    results["allow_missing_metrics"] = bool(args.allow_missing)
     write_metrics(results, out_json, out_md)
     print(format_table(results))
-    for metric, reason in results["skipped"].items():
-        print(f"skipped {metric}: {reason}")
     print(f"wrote {out_json} and {out_md}")
+    missing = results["skipped"]
+    for metric, reason in missing.items():
+        print(f"{'skipped' if args.allow_missing else 'error: cannot compute'} {metric}: {reason}",
+              file=sys.stdout if args.allow_missing else sys.stderr)
+    if missing and not args.allow_missing:
+        print(f"error: {len(missing)} metric(s) of preset {args.protocol} could not run "
+              f"({', '.join(missing)}); the others are in {out_json}. Provide the files named above, or "
+              f"pass --allow-missing to record them as skipped.", file=sys.stderr)
+        return EXIT_MISSING
     return 0
 
 

@@ -149,6 +149,10 @@ class EvalConfig:
     inception_weights: str = ""
     lpips_weights: str = ""
     detected_keypoints: str = ""
+    # OpenPose body weights (PATN's Keras pose_estimator.h5 or body_pose_model.pth) for PCKh
+    pose_weights: str = ""
+    # false: a metric of the protocol that cannot run here fails test.py (after writing the others)
+    allow_missing_metrics: bool = False
     max_pairs: int = 0  # 0: every test pair
 
 
@@ -397,6 +401,20 @@ def _validate(obj: Any, path: tuple[str, ...], origins: dict) -> None:
     elif isinstance(obj, EvalConfig):
         _positive(obj, ["batch_size"], path, origins)
         _positive(obj, ["max_pairs"], path, origins, allow_zero=True)
+        # imported here: the metrics package imports torch and the metric networks
+        from xinggan.metrics.protocols import ALL_METRICS, PROTOCOLS
+
+        def nearest(value: str, valid) -> str:
+            hint = difflib.get_close_matches(value, list(valid), n=1, cutoff=0.4)
+            return f"; did you mean {hint[0]!r}?" if hint else ""
+
+        if obj.protocol not in PROTOCOLS:
+            raise err("protocol", f"unknown evaluation protocol {obj.protocol!r}{nearest(obj.protocol, PROTOCOLS)} "
+                                  f"[valid: {', '.join(sorted(PROTOCOLS))}]")
+        for metric in obj.metrics:
+            if metric not in ALL_METRICS:
+                raise err("metrics", f"unknown metric {metric!r}{nearest(metric, ALL_METRICS)} "
+                                     f"[valid: {', '.join(ALL_METRICS)}]")
 
 
 def xingganpp_parts(gen: "GeneratorConfig") -> list[str]:

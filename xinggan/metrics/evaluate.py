@@ -1,33 +1,50 @@
 """Score a folder of generated images against the targets under one evaluation preset.
 
-``evaluate_folder`` pairs every (source, target) row of a pairs CSV with the generated file whose
-stem is ``<source stem>___<target stem>`` (png or jpg) and the target image ``targets_dir/<target>``,
-checks them all up front (missing or unreadable files, sizes), then streams the pairs in batches
-through the preset's steps (:mod:`xinggan.metrics.protocols`) and metrics, keeping only per-pair
-scores, Inception logits and running FID sums in memory. ``write_metrics`` writes
-``metrics.json`` and a ``metrics.md`` table in the paper's layout with the papers' reported numbers
-beside ours and the preset name beside every number.
+``evaluate_folder`` recognises how the folder names its files (:mod:`xinggan.metrics.layouts`:
+this project's ``<from stem>___<to stem>.png``, the 5-panel strips ``<from>.jpg___<to>.jpg_vis.jpg``
+of PATN / XingGAN / BiGraphGAN, ``<from>.jpg___<to>.jpg``, the ``<from>_2_<to>`` names of the later
+repositories), prints one line saying which layout it matched and how many pairs it found, matches
+the files to the pairs of a pairs CSV (or takes the pairs from the names), checks them all up
+front (missing or unreadable files, sizes), then streams the pairs in batches through the
+preset's steps (:mod:`xinggan.metrics.protocols`) and metrics, keeping only per-pair scores,
+Inception logits and running FID sums in memory. ``write_metrics`` writes ``metrics.json`` and a
+``metrics.md`` table in the paper's layout with the papers' reported numbers beside ours and the
+preset name beside every number.
+
+Strips are scored as the released ``getMetrics_*.py`` scored them: without a targets folder the
+target is the strip's own panel 2 and the generated image panel 4; panels are taken as decoded
+from the file, with no further JPEG round trip (they already are the output of the released
+pipeline's step 1).
+
+PCKh needs keypoints of the generated images: a CSV of detections (``detected_keypoints``), or an
+OpenPose body weights file (``pose_weights``), with which the keypoints are detected here the way
+PATN's ``tool/crop_*.py`` + ``compute_coordinates.py`` did: the generated image is re-saved as
+JPEG at quality 75 (the released scripts cropped it out of the strip and saved it as ``.jpg``)
+and passed to :mod:`xinggan.keypoints.openpose`. For single images, that extra round trip is
+applied when the preset's JPEG round trip is on.
 
 A default metric that cannot run here (no weights, no keypoints, no real set) is listed in
-``skipped`` with the reason; a metric asked for explicitly that cannot run raises
+``skipped`` with the reason (the scripts then exit non-zero after writing the others, unless
+missing metrics are allowed); a metric asked for explicitly that cannot run raises
 :class:`MetricUnavailable`, which says what to provide.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
-import warnings
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..data import read_annotations, read_pairs
-from ..inference import PAIR_SEPARATOR, result_stem
+from ..data import read_annotations, read_pairs, write_annotations
+from ..inference import PAIR_SEPARATOR
 from .fid import RunningStatistics, TorchvisionInception, frechet_distance, real_statistics
 from .inception_score import TFInception, inception_score_from_logits
+from .layouts import LayoutError, PanelRef, resolve_results, strip_image_name
 from .l1 import l1_distance, to_signed_unit
 from .lpips import LPIPSAlex
 from .mask import PoseMaskCache
@@ -67,57 +84,30 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _strip_image_name(name: str) -> str:
-    """``'x.jpg'`` -> ``'x'``; also drops the ``_vis`` suffix and extensions of older result names."""
-    changed = True
-    while changed:
-        changed = False
-        for suffix in IMAGE_EXTENSIONS + ("_vis",):
-            if name.lower().endswith(suffix):
-                name, changed = name[: -len(suffix)], True
-    return name
-
-
-def _match_generated(generated_dir: Path, pairs: list, pairs_csv) -> list[Path]:
-    if not generated_dir.is_dir():
-        raise EvaluationInputError(f"generated images folder {generated_dir} does not exist")
-    by_stem: dict[str, Path] = {}
-    for path in _image_files(generated_dir):
-        if path.stem in by_stem:
-            raise EvaluationInputError(f"{generated_dir}: two generated images for one pair: "
-                                       f"{by_stem[path.stem].name} and {path.name}")
-        by_stem[path.stem] = path
-    found, missing = [], []
-    for line, (source, target) in enumerate(pairs, start=2):
-        stem = result_stem(source, target)
-        if stem in by_stem:
-            found.append(by_stem[stem])
-        else:
-            missing.append(f"{stem}.png|.jpg  (pair {source},{target} on line {line} of {pairs_csv})")
-    if missing:
-        raise EvaluationInputError(f"{len(missing)} of {len(pairs)} generated images are missing in "
-                                   f"{generated_dir}:" + _listing(missing, len(missing)))
-    extra = sorted(set(by_stem) - {p.stem for p in found})
-    if extra:
-        warnings.warn(f"{len(extra)} image(s) in {generated_dir} belong to no pair of {pairs_csv} and are "
-                      f"ignored:" + _listing([by_stem[s].name for s in extra], len(extra)), stacklevel=3)
-    return found
-
-
 def _image_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as image:
         width, height = image.size
     return height, width
 
 
-def _check_images(generated: list[Path], targets: list[Path], protocol: Protocol) -> tuple[int, int]:
-    """Every file readable, every target the size of its generated image (and of the preset)."""
-    missing = [str(t) for t in targets if not t.is_file()]
+def _panel_size(ref: PanelRef, sizes: dict) -> tuple[int, int]:
+    height, width = sizes[ref.path]
+    return height, width // ref.panels
+
+
+def _check_images(generated: list, targets: list, protocol: Protocol) -> tuple[int, int]:
+    """Every file readable, every target the size of its generated image (and of the preset).
+
+    ``generated`` and ``targets``: :class:`PanelRef` (a file or one panel of a strip) or paths.
+    """
+    generated = [g if isinstance(g, PanelRef) else PanelRef(Path(g)) for g in generated]
+    targets = [t if isinstance(t, PanelRef) else PanelRef(Path(t)) for t in targets]
+    missing = [str(t.path) for t in targets if not t.path.is_file()]
     if missing:
         raise EvaluationInputError(f"{len(missing)} target image(s) are missing:" + _listing(missing, len(missing)))
     unreadable, mismatched = [], []
     sizes = {}
-    for path in dict.fromkeys(generated + targets):
+    for path in dict.fromkeys([g.path for g in generated] + [t.path for t in targets]):
         try:
             sizes[path] = _image_size(path)
         except Exception as error:  # PIL raises several types for broken files
@@ -125,31 +115,53 @@ def _check_images(generated: list[Path], targets: list[Path], protocol: Protocol
     if unreadable:
         raise EvaluationInputError(f"{len(unreadable)} image file(s) cannot be read:" +
                                    _listing(unreadable, len(unreadable)))
+
+    def label(ref: PanelRef) -> str:
+        return f"{ref.path} (panel {ref.panel})" if ref.panel is not None else str(ref.path)
+
     for gen, tgt in zip(generated, targets):
-        gh, gw = sizes[gen]
-        th, tw = sizes[tgt]
+        gh, gw = _panel_size(gen, sizes)
+        th, tw = _panel_size(tgt, sizes)
         if protocol.image_size is not None and (th, tw) != tuple(protocol.image_size):
-            mismatched.append(f"target {tgt} is {th}x{tw}, preset {protocol.name} expects "
+            mismatched.append(f"target {label(tgt)} is {th}x{tw}, preset {protocol.name} expects "
                               f"{protocol.image_size[0]}x{protocol.image_size[1]} (generated {gen.name} is {gh}x{gw})")
         elif (gh, gw) != (th, tw):
-            mismatched.append(f"target {tgt} is {th}x{tw} but generated {gen} is {gh}x{gw}")
+            mismatched.append(f"target {label(tgt)} is {th}x{tw} but generated {label(gen)} is {gh}x{gw}")
     if mismatched:
         raise EvaluationInputError(f"{len(mismatched)} pair(s) have images of the wrong size (HxW):" +
                                    _listing(mismatched, len(mismatched)))
-    shapes = {sizes[t] for t in targets}
+    shapes = {_panel_size(t, sizes) for t in targets}
     if len(shapes) > 1:
         raise EvaluationInputError(f"targets have several sizes {sorted(shapes)}; a folder is scored at one size")
     return shapes.pop()
 
 
-def _load_rgb(paths: Iterable[Path]) -> np.ndarray:
+def _decode(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except Exception as error:
+        raise EvaluationInputError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from None
+
+
+def _load_rgb(refs: Iterable, cache: Optional[dict] = None) -> np.ndarray:
+    """uint8 ``(B, H, W, 3)``: whole files, or the panel each :class:`PanelRef` names.
+
+    ``cache`` (path -> decoded image) lets the target and generated panels of one strip share a decode.
+    """
     images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                images.append(np.asarray(image.convert("RGB")))
-        except Exception as error:
-            raise EvaluationInputError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from None
+    for ref in refs:
+        ref = ref if isinstance(ref, PanelRef) else PanelRef(Path(ref))
+        if cache is not None and ref.path in cache:
+            image = cache[ref.path]
+        else:
+            image = _decode(ref.path)
+            if cache is not None:
+                cache[ref.path] = image
+        if ref.panel is not None:
+            width = image.shape[1] // ref.panels
+            image = image[:, ref.panel * width:(ref.panel + 1) * width]
+        images.append(image)
     return np.stack(images)
 
 
@@ -158,21 +170,25 @@ def _to_tensor(images: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
 
 
-def _detections_by_pair(detected_csv, pairs: list) -> list[np.ndarray]:
-    """Detected keypoints per pair; rows are named after the generated images (any extension)."""
+def _detections_by_pair(detected_csv, pairs: list, generated: list) -> list[np.ndarray]:
+    """Detected keypoints per pair; rows are named after the generated files (any extension)."""
     table = read_annotations(detected_csv)
-    by_pair = {}
+    by_file, by_pair = {}, {}
     for name in table:
-        parts = Path(name).name.split(PAIR_SEPARATOR)
+        base = Path(name).name
+        by_file[strip_image_name(base)] = table[name]
+        parts = base.split(PAIR_SEPARATOR)
         if len(parts) == 2:
-            by_pair[(_strip_image_name(parts[0]), _strip_image_name(parts[1]))] = table[name]
+            by_pair[(strip_image_name(parts[0]), strip_image_name(parts[1]))] = table[name]
     rows, missing = [], []
-    for source, target in pairs:
-        key = (_strip_image_name(source), _strip_image_name(target))
-        if key in by_pair:
+    for (source, target), ref in zip(pairs, generated):
+        key = (strip_image_name(source), strip_image_name(target))
+        if strip_image_name(ref.name) in by_file:
+            rows.append(by_file[strip_image_name(ref.name)])
+        elif key in by_pair:
             rows.append(by_pair[key])
         else:
-            missing.append(result_stem(source, target))
+            missing.append(ref.name)
     if missing:
         raise EvaluationInputError(f"{detected_csv}: no detected keypoints for {len(missing)} of {len(pairs)} "
                                    f"generated images (rows are named after the generated files):" +
@@ -180,13 +196,38 @@ def _detections_by_pair(detected_csv, pairs: list) -> list[np.ndarray]:
     return rows
 
 
+def _lookup(table: dict, name: str):
+    """The entry of image ``name`` in ``table``, matching ``a`` with ``a.jpg`` (pairs taken from file names)."""
+    if name in table:
+        return table[name]
+    stem = strip_image_name(name)
+    for candidate in (stem + ".jpg", stem + ".png", stem):
+        if candidate in table:
+            return table[candidate]
+    return None
+
+
 def _target_keypoints(annotations_csv, pairs: list) -> np.ndarray:
     table = read_annotations(annotations_csv)
-    missing = sorted({t for _, t in pairs if t not in table})
+    missing = sorted({t for _, t in pairs if _lookup(table, t) is None})
     if missing:
         raise EvaluationInputError(f"{annotations_csv}: no keypoints for {len(missing)} target image(s):" +
                                    _listing(missing, len(missing)))
-    return np.stack([table[t] for _, t in pairs])
+    return np.stack([_lookup(table, t) for _, t in pairs])
+
+
+def _target_files(targets_dir: Path, pairs: list) -> list[Path]:
+    """``targets_dir/<target>``; a target named without extension (pairs from stems) is found as .jpg/.png."""
+    paths = []
+    for _, target in pairs:
+        path = targets_dir / target
+        if not path.is_file() and not Path(target).suffix:
+            for ext in (".jpg", ".png", ".jpeg"):
+                if (targets_dir / (target + ext)).is_file():
+                    path = targets_dir / (target + ext)
+                    break
+        paths.append(path)
+    return paths
 
 
 def _resolve_metrics(protocol: Protocol, metrics: Optional[Sequence[str]]) -> tuple[list, bool]:
@@ -195,15 +236,18 @@ def _resolve_metrics(protocol: Protocol, metrics: Optional[Sequence[str]]) -> tu
     names = [m.strip().lower().replace("-", "_") for m in metrics if m.strip()]
     unknown = [m for m in names if m not in ALL_METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; available: {list(ALL_METRICS)}")
+        hints = [difflib.get_close_matches(m, ALL_METRICS, n=1, cutoff=0.4) for m in unknown]
+        nearest = "; ".join(f"did you mean {h[0]!r} for {m!r}?" for m, h in zip(unknown, hints) if h)
+        raise ValueError(f"unknown metric(s) {unknown}{'; ' + nearest if nearest else ''}; "
+                         f"available: {list(ALL_METRICS)}")
     return list(dict.fromkeys(names)), True
 
 
 def evaluate_folder(
     protocol: str,
     generated_dir: Union[str, Path],
-    targets_dir: Union[str, Path],
-    pairs_csv: Union[str, Path],
+    targets_dir: Union[str, Path, None] = None,
+    pairs_csv: Union[str, Path, None] = None,
     annotations_csv: Union[str, Path, None] = None,
     metrics: Optional[Sequence[str]] = None,
     jpeg_roundtrip: Optional[bool] = None,
@@ -214,6 +258,12 @@ def evaluate_folder(
     batch_size: int = 64,
     progress: bool = True,
     cache_dir: Union[str, Path, None] = None,
+    layout: Optional[str] = None,
+    panel: Optional[int] = None,
+    file_order: str = "sorted",
+    pose_weights: Union[str, Path, None] = None,
+    detections_csv: Union[str, Path, None] = None,
+    log: Optional[Callable[[str], None]] = print,
 ) -> dict:
     """Compute the preset's metrics (or ``metrics``) for a folder of generated images.
 
@@ -224,6 +274,13 @@ def evaluate_folder(
     (target keypoints) enables the mask metrics and PCKh; ``detected_keypoints`` (keypoints detected
     on the generated images, annotation format, rows named after the generated files) enables PCKh;
     ``real_dir`` (real images) enables FID. ``weights``: :class:`MetricWeights` or a dict of its fields.
+
+    ``layout`` / ``panel`` / ``file_order``: see :mod:`xinggan.metrics.layouts` (``layout=None``
+    infers it from the names). ``targets_dir=None`` is allowed for strips (the target is their
+    panel 2); ``pairs_csv=None`` takes the pairs from the file names. ``pose_weights``: an OpenPose
+    body weights file (``pose_estimator.h5`` or ``body_pose_model.pth``) to detect the generated
+    images' keypoints for PCKh; ``detections_csv`` writes those detections (annotation format).
+    ``log`` receives the one-line summary of the matched layout (``None``: silent).
     """
     preset = get_protocol(protocol)
     requested, explicit = _resolve_metrics(preset, metrics)
@@ -232,13 +289,30 @@ def evaluate_folder(
         weights = MetricWeights(**weights)
     weights = weights or MetricWeights()
     device = torch.device(device)
-    generated_dir, targets_dir = Path(generated_dir), Path(targets_dir)
+    generated_dir = Path(generated_dir)
 
-    pairs = read_pairs(pairs_csv)
-    if not pairs:
-        raise EvaluationInputError(f"{pairs_csv}: no pairs")
-    generated = _match_generated(generated_dir, pairs, pairs_csv)
-    targets = [targets_dir / target for _, target in pairs]
+    listed = None
+    if pairs_csv is not None:
+        listed = read_pairs(pairs_csv)
+        if not listed:
+            raise EvaluationInputError(f"{pairs_csv}: no pairs")
+    try:
+        found = resolve_results(generated_dir, listed, pairs_csv, layout=layout, panel=panel,
+                                image_width=preset.image_size[1] if preset.image_size else None,
+                                file_order=file_order)
+    except LayoutError as error:
+        raise EvaluationInputError(str(error)) from None
+    pairs, generated = found.pairs, found.generated
+    if log is not None:
+        log(found.summary(generated_dir))
+    if targets_dir is not None:
+        targets = _target_files(Path(targets_dir), pairs)
+        targets_from_strips = False
+    elif found.strip_targets is not None:
+        targets, targets_from_strips = found.strip_targets, True
+    else:
+        raise EvaluationInputError(f"{generated_dir}: layout '{found.layout.name}' holds the generated images "
+                                   f"only; pass the folder of target images (--targets)")
     height, width = _check_images(generated, targets, preset)
 
     skipped: dict[str, str] = {}
@@ -257,13 +331,22 @@ def evaluate_folder(
                                "annotation format (name: [y...]: [x...])")
         else:
             target_kp = _target_keypoints(annotations_csv, pairs)
-    detections = None
+    detections = detector = None
     if "pckh" in requested and "pckh" not in skipped:
-        if detected_keypoints is None:
-            unavailable("pckh", "needs keypoints detected on the generated images: pass detected_keypoints "
-                                "(--detected-keypoints), an annotation-format CSV with one row per generated image")
+        if detected_keypoints is not None:
+            detections = _detections_by_pair(detected_keypoints, pairs, generated)
+        elif pose_weights is not None:
+            from ..keypoints import DetectorUnavailable, build_detector
+
+            try:
+                detector = build_detector("openpose", weights=str(pose_weights), device=device)
+            except DetectorUnavailable as error:
+                unavailable("pckh", str(error))
         else:
-            detections = _detections_by_pair(detected_keypoints, pairs)
+            unavailable("pckh", "needs keypoints of the generated images: pass the OpenPose body weights "
+                                "(pose_weights / --pose-weights / eval.pose_weights: PATN's Keras "
+                                "pose_estimator.h5 or the PyTorch conversion body_pose_model.pth), or a CSV "
+                                "of detections (--detected-keypoints / eval.detected_keypoints)")
     real_paths: list[Path] = []
     if "fid" in requested and real_dir is None:
         unavailable("fid", "needs a folder of real images for the reference statistics: pass real_dir (--real)")
@@ -317,6 +400,10 @@ def evaluate_folder(
     fake_stats = RunningStatistics() if "fid" in active else None
     need_masks = any(m in active for m in _MASK_METRICS)
     image_metrics = [m for m in active if m != "pckh"]
+    detect = "pckh" in active and detections is None
+    if detect:
+        image_metrics.append("pckh")
+        detections = []
     pad = preset.pad_columns
     target_names = [target for _, target in pairs]
     mask_cache = PoseMaskCache(height, width)
@@ -327,13 +414,19 @@ def evaluate_folder(
     with torch.no_grad():
         for start in tqdm(starts, desc=f"evaluate [{preset.name}]", unit="batch", disable=not progress):
             stop = min(start + batch_size, len(pairs))
-            gen = _load_rgb(generated[start:stop])
-            tgt = _load_rgb(targets[start:stop])
+            decoded: dict = {}  # a strip is decoded once for its target and generated panels
+            gen = _load_rgb(generated[start:stop], decoded)
+            tgt = _load_rgb(targets[start:stop], decoded)
             if roundtrip:  # step 1 of the PATN protocol (see protocols.py)
-                tgt = roundtrip_images(released_8bit(tgt))
-                lossless = [i for i, p in enumerate(generated[start:stop]) if p.suffix.lower() not in JPEG_SUFFIXES]
+                if not targets_from_strips:  # strip panels already are step 1's output
+                    tgt = roundtrip_images(released_8bit(tgt))
+                lossless = [i for i, ref in enumerate(generated[start:stop])
+                            if ref.panel is None and ref.path.suffix.lower() not in JPEG_SUFFIXES]
                 if lossless:
                     gen[lossless] = roundtrip_images(gen[lossless])
+            if detect:  # the released crop step re-saved each generated image as JPEG
+                seen = roundtrip_images(gen) if (roundtrip or found.panels > 1) else gen
+                detections.extend(detector.detect(image) for image in seen)
             gen_t, tgt_t = _to_tensor(gen, device), _to_tensor(tgt, device)
             gen_pad = _to_tensor(pad_white_columns(gen, pad), device) if pad else gen_t
             tgt_pad = _to_tensor(pad_white_columns(tgt, pad), device) if pad else tgt_t
@@ -368,8 +461,14 @@ def evaluate_folder(
             if "l1" in per_pair:
                 per_pair["l1"][start:stop] = l1_distance(to_signed_unit(gen_t), to_signed_unit(tgt_t)).cpu().numpy()
 
-    results: dict = {"protocol": preset.name, "num_pairs": len(pairs), "jpeg_roundtrip": roundtrip}
-    details: dict = {"image_size": [height, width], "dataset": DATASET_SIZES.get((height, width), "unknown")}
+    results: dict = {"protocol": preset.name, "num_pairs": len(pairs), "jpeg_roundtrip": roundtrip,
+                     "layout": found.layout.name}
+    details: dict = {"image_size": [height, width], "dataset": DATASET_SIZES.get((height, width), "unknown"),
+                     "generated_dir": str(generated_dir), "panels": found.panels,
+                     "generated_panel": generated[0].panel,
+                     "targets": "strip panel 2" if targets_from_strips else str(targets_dir),
+                     "pairs": "file names" if found.pairs_from_files else str(pairs_csv),
+                     "file_order": file_order if found.pairs_from_files else "pairs CSV"}
     for metric, scores in per_pair.items():
         results[metric] = float(scores.mean())
     for metric, table in logits.items():
@@ -395,6 +494,11 @@ def evaluate_folder(
         details["fid_real_images"] = len(real_paths)
         details["fid_network"] = preset.fid_network
     if "pckh" in active:
+        if detect:
+            details["pckh_detector"] = f"openpose ({Path(pose_weights).name})"
+            if detections_csv is not None:
+                write_annotations(detections_csv, {ref.name: kp for ref, kp in zip(generated, detections)})
+                details["pckh_detections"] = str(detections_csv)
         scored = pckh(detections, target_kp)
         results["pckh"] = scored["pckh"]
         details["pckh"] = {k: v for k, v in scored.items() if k != "pckh"}

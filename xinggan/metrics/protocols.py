@@ -32,6 +32,7 @@ name is printed beside every number.
 """
 from __future__ import annotations
 
+import difflib
 import io
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -152,7 +153,9 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise ValueError(f"unknown evaluation protocol {name!r}; choose one of {sorted(PROTOCOLS)}") from None
+        hint = difflib.get_close_matches(str(name), list(PROTOCOLS), n=1, cutoff=0.4)
+        nearest = f"did you mean {hint[0]!r}? " if hint else ""
+        raise ValueError(f"unknown evaluation protocol {name!r}; {nearest}choose one of {sorted(PROTOCOLS)}") from None
 
 
 def _released_8bit_table() -> np.ndarray:

@@ -1,0 +1,288 @@
+"""CMU's OpenPose COCO body model in PyTorch, its weight loaders, and the PATN / XingGAN detector.
+
+The network (Cao et al., "Realtime Multi-Person 2D Pose Estimation using Part Affinity Fields",
+CVPR 2017; the COCO model of the ``Realtime_Multi-Person_Pose_Estimation`` repository):
+
+* the first ten convolutions of VGG-19 (``conv1_1`` .. ``conv4_2``, three 2 x 2 max pools, stride
+  8), then ``conv4_3_CPM`` (512 -> 256) and ``conv4_4_CPM`` (256 -> 128), every one 3 x 3 + ReLU;
+* stage 1, two branches: ``conv5_{1,2,3}_CPM_L{1,2}`` (3 x 3, 128), ``conv5_4_CPM_L{1,2}``
+  (1 x 1, 512), ``conv5_5_CPM_L1`` (1 x 1 -> 38 part affinity fields) / ``conv5_5_CPM_L2``
+  (1 x 1 -> 19 heatmaps: 18 joints + background);
+* stages 2..6, two branches on the concatenation [PAFs, heatmaps, features] (38 + 19 + 128 = 185
+  channels): ``Mconv{1..5}_stage{t}_L{1,2}`` (7 x 7, 128), ``Mconv6_stage{t}_L{1,2}`` (1 x 1,
+  128), ``Mconv7_stage{t}_L{1,2}`` (1 x 1 -> 38 / 19);
+* every convolution is followed by a ReLU except the last one of each branch and stage. (The
+  widely used PyTorch port ``Hzzone/pytorch-openpose`` lists ``Mconv7_stage6_L1`` twice in its
+  no-ReLU list, so it applies a ReLU to the final heatmaps; the Caffe and Keras models do not.)
+
+Module and parameter names follow that PyTorch port (``model0.conv1_1.weight``,
+``model1_1.conv5_1_CPM_L1.weight``, ``model2_2.Mconv7_stage2_L2.bias``...), whose layer names are
+the Caffe / Keras ones. :func:`load_openpose_weights` reads either
+
+* PATN's Keras ``pose_estimator.h5`` (h5py; any Keras HDF5 layout: every dataset under a group
+  named after a layer, kernels stored ``(kh, kw, in, out)``, transposed to PyTorch's
+  ``(out, in, kh, kw)``), or
+* the PyTorch conversion ``body_pose_model.pth`` (a state dict keyed by the bare layer names,
+  ``conv1_1.weight``; keys with the ``model0.`` prefixes are read too).
+
+:class:`OpenPoseDetector` is the detector of PATN's ``tool/compute_coordinates.py``, which made
+the detections of the PATN / XingGAN PCKh: RGB -> BGR; scales ``[0.5, 1, 1.5, 2] x 368 / H``;
+each scaled image resized by truncating the size and bicubic interpolation (scikit-image
+``resize(order=3, preserve_range=True)`` with scikit-image 0.14's defaults: constant border, no
+anti-aliasing), input ``x / 255 - 0.5``; the PAFs and heatmaps resized back to the image size
+(``order=1``) and summed over the scales, the heatmaps divided by the number of scales, the PAFs
+not; then :func:`xinggan.keypoints.openpose_post.best_person`. That script feeds the scaled image
+to the network as it is (the pools floor odd sizes); ``pad_to_stride=True`` instead pads the
+bottom and right to a multiple of the stride 8 with grey (128), as the original CMU demo did,
+upsamples the maps by 8 and crops the padding before resizing them to the image.
+
+The released detections ran under Python 2, Keras and TensorFlow 1.4 with an older scikit-image:
+a PyTorch port of the same weights gives slightly different maps (float arithmetic, resampling
+details), so a few joints near the thresholds can differ. The weights cannot be downloaded by
+this project: pass a local file.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import DetectorUnavailable
+from .openpose_post import best_person
+
+__all__ = ["OpenPoseBody", "OpenPoseDetector", "OpenPoseWeightsError", "build_openpose_detector",
+           "layer_table", "load_openpose_weights", "WEIGHT_FILES", "SCALES", "BOX_SIZE", "STRIDE"]
+
+WEIGHT_FILES = ("pose_estimator.h5", "body_pose_model.pth")
+SCALES = (0.5, 1.0, 1.5, 2.0)
+BOX_SIZE = 368
+STRIDE = 8
+NUM_PAFS, NUM_HEATMAPS = 38, 19
+_POOL = "pool"
+
+
+class OpenPoseWeightsError(DetectorUnavailable):
+    """A weights file that is missing, unreadable or not the OpenPose COCO body model."""
+
+
+def _front(d: int) -> list:
+    c = lambda n: n // d  # noqa: E731 - internal widths, divided for tiny test models
+    return [("conv1_1", 3, c(64), 3), ("conv1_2", c(64), c(64), 3), (_POOL, "pool1_stage1"),
+            ("conv2_1", c(64), c(128), 3), ("conv2_2", c(128), c(128), 3), (_POOL, "pool2_stage1"),
+            ("conv3_1", c(128), c(256), 3), ("conv3_2", c(256), c(256), 3), ("conv3_3", c(256), c(256), 3),
+            ("conv3_4", c(256), c(256), 3), (_POOL, "pool3_stage1"),
+            ("conv4_1", c(256), c(512), 3), ("conv4_2", c(512), c(512), 3),
+            ("conv4_3_CPM", c(512), c(256), 3), ("conv4_4_CPM", c(256), c(128), 3)]
+
+
+def _stage(stage: int, branch: int, d: int) -> list:
+    out = NUM_PAFS if branch == 1 else NUM_HEATMAPS
+    width, features = 128 // d, 128 // d
+    if stage == 1:
+        return [(f"conv5_1_CPM_L{branch}", features, width, 3), (f"conv5_2_CPM_L{branch}", width, width, 3),
+                (f"conv5_3_CPM_L{branch}", width, width, 3), (f"conv5_4_CPM_L{branch}", width, 512 // d, 1),
+                (f"conv5_5_CPM_L{branch}", 512 // d, out, 1)]
+    inputs = NUM_PAFS + NUM_HEATMAPS + features
+    layers = [(f"Mconv1_stage{stage}_L{branch}", inputs, width, 7)]
+    layers += [(f"Mconv{i}_stage{stage}_L{branch}", width, width, 7) for i in range(2, 6)]
+    layers += [(f"Mconv6_stage{stage}_L{branch}", width, width, 1), (f"Mconv7_stage{stage}_L{branch}", width, out, 1)]
+    return layers
+
+
+def layer_table(width_divisor: int = 1) -> list[tuple[str, list]]:
+    """``[(module name, [(layer, in, out, kernel) or ('pool', name)...])...]`` of the whole network."""
+    table = [("model0", _front(width_divisor))]
+    for stage in range(1, 7):
+        for branch in (1, 2):
+            table.append((f"model{stage}_{branch}", _stage(stage, branch, width_divisor)))
+    return table
+
+
+class OpenPoseBody(nn.Module):
+    """The 6-stage, 2-branch COCO body network; ``forward(x) -> (pafs (B, 38, h, w), heatmaps (B, 19, h, w))``.
+
+    ``width_divisor`` divides every internal width (tests build tiny models with the real names);
+    the published model is ``width_divisor=1``.
+    """
+
+    def __init__(self, width_divisor: int = 1):
+        super().__init__()
+        self.width_divisor = width_divisor
+        for module_name, layers in layer_table(width_divisor):
+            last = [spec[0] for spec in layers if spec[0] != _POOL][-1]
+            items = []
+            for spec in layers:
+                if spec[0] == _POOL:
+                    items.append((spec[1], nn.MaxPool2d(kernel_size=2, stride=2)))
+                    continue
+                name, cin, cout, k = spec
+                items.append((name, nn.Conv2d(cin, cout, k, padding=k // 2)))
+                if name != last or module_name == "model0":
+                    items.append((f"relu_{name}", nn.ReLU(inplace=True)))
+            setattr(self, module_name, nn.Sequential(OrderedDict(items)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model0(x)
+        pafs, heatmaps = self.model1_1(features), self.model1_2(features)
+        for stage in range(2, 7):
+            joined = torch.cat([pafs, heatmaps, features], dim=1)
+            pafs = getattr(self, f"model{stage}_1")(joined)
+            heatmaps = getattr(self, f"model{stage}_2")(joined)
+        return pafs, heatmaps
+
+
+def _layer_modules(model: OpenPoseBody) -> dict[str, str]:
+    """Layer name (``conv1_1``) -> module path (``model0.conv1_1``)."""
+    return {spec[0]: f"{module}.{spec[0]}" for module, layers in layer_table(model.width_divisor)
+            for spec in layers if spec[0] != _POOL}
+
+
+def _read_h5(path: Path, layers: dict) -> dict[str, np.ndarray]:
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py is in requirements.txt
+        raise OpenPoseWeightsError(f"{path}: reading a Keras .h5 needs the h5py package (pip install h5py)") from None
+    found: dict[str, np.ndarray] = {}
+
+    def visit(name: str, obj) -> None:
+        if not isinstance(obj, h5py.Dataset):
+            return
+        parts = name.split("/")
+        layer = next((p for p in reversed(parts[:-1]) if p in layers), None)
+        if layer is None:
+            return
+        value = np.asarray(obj)
+        kind = "weight" if value.ndim == 4 else "bias" if value.ndim == 1 else None
+        if kind is None:
+            return
+        key = f"{layer}.{kind}"
+        if key in found:
+            raise OpenPoseWeightsError(f"{path}: two {kind} arrays for layer {layer} (second at {name})")
+        found[key] = value
+
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(visit)
+    except OpenPoseWeightsError:
+        raise
+    except Exception as error:  # h5py raises OSError and others for damaged files
+        raise OpenPoseWeightsError(f"{path}: cannot read as HDF5 ({type(error).__name__}: {error})") from None
+    return found
+
+
+def load_openpose_weights(model: OpenPoseBody, path: Union[str, Path]) -> OpenPoseBody:
+    """Load a Keras ``.h5`` / ``.hdf5`` or a PyTorch ``.pth`` / ``.pt`` OpenPose body weights file into ``model``."""
+    path = Path(path)
+    if not path.is_file():
+        raise OpenPoseWeightsError(f"OpenPose weights file {path} does not exist; provide PATN's Keras "
+                                   f"{WEIGHT_FILES[0]} or the PyTorch conversion {WEIGHT_FILES[1]}")
+    layers = _layer_modules(model)
+    expected = model.state_dict()
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        raw = _read_h5(path, layers)
+        tensors = {}
+        for key, value in raw.items():
+            layer, kind = key.rsplit(".", 1)
+            target = tuple(expected[f"{layers[layer]}.{kind}"].shape)
+            if kind == "weight" and value.shape != target and value.transpose(3, 2, 0, 1).shape == target:
+                value = value.transpose(3, 2, 0, 1)  # Keras (kh, kw, in, out) -> (out, in, kh, kw)
+            tensors[f"{layers[layer]}.{kind}"] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise OpenPoseWeightsError(f"{path}: cannot read as a PyTorch state dict "
+                                       f"({type(error).__name__}: {error})") from None
+        if not isinstance(state, dict):
+            raise OpenPoseWeightsError(f"{path}: not a state dict")
+        tensors = {}
+        for key, value in state.items():
+            layer, _, kind = key.rpartition(".")
+            layer = layer.rpartition(".")[2]  # 'model0.conv1_1' or 'conv1_1'
+            if layer in layers and kind in ("weight", "bias"):
+                tensors[f"{layers[layer]}.{kind}"] = value.float()
+    missing = [k for k in expected if k not in tensors]
+    wrong = [f"{k}: file {tuple(tensors[k].shape)}, model {tuple(expected[k].shape)}"
+             for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)]
+    if missing or wrong:
+        lines = [f"{path}: not the OpenPose COCO body model (18 joints, 38 PAF + 19 heatmap channels)"]
+        if missing:
+            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
+        if wrong:
+            lines.append(f"  shape mismatch ({len(wrong)}): " + ", ".join(wrong[:8]) + (" ..." if len(wrong) > 8 else ""))
+        raise OpenPoseWeightsError("\n".join(lines))
+    model.load_state_dict(tensors, strict=True)
+    return model
+
+
+def _resize(image: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
+    """scikit-image ``resize(preserve_range=True)`` with the defaults of scikit-image 0.14."""
+    from skimage.transform import resize
+
+    return resize(image, tuple(shape), order=order, mode="constant", cval=0, clip=True, preserve_range=True,
+                  anti_aliasing=False)
+
+
+class OpenPoseDetector:
+    """The released multi-scale OpenPose detection of one person (see the module docstring)."""
+
+    name = "openpose"
+
+    def __init__(self, model: OpenPoseBody, device: Union[str, torch.device] = "cpu",
+                 scales: Sequence[float] = SCALES, box_size: int = BOX_SIZE, pad_to_stride: bool = False):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.scales, self.box_size, self.pad_to_stride = tuple(scales), box_size, pad_to_stride
+
+    def maps(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Heatmaps ``(H, W, 19)`` averaged over the scales and PAFs ``(H, W, 38)`` summed over them."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+        bgr = image[:, :, ::-1].astype(np.float64)
+        height, width = bgr.shape[:2]
+        heatmaps = np.zeros((height, width, NUM_HEATMAPS))
+        pafs = np.zeros((height, width, NUM_PAFS))
+        for scale in self.scales:
+            factor = scale * self.box_size / height
+            size = (np.array([height, width]) * factor).astype(np.int32)
+            scaled = _resize(bgr, size, order=3) / 255 - 0.5
+            if self.pad_to_stride:
+                pad = [(-int(s)) % STRIDE for s in size]
+                scaled = np.pad(scaled, ((0, pad[0]), (0, pad[1]), (0, 0)), constant_values=128 / 255 - 0.5)
+            x = torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)[None], dtype=np.float32))
+            with torch.no_grad():
+                paf, heat = self.model(x.to(self.device))
+            paf = paf[0].permute(1, 2, 0).double().cpu().numpy()
+            heat = heat[0].permute(1, 2, 0).double().cpu().numpy()
+            if self.pad_to_stride:
+                padded = scaled.shape[:2]
+                paf = _resize(paf, padded, order=1)[:size[0], :size[1]]
+                heat = _resize(heat, padded, order=1)[:size[0], :size[1]]
+            heatmaps += _resize(heat, (height, width), order=1)
+            pafs += _resize(paf, (height, width), order=1)
+        return heatmaps / len(self.scales), pafs
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """``(18, 2)`` int64 ``(y, x)`` of the best person in an RGB uint8 image, ``-1`` for missing joints."""
+        heatmaps, pafs = self.maps(np.asarray(image))
+        return best_person(heatmaps, pafs, image.shape[0])
+
+
+def build_openpose_detector(weights: Optional[str] = None, device: Union[str, torch.device] = "cpu",
+                            width_divisor: int = 1, **options) -> OpenPoseDetector:
+    """The detector with ``weights`` (``pose_estimator.h5`` or ``body_pose_model.pth``) loaded.
+
+    ``options``: ``scales``, ``box_size``, ``pad_to_stride`` of :class:`OpenPoseDetector`.
+    """
+    if not weights:
+        raise OpenPoseWeightsError(f"the OpenPose detector needs its weights file, which cannot be downloaded "
+                                   f"here: provide PATN's Keras {WEIGHT_FILES[0]} or the PyTorch conversion "
+                                   f"{WEIGHT_FILES[1]} (e.g. --pose-weights / --weights FILE)")
+    with torch.device("cpu"):
+        model = OpenPoseBody(width_divisor)
+    load_openpose_weights(model, weights)
+    return OpenPoseDetector(model, device=device, **options)

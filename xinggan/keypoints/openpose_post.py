@@ -1,0 +1,157 @@
+"""OpenPose COCO-18 post-processing: heatmaps and part affinity fields -> one person's 18 joints.
+
+The steps of ``compute_cordinates`` in PATN's ``tool/compute_coordinates.py`` (the script that
+produced the detections of the PATN / XingGAN PCKh), itself the Python demo of Cao et al.,
+"Realtime Multi-Person 2D Pose Estimation using Part Affinity Fields" (CVPR 2017):
+
+1. peaks: each of the 18 heatmaps is smoothed with ``scipy.ndimage.gaussian_filter(sigma=3)``;
+   a peak is a pixel ``>=`` its 4 neighbours (zero outside the map) and ``> 0.1``; its score is
+   the unsmoothed heatmap value there; peaks are numbered in part order, row-major within a part;
+2. limbs: for each of the 19 limbs (:data:`LIMBS`, PAF channels :data:`PAF_CHANNELS`), every
+   pair of candidate end points is scored by 10 samples along the segment (positions rounded
+   half away from zero, as Python 2's ``round``): the dot product of the PAF with the unit
+   direction; a connection needs more than 80% of the samples above 0.05 and a positive mean
+   plus the distance prior ``min(0.5 * image height / length - 1, 0)``; connections are taken in
+   decreasing score, each end point once, at most ``min(nA, nB)``;
+3. people: connections are merged into subsets (joint indices, total score, part count) by the
+   released rules: a connection sharing a joint with one subset extends it, with two disjoint
+   subsets merges them, with none starts a new subset (only for the first 17 limbs); subsets with
+   fewer than 4 parts or a mean score below 0.4 are dropped; the subset with the highest total
+   score is the person.
+
+One deviation: where the released loop would raise an ``IndexError`` (a connection touching more
+than two subsets), only the first two are used.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+__all__ = ["LIMBS", "PAF_CHANNELS", "find_peaks", "connect_limbs", "assemble_people", "best_person",
+           "PEAK_THRESHOLD", "PAF_THRESHOLD", "PAF_SAMPLES"]
+
+# 1-based joint pairs (OpenPose COCO-18 numbering + 1) and the PAF channels (x, y) of each limb.
+LIMBS = ((2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12), (12, 13),
+         (13, 14), (2, 1), (1, 15), (15, 17), (1, 16), (16, 18), (3, 17), (6, 18))
+PAF_CHANNELS = ((12, 13), (20, 21), (14, 15), (16, 17), (22, 23), (24, 25), (0, 1), (2, 3), (4, 5), (6, 7),
+                (8, 9), (10, 11), (28, 29), (30, 31), (34, 35), (32, 33), (36, 37), (18, 19), (26, 27))
+PEAK_THRESHOLD = 0.1
+PAF_THRESHOLD = 0.05
+PAF_SAMPLES = 10
+NUM_PARTS = 18
+
+
+def find_peaks(heatmaps: np.ndarray, threshold: float = PEAK_THRESHOLD) -> list[list[tuple]]:
+    """Per part, the peaks ``(x, y, score, id)`` of ``heatmaps`` ``(H, W, >=18)``."""
+    peaks, counter = [], 0
+    for part in range(NUM_PARTS):
+        original = heatmaps[:, :, part]
+        smoothed = gaussian_filter(original, sigma=3)
+        padded = np.pad(smoothed, 1, constant_values=0)
+        centre = padded[1:-1, 1:-1]
+        is_peak = ((centre >= padded[:-2, 1:-1]) & (centre >= padded[2:, 1:-1]) &
+                   (centre >= padded[1:-1, :-2]) & (centre >= padded[1:-1, 2:]) & (centre > threshold))
+        ys, xs = np.nonzero(is_peak)
+        part_peaks = [(int(x), int(y), float(original[y, x]), counter + i) for i, (y, x) in enumerate(zip(ys, xs))]
+        counter += len(part_peaks)
+        peaks.append(part_peaks)
+    return peaks
+
+
+def _round_half_away(values: np.ndarray) -> np.ndarray:
+    """Python 2's ``round`` (half away from zero), then ``int``."""
+    return (np.sign(values) * np.floor(np.abs(values) + 0.5)).astype(np.int64)
+
+
+def connect_limbs(peaks: list, pafs: np.ndarray, image_height: int) -> tuple[list, set]:
+    """Per limb, accepted connections ``[id A, id B, score, i, j]``; and the limbs with no candidates."""
+    connections, absent = [], set()
+    for k, ((a, b), (cx, cy)) in enumerate(zip(LIMBS, PAF_CHANNELS)):
+        cand_a, cand_b = peaks[a - 1], peaks[b - 1]
+        if not cand_a or not cand_b:
+            absent.add(k)
+            connections.append(np.zeros((0, 5)))
+            continue
+        scored = []
+        for i, pa in enumerate(cand_a):
+            for j, pb in enumerate(cand_b):
+                vx, vy = pb[0] - pa[0], pb[1] - pa[1]
+                norm = math.sqrt(vx * vx + vy * vy)
+                if norm == 0:  # the released code divides by zero here; the limb is never accepted
+                    continue
+                vx, vy = vx / norm, vy / norm
+                xs = _round_half_away(np.linspace(pa[0], pb[0], num=PAF_SAMPLES))
+                ys = _round_half_away(np.linspace(pa[1], pb[1], num=PAF_SAMPLES))
+                samples = pafs[ys, xs, cx] * vx + pafs[ys, xs, cy] * vy
+                score = samples.sum() / len(samples) + min(0.5 * image_height / norm - 1, 0)
+                if np.count_nonzero(samples > PAF_THRESHOLD) > 0.8 * len(samples) and score > 0:
+                    scored.append((i, j, score))
+        scored.sort(key=lambda c: c[2], reverse=True)  # stable, as Python's sorted
+        chosen, used_i, used_j = [], set(), set()
+        for i, j, score in scored:
+            if i not in used_i and j not in used_j:
+                chosen.append([cand_a[i][3], cand_b[j][3], score, i, j])
+                used_i.add(i)
+                used_j.add(j)
+                if len(chosen) >= min(len(cand_a), len(cand_b)):
+                    break
+        connections.append(np.array(chosen, dtype=np.float64).reshape(-1, 5))
+    return connections, absent
+
+
+def assemble_people(peaks: list, connections: list, absent: set) -> tuple[np.ndarray, np.ndarray]:
+    """Subsets ``(n, 20)``: 18 candidate ids (``-1`` none), total score, part count; and the candidates."""
+    candidates = np.array([p for part in peaks for p in part], dtype=np.float64).reshape(-1, 4)
+    subset = -np.ones((0, NUM_PARTS + 2))
+    for k, (a, b) in enumerate(LIMBS):
+        if k in absent:
+            continue
+        index_a, index_b = a - 1, b - 1
+        for conn in connections[k]:
+            part_a, part_b, score = conn[0], conn[1], conn[2]
+            hits = [s for s in range(len(subset))
+                    if subset[s][index_a] == part_a or subset[s][index_b] == part_b][:2]
+            if len(hits) == 1:
+                s = hits[0]
+                if subset[s][index_b] != part_b:
+                    subset[s][index_b] = part_b
+                    subset[s][-1] += 1
+                    subset[s][-2] += candidates[int(part_b), 2] + score
+            elif len(hits) == 2:
+                s1, s2 = hits
+                membership = ((subset[s1] >= 0).astype(int) + (subset[s2] >= 0).astype(int))[:-2]
+                if not np.any(membership == 2):  # disjoint: merge
+                    subset[s1][:-2] += subset[s2][:-2] + 1
+                    subset[s1][-2:] += subset[s2][-2:]
+                    subset[s1][-2] += score
+                    subset = np.delete(subset, s2, 0)
+                else:
+                    subset[s1][index_b] = part_b
+                    subset[s1][-1] += 1
+                    subset[s1][-2] += candidates[int(part_b), 2] + score
+            elif k < 17:
+                row = -np.ones(NUM_PARTS + 2)
+                row[index_a], row[index_b] = part_a, part_b
+                row[-1] = 2
+                row[-2] = candidates[int(part_a), 2] + candidates[int(part_b), 2] + score
+                subset = np.vstack([subset, row])
+    keep = [s for s in range(len(subset)) if not (subset[s][-1] < 4 or subset[s][-2] / subset[s][-1] < 0.4)]
+    return subset[keep], candidates
+
+
+def best_person(heatmaps: np.ndarray, pafs: np.ndarray, image_height: int) -> np.ndarray:
+    """``(18, 2)`` int64 ``(y, x)`` of the highest-scoring person, ``-1`` for missing joints."""
+    peaks = find_peaks(heatmaps)
+    connections, absent = connect_limbs(peaks, pafs, image_height)
+    subset, candidates = assemble_people(peaks, connections, absent)
+    keypoints = -np.ones((NUM_PARTS, 2), dtype=np.int64)
+    if len(subset) == 0:
+        return keypoints
+    person = subset[int(np.argmax(subset[:, -2]))]
+    for part in range(NUM_PARTS):
+        index = int(person[part])
+        if index != -1:
+            keypoints[part] = (int(candidates[index, 1]), int(candidates[index, 0]))
+    return keypoints
