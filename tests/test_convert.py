@@ -1,7 +1,7 @@
 """Converting the authors' checkpoints: key rules, leftovers, and equivalence of the forward pass.
 
 The released code cannot run here, so ``xinggan.official.released`` re-implements the released
-networks literally from the layer list of XINGGAN.md, in plain functional ops that read the
+networks literally from the layer list of docs/architecture.md, in plain functional ops that read the
 OFFICIAL key names; it shares no code with the modules.  Synthetic checkpoints are made
 from the official key listings (every key and shape of the released files) with random values.
 """

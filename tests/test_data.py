@@ -82,7 +82,7 @@ def test_market_train_pairs_rebuilt(shared_data):
     assert len(pairs) == 263_632
     assert pairs == sorted(pairs) and len(set(pairs)) == len(pairs)
     assert all(a != b and a.split("_")[0] == b.split("_")[0] for a, b in pairs[:: 997])
-    # SOURCES.md: 12,116 usable images of 745 persons (both shoulders and hips, no -1/0000 prefix).
+    # Usable images of the PATN train annotations (both shoulders and hips, no -1/0000 prefix): 12,116 of 745 persons.
     usable = [n for n, kp in annotations.items()
               if not n.startswith(("-1", "0000")) and (kp[[2, 5, 8, 11]] >= 0).all()]
     assert len(usable) == 12_116 and len({n.split("_")[0] for n in usable}) == 745
@@ -101,7 +101,7 @@ def test_deepfashion_files(shared_data):
     names = set(test_list)
     assert all(deepfashion_flat_name(a) in names and deepfashion_flat_name(b) in names for a, b in pairs)
     xs = np.stack(list(annotations.values()))[..., 1]
-    assert xs.min() == -31 and xs.max() == 205  # out-of-frame x kept (SOURCES.md)
+    assert xs.min() == -31 and xs.max() == 205  # out-of-frame x kept (docs/data_and_metrics.md)
     train_list = (df / "train.lst").read_text().split()
     assert len(train_list) == 48_674 and not names & set(train_list)
 

@@ -1,16 +1,18 @@
-"""PSNR, L1, PCKh and the protocol steps (8-bit truncation, JPEG round trip, white padding)."""
+"""PSNR, L1, PCKh, the protocol steps (8-bit truncation, JPEG round trip, white padding) and each
+preset's SSIM against the scikit-image call its protocol documents."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from skimage.metrics import peak_signal_noise_ratio
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from xinggan.metrics.l1 import l1_distance, to_signed_unit
 from xinggan.metrics.pckh import pckh, pckh_pair
-from xinggan.metrics.protocols import PROTOCOLS, get_protocol, jpeg_roundtrip, pad_white_columns, released_8bit
+from xinggan.metrics.protocols import get_protocol, jpeg_roundtrip, pad_white_columns, released_8bit
 from xinggan.metrics.psnr import psnr
+from xinggan.metrics.ssim import ssim
 from xinggan.visualize import to_uint8
 
 
@@ -95,12 +97,73 @@ def test_white_padding():
     assert (padded[:, :, :40] == 255).all() and (padded[:, :, 43:] == 255).all() and (padded[:, :, 40:43] == 0).all()
 
 
-def test_presets():
-    assert set(PROTOCOLS) == {"patn-market", "patn-deepfashion", "gfla", "toy"}
-    toy, market = get_protocol("toy"), get_protocol("patn-market")
-    assert toy.image_size is None and toy.ssim == market.ssim and toy.jpeg_roundtrip
-    assert get_protocol("patn-market").default_metrics == ("ssim", "mask_ssim", "is", "mask_is", "pckh")
-    assert get_protocol("patn-deepfashion").pad_columns == 40
-    assert not get_protocol("gfla").jpeg_roundtrip and get_protocol("gfla").ssim.win_size == 51
+def _pairs(seed: int, h: int, w: int) -> tuple:
+    """Two smooth random uint8 batches (2, H, W, 3), the second a noisy copy of the first, so
+    that SSIM lies well inside (0, 1)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    smooth = ndimage.gaussian_filter(rng.normal(size=(2, h, w, 3)), sigma=(0, 2, 2, 0))
+    generated = np.clip(128 + 400 * smooth, 0, 255)
+    target = np.clip(generated + rng.normal(scale=25, size=generated.shape), 0, 255)
+    return generated.astype(np.uint8), target.astype(np.uint8)
+
+
+def _preset_ssim(preset, generated: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Our SSIM under ``preset``, fed as the evaluation feeds it (``ssim_input``)."""
+    def tensor(x):
+        t = torch.from_numpy(x).permute(0, 3, 1, 2)
+        return t if preset.ssim_input == "uint8" else t.to(torch.float32) / 255.0
+    return ssim(tensor(generated), tensor(target), preset.ssim).numpy()
+
+
+@pytest.mark.parametrize("name", ["patn-market", "patn-deepfashion", "toy"])
+def test_patn_presets_compute_the_released_scikit_image_call(name, monkeypatch):
+    """The released scripts called ``compare_ssim(target, generated, gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, multichannel=True, data_range=generated.max() -
+    generated.min())`` on uint8 images, under scikit-image 0.14.2, whose Gaussian was scipy's
+    with its default truncate=4.0. Current scikit-image makes the same call with truncate=3.5;
+    restoring 4.0 in its filter gives the 0.14.2 computation."""
+    import skimage.metrics._structural_similarity as skimage_ssim
+    from scipy import ndimage
+
+    def gaussian_0_14(image, sigma, truncate, mode):
+        return ndimage.gaussian_filter(image, sigma=sigma, mode=mode)  # scipy's default truncate=4.0
+
+    monkeypatch.setattr(skimage_ssim, "gaussian", gaussian_0_14)
+    preset = get_protocol(name)
+    generated, target = _pairs(0, 48, 40)
+    reference = [structural_similarity(t, g, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                       channel_axis=-1, data_range=float(g.max()) - float(g.min()))
+                 for g, t in zip(generated, target)]
+    np.testing.assert_allclose(_preset_ssim(preset, generated, target), reference, rtol=0, atol=1e-9)
+    assert 0.05 < min(reference) and max(reference) < 0.95
+
+
+def test_gfla_preset_computes_the_window_51_call():
+    """GFLA-era scripts: ``compare_ssim(gt, pred, data_range=1, win_size=51, multichannel=True)``
+    on ``float32(uint8) / 255`` images (uniform window, sample covariance)."""
+    preset = get_protocol("gfla")
+    generated, target = _pairs(1, 64, 56)
+    unit = lambda x: x.astype(np.float32) / np.float32(255)  # noqa: E731
+    reference = [structural_similarity(unit(t), unit(g), data_range=1, win_size=51, channel_axis=-1)
+                 for g, t in zip(generated, target)]
+    np.testing.assert_allclose(_preset_ssim(preset, generated, target), reference, rtol=0, atol=1e-6)
+
+
+def test_deepfashion_padding_restores_the_square_originals():
+    # The released DeepFashion script padded the 256 x 176 crops back to the 256 x 256 In-shop size.
+    padded = pad_white_columns(np.zeros((1, 256, 176, 3), np.uint8), get_protocol("patn-deepfashion").pad_columns)
+    assert padded.shape == (1, 256, 256, 3)
+    assert get_protocol("patn-market").pad_columns == 0
+
+
+def test_patn_defaults_are_the_columns_of_the_papers_table():
+    # XingGAN's Table 1: Market SSIM, IS, mask-SSIM, mask-IS, PCKh; DeepFashion SSIM, IS, PCKh.
+    assert set(get_protocol("patn-market").default_metrics) == {"ssim", "is", "mask_ssim", "mask_is", "pckh"}
+    assert set(get_protocol("patn-deepfashion").default_metrics) == {"ssim", "is", "pckh"}
+
+
+def test_unknown_preset_names_the_presets():
     with pytest.raises(ValueError, match="patn-market"):
         get_protocol("patn")

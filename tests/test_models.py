@@ -28,7 +28,7 @@ TINY = ["data.height=64", "data.width=32", "model.generator.ngf=8",
         "model.generator.n_blocks=2", "model.generator.num_candidates=2",
         "model.discriminator.ndf=8", "model.discriminator.n_blocks=2"]
 
-# Released parameter counts (XINGGAN.md; official_keys/*.json)
+# Released parameter counts (docs/architecture.md; xinggan/official/keys/*.json)
 RELEASED = {
     "market": (44_853_189, 3_977_408, 3_930_368),
     "deepfashion": (44_844_634, 3_975_424, 3_928_384),

@@ -51,7 +51,7 @@ def assert_same_weights(a: dict, b: dict, skip_running_stats: bool = False) -> N
 
 
 def released_lr(epoch: int, n_const: int, n_decay: int) -> float:
-    """The released per-epoch rule, 1-based epoch (written out from the specification)."""
+    """The released per-epoch rule, 1-based epoch (written out from docs/architecture.md, Optimisation)."""
     return 1.0 - max(0, epoch + 1 - n_const) / float(n_decay + 1)
 
 

@@ -6,7 +6,6 @@ Every reference here is written independently of the modules: plain loops, masks
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import nn
 from xinggan.config import load_config, to_dict
 from xinggan.models.dense_fusion import DenseCoAttentionFusion
 from xinggan.models.enhanced_attention import EnhancedAttention
+from xinggan.models.fusion import CoAttentionFusion
 from xinggan.models.multiscale_attention import (
     MultiScaleCrossAttention,
     build_multiscale_attention,
@@ -27,11 +27,11 @@ from xinggan.models.multiscale_attention import (
     to_windows,
     uses_multiscale_attention,
 )
+from xinggan.official import key_listing
 
 REPO = Path(__file__).resolve().parents[1]
 BASES = sorted((REPO / "configs").glob("*.yaml"))
 OVERLAYS = sorted((REPO / "configs" / "ablations").glob("*.yaml"))
-OFFICIAL_KEYS = REPO.parent / "shared" / "spec" / "official_keys"
 
 
 # --------------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def _layer_norm(x, ln: nn.LayerNorm):
 
 
 def _literal_enhanced(ea: EnhancedAttention, q, k, v) -> torch.Tensor:
-    """One window at a time, written from the formulas of XINGGANPP.md section 2."""
+    """One window at a time, written from the formulas of docs/xingganpp.md, section 2."""
     outs = []
     for wi in range(q.shape[0]):
         corr = q[wi] @ k[wi].T  # (Nq, Nk)
@@ -396,10 +396,9 @@ def test_dense_fusion_needs_every_block_code():
 
 
 def test_dense_off_equals_base_caf_head():
-    fusion = pytest.importorskip("xinggan.models.fusion")
     ngf, n = 4, 3
     for norm in ("batch", "instance"):
-        caf = fusion.CoAttentionFusion(12 * ngf, ngf, norm, n)
+        caf = CoAttentionFusion(12 * ngf, ngf, norm, n)
         _randomise(caf, seed=15)
         head = DenseCoAttentionFusion(4 * ngf, 8 * ngf, ngf, norm, n)
         head.load_caf_state_dict(caf.state_dict())
@@ -408,19 +407,15 @@ def test_dense_off_equals_base_caf_head():
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("dataset", ["market", "fashion"])
+@pytest.mark.parametrize("dataset", ["market", "deepfashion"])
 def test_dense_off_head_has_the_released_layer_shapes(dataset):
-    path = OFFICIAL_KEYS / f"official_G_{dataset}_keys.json"
-    if not path.is_file():
-        pytest.skip("official key lists are not present")
-    released = json.loads(path.read_text())["G"]["state_dict"]
+    released = key_listing(dataset, "G")["state_dict"]
     released = [tuple(v["shape"]) for k, v in released.items() if k.startswith("model.atte_")]
-    cfg = load_config(REPO / f"configs/{'market' if dataset == 'market' else 'deepfashion'}.yaml")
+    cfg = load_config(REPO / f"configs/{dataset}.yaml")
     head = DenseCoAttentionFusion.from_config(cfg)
     assert [tuple(v.shape) for v in head.state_dict().values()] == released
     # XingGAN++: only the first layer's input width grows, by T * dense_channels
-    pp = load_config(REPO / f"configs/{'market' if dataset == 'market' else 'deepfashion'}"
-                            f"_xingganpp.yaml")
+    pp = load_config(REPO / f"configs/{dataset}_xingganpp.yaml")
     dense = DenseCoAttentionFusion.from_config(pp)
     assert dense.up1.weight.shape == (768 + 9 * 32, 256, 3, 3)
     assert len(dense.stage_compressions) == 9
@@ -516,7 +511,6 @@ def test_model_table_skips_overlays_that_change_nothing():
 
 
 def test_model_table_counts_parameters_flops_and_memory(tmp_path):
-    pytest.importorskip("xinggan.models.generator")
     mt = _model_table()
     overlay = tmp_path / "tiny.yaml"
     overlay.write_text(TINY)

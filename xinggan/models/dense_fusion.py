@@ -4,9 +4,9 @@ XingGAN++ (Tang, Shao, Sebe, Van Gool; IEEE TPAMI 2025, arXiv 2501.08900) replac
 co-attention fusion (CAF) by a "densely connected co-attention fusion module" that fuses the
 appearance and shape features of different stages.  Only the abstract was available to us and
 no code is public: this module is **our reading of XingGAN++, not the authors' code**
-(XINGGANPP.md, section 3, of the specification).
+(``docs/xingganpp.md``, section 3).
 
-The released CAF head (XINGGAN.md, "Co-attention fusion"; ``fusion.py``) predicts 2N + 1 fusion
+The released CAF head (``docs/architecture.md``, "Co-attention fusion"; ``fusion.py``) predicts 2N + 1 fusion
 maps from the final codes and mixes the candidate images with them::
 
     maps  = softmax_maps(head(cat(final appearance code (4 ngf), final shape code (8 ngf))))

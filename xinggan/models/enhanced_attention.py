@@ -4,8 +4,8 @@ XingGAN++ (Tang, Shao, Sebe, Van Gool; IEEE TPAMI 2025, arXiv 2501.08900) adds a
 "Enhanced Attention" module to its cross-attention blocks because, in plain cross-attention,
 every query-key correlation is computed on its own, which gives noisy and ambiguous attention
 weights.  Only the paper's abstract was available to us and no code is public: this module is
-**our reading of XingGAN++, not the authors' code** (see XINGGANPP.md, section 2, of the
-specification).  It follows the "attention in attention" idea of Gao et al. (ECCV 2022): the
+**our reading of XingGAN++, not the authors' code** (see ``docs/xingganpp.md``, section 2).
+It follows the "attention in attention" idea of Gao et al. (ECCV 2022): the
 correlation vectors are refined by an inner attention so that they can agree with each other.
 
 For one window with ``Nq`` queries and ``Nk`` keys::
