@@ -6,7 +6,7 @@ ones) and then ``key.path=value`` overrides, checks every key and type, and retu
 (and line) the value came from and, for a misspelt key, the closest valid key.
 
 The dataset YAML files in ``configs/`` spell out every value of the released recipe
-(``XINGGAN.md`` of the specification); the defaults below are the Market-1501 recipe.
+(``docs/architecture.md``); the defaults below are the Market-1501 recipe.
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class GeneratorConfig:
     fusion: bool = True  # co-attention fusion head; false -> appearance decoder's first image
     attention_impl: Literal["auto", "sdpa", "reference", "chunked"] = "auto"
     attention_chunk: int = 1024  # query chunk length of the "chunked" implementation
-    # XingGAN++ (our reading of the paper; see XINGGANPP.md of the specification)
+    # XingGAN++ (our reading of the paper; see docs/xingganpp.md)
     scales: tuple[int, ...] = (1,)  # window grid per scale; (1,) is XingGAN's global attention
     enhanced_attention: bool = False
     enhanced_attention_scales: tuple[int, ...] = ()  # empty: every scale in ``scales``

@@ -551,8 +551,8 @@ def write_metrics(results: dict, out_json: Union[str, Path], out_md: Union[str, 
             f"{results['num_pairs']} pairs; JPEG round trip {'on' if results.get('jpeg_roundtrip') else 'off'}."
             + (f" SSIM: {settings}." if (settings := results.get("details", {}).get("ssim_settings")) else ""),
             "", format_table(results), "",
-            "Rows marked (paper) are the values reported in the papers' tables (as listed in the project's "
-            "evaluation spec), not recomputed here; the name in parentheses is the preset (protocol) each "
+            "Rows marked (paper) are the values reported in the papers' tables (listed in "
+            "docs/data_and_metrics.md), not recomputed here; the name in parentheses is the preset (protocol) each "
             "number belongs to."]
     if results.get("skipped"):
         text += ["", "Skipped metrics:"]

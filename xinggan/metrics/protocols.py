@@ -123,8 +123,8 @@ PROTOCOLS["toy"] = replace(
     description="the patn-market settings (JPEG q75 round trip, skimage-0.14.2 SSIM, pose-masked "
                 "SSIM) at any image size, for the toy dataset of the demo; not a paper protocol")
 
-# Reported values, copied from the papers' tables as listed in the project's evaluation spec
-# (DATA_AND_METRICS.md); they are the papers' numbers, not ours. Per preset: (method, dataset, values).
+# Reported values, transcribed by hand from the papers' tables (listed in docs/data_and_metrics.md,
+# "Reported numbers"); they are the papers' numbers, not ours. Per preset: (method, dataset, values).
 PAPER_RESULTS = {
     "patn-market": [
         ("PATN (paper)", "market", {"ssim": 0.311, "is": 3.323, "mask_ssim": 0.811, "mask_is": 3.773}),
