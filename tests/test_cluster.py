@@ -2,6 +2,7 @@
 world-size changes, and torch.compile equal to eager mode."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -171,3 +172,34 @@ def test_compiled_generator_equals_eager(tmp_path, monkeypatch):
         compiled = torch.compile(generator)(*inputs)
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
     assert not torch.equal(eager, torch.zeros_like(eager))
+
+
+def test_gpu_check_dry_run_checks_the_plan():
+    out = subprocess.run([sys.executable, "scripts/gpu_check.py", "--dry-run"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for part in ("tests", "ddp", "sdpa", "benchmark"):
+        assert f"  {part} " in out.stdout
+    total = [line for line in out.stdout.splitlines() if line.strip().startswith("total")]
+    assert total and int(total[0].split("at most")[1].split("s")[0]) <= 480
+    assert "--batches 32" in out.stdout and "--amp off,bf16" in out.stdout
+    assert "dry run: ok" in out.stdout
+
+
+def test_gpu_check_target_reading(tmp_path):
+    """The targets are read from the benchmark report's rows (row layout of scripts/benchmark.py)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    row = {"dataset": "deepfashion", "model": "xinggan", "batch": 32, "amp": "bf16",
+           "attention": "auto", "g_eval": {"images_per_s": 120.0},
+           "iteration": {"peak_memory_gb": 30.5, "projected": {"hours": 7.25}}}
+    report = tmp_path / "b.json"
+    report.write_text(json.dumps({"rows": [row]}))
+    found = {t["target"]: t for t in gpu_check.check_targets(report)}
+    assert found["deepfashion_train_peak_gb"]["status"] == "met"
+    assert found["deepfashion_schedule_hours"]["status"] == "missed"
+    assert found["deepfashion_inference_images_per_s"]["status"] == "missed"
+    assert found["market_inference_images_per_s"]["status"] == "not measured"
