@@ -13,8 +13,10 @@ STAMP := $(VENV)/.requirements-installed
 VENV_POSE ?= .venv-pose
 PY_POSE := $(VENV_POSE)/bin/python
 STAMP_POSE := $(VENV_POSE)/.requirements-installed
-# Tests that need MediaPipe; they skip themselves in the core environment.
-POSE_TESTS ?= tests/test_keypoints_mediapipe.py tests/test_repose.py tests/test_prepare_custom.py
+# The keypoints-from-photos tests: those that need MediaPipe skip themselves in the core
+# environment; here they all run against the extra's pins (numpy<2, protobuf<5).
+POSE_TESTS ?= tests/test_keypoints_mediapipe.py tests/test_framing.py tests/test_detect_keypoints.py \
+	tests/test_repose.py tests/test_prepare_custom.py
 DEMO_DIR ?= results/demo
 RUN_DIR ?= runs/demo
 TOY_DIR ?= datasets/toy
