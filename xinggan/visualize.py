@@ -1,8 +1,11 @@
-"""Image grids: source | source pose | target pose | generated | target, one pair per row."""
+"""Image grids (source | source pose | target pose | generated | target, one pair per row) and
+pose skeletons drawn from keypoints in the OpenPose colours (Cao et al., CVPR 2017).
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 # One colour per COCO-18 joint, for drawing pose heatmaps.
 _JOINT_COLOURS = np.array([
@@ -10,6 +13,11 @@ _JOINT_COLOURS = np.array([
     [0, 255, 0], [0, 255, 85], [0, 255, 170], [0, 255, 255], [0, 170, 255], [0, 85, 255],
     [0, 0, 255], [85, 0, 255], [170, 0, 255], [255, 0, 255], [255, 0, 170], [255, 0, 85],
 ], dtype=np.float32) / 255.0
+
+# The limbs OpenPose draws for its COCO-18 model, as (joint, joint) pairs: neck to shoulders,
+# arms, neck to hips, legs, neck to nose, nose to eyes to ears. Limb i is drawn in colour i.
+LIMBS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11),
+         (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17))
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -38,3 +46,41 @@ def pair_grid(source: torch.Tensor, source_pose: torch.Tensor, target_pose: torc
         rows.append(np.concatenate(row, axis=1))
         rows.append(np.full((gap, rows[-1].shape[1], 3), 255, np.uint8))
     return np.concatenate(rows[:-1], axis=0)
+
+
+def draw_skeleton(keypoints, height: int, width: int, background: np.ndarray | None = None,
+                  thickness: int | None = None) -> np.ndarray:
+    """An (H, W, 3) uint8 picture of the pose: limbs and joints in the OpenPose colours.
+
+    ``keypoints`` (18, 2) of (y, x) pixels, ``-1`` missing: a limb is drawn when both its ends
+    are present, each present joint as a dot. Drawn on black, or over a copy of ``background``
+    (an (H, W, 3) uint8 image) with the limbs blended at 60 % as OpenPose's demo does.
+    ``thickness`` defaults to 4 pixels per 256 rows of height (at least 1).
+    """
+    kp = np.asarray(keypoints)
+    if kp.ndim != 2 or kp.shape[1] != 2:
+        raise ValueError(f"keypoints must have shape (K, 2) of (y, x), got {kp.shape}")
+    if thickness is None:
+        thickness = max(1, round(4 * height / 256))
+    if background is None:
+        base = np.zeros((height, width, 3), np.uint8)
+    else:
+        base = np.asarray(background, dtype=np.uint8)
+        if base.shape != (height, width, 3):
+            raise ValueError(f"background must be ({height}, {width}, 3), got {base.shape}")
+    present = (kp[:, 0] != -1) & (kp[:, 1] != -1)
+    colours = [tuple(int(round(c * 255)) for c in rgb) for rgb in _JOINT_COLOURS]
+    limbs = Image.fromarray(base.copy())
+    draw = ImageDraw.Draw(limbs)
+    for i, (a, b) in enumerate(LIMBS):
+        if a < len(kp) and b < len(kp) and present[a] and present[b]:
+            # Pixel centres: (y, x) -> PIL (x + 0.5, y + 0.5) in a continuous plane.
+            draw.line([(kp[a, 1] + 0.5, kp[a, 0] + 0.5), (kp[b, 1] + 0.5, kp[b, 0] + 0.5)],
+                      fill=colours[i % len(colours)], width=thickness)
+    picture = limbs if background is None else Image.blend(Image.fromarray(base), limbs, 0.6)
+    draw = ImageDraw.Draw(picture)
+    r = max(1.0, thickness / 2 + 0.5)
+    for j in np.flatnonzero(present):
+        y, x = kp[j, 0] + 0.5, kp[j, 1] + 0.5
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=colours[j % len(colours)])
+    return np.asarray(picture, dtype=np.uint8).copy()

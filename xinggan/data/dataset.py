@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from .annotations import DataError, build_pairs, deepfashion_flat_name, read_annotations, read_pairs
 from .heatmaps import pose_heatmaps
 
-__all__ = ["LAYOUTS", "PairDataset", "detect_layout", "load_image", "resolve_files"]
+__all__ = ["LAYOUTS", "PairDataset", "detect_layout", "image_tensor", "load_image", "resolve_files"]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,12 @@ def load_image(path: Path, height: int, width: int) -> torch.Tensor:
     if rgb.size != (width, height):
         raise DataError(f"{path}: image is {rgb.height} x {rgb.width} (H x W), "
                         f"expected {height} x {width}")
-    array = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy())
+    return image_tensor(np.asarray(rgb, dtype=np.uint8))
+
+
+def image_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """An (H, W, 3) RGB uint8 array as the model's (3, H, W) float32 input in [-1, 1]."""
+    array = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.uint8).copy())
     # Same arithmetic as ToTensor + Normalize((0.5,) * 3, (0.5,) * 3) of the released code.
     return (array.permute(2, 0, 1).float().div(255.0) - 0.5) / 0.5
 

@@ -1,0 +1,143 @@
+"""MediaPipe Pose as an 18-joint OpenPose COCO-18 keypoint detector.
+
+MediaPipe Pose (Bazarevsky et al., "BlazePose: On-device Real-time Body Pose tracking", 2020)
+finds the most prominent person of an image and returns 33 landmarks, each with a position in
+fractions of the image width and height and a visibility score. This module uses its legacy
+solution API of ``mediapipe==0.10.21`` with the full landmark model (``model_complexity=1``):
+both of its networks ship inside the wheel, so it runs without a network connection (the lite
+and heavy models download themselves at first use; releases from 0.10.30 on no longer have the
+solution API). It is an optional dependency, installed by ``requirements-pose.txt``; nothing
+else in the package imports it.
+
+The 33 landmarks are mapped to the 18 joints of the annotation files (both use the person's
+own left and right):
+
+======================  ==========================  ======================  ===========
+joint                   MediaPipe landmark          joint                   landmark
+======================  ==========================  ======================  ===========
+0 nose                  0 nose                      9 right knee            26
+1 neck                  midpoint of 11 and 12       10 right ankle          28
+2 right shoulder        12                          11 left hip             23
+3 right elbow           14                          12 left knee            25
+4 right wrist           16                          13 left ankle           27
+5 left shoulder         11                          14 right eye            5
+6 left elbow            13                          15 left eye             2
+7 left wrist            15                          16 right ear            8
+8 right hip             24                          17 left ear             7
+======================  ==========================  ======================  ===========
+
+A landmark is kept when its visibility is at least 0.5 and it falls inside the image; the neck
+only when both shoulders are kept. Positions become integer pixels ``(round(y * H),
+round(x * W))``; anything else is ``-1``, as in the annotation files.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from xinggan.keypoints import DetectorUnavailable, empty_keypoints
+
+__all__ = ["INSTALL_HINT", "LANDMARK_OF_JOINT", "MediaPipeDetector", "VISIBILITY_THRESHOLD",
+           "build_mediapipe_detector", "landmarks_to_keypoints"]
+
+INSTALL_HINT = ("install the optional extra: pip install -r requirements-pose.txt "
+                "(mediapipe==0.10.21 with numpy<2 and protobuf<5), or run make pose-venv")
+VISIBILITY_THRESHOLD = 0.5
+NUM_LANDMARKS = 33
+# Joint -> MediaPipe landmark, for every joint but the neck (1), which is derived.
+LANDMARK_OF_JOINT = {
+    0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 8: 24, 9: 26, 10: 28, 11: 23, 12: 25, 13: 27,
+    14: 5, 15: 2, 16: 8, 17: 7,
+}
+_NECK, _R_SHOULDER, _L_SHOULDER = 1, 2, 5
+
+
+def landmarks_to_keypoints(landmarks: np.ndarray, height: int, width: int,
+                           threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+    """33 MediaPipe landmarks ``(x_n, y_n, visibility)`` -> ``(18, 2)`` int64 ``(y, x)`` pixels.
+
+    ``landmarks`` has shape (33, 3): normalised x and y (fractions of ``width`` and ``height``)
+    and visibility. Joints below ``threshold`` or outside the ``height`` x ``width`` image are
+    ``-1``; the neck is the midpoint of the two shoulders when both are kept.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape != (NUM_LANDMARKS, 3):
+        raise ValueError(f"expected (33, 3) landmarks (x, y, visibility), got {lm.shape}")
+    out = empty_keypoints()
+    position = {}  # joint -> float (y, x) of the kept joints
+    for joint, index in LANDMARK_OF_JOINT.items():
+        x_n, y_n, visibility = lm[index]
+        if not visibility >= threshold:  # also drops NaN
+            continue
+        y, x = y_n * height, x_n * width
+        yi, xi = int(round(y)), int(round(x))
+        if not (0 <= yi < height and 0 <= xi < width):
+            continue
+        position[joint] = (y, x)
+        out[joint] = (yi, xi)
+    if _R_SHOULDER in position and _L_SHOULDER in position:
+        y = (position[_R_SHOULDER][0] + position[_L_SHOULDER][0]) / 2
+        x = (position[_R_SHOULDER][1] + position[_L_SHOULDER][1]) / 2
+        out[_NECK] = (int(round(y)), int(round(x)))
+    return out
+
+
+def _import_pose_solution():
+    try:
+        import mediapipe as mp
+    except ImportError as exc:
+        raise DetectorUnavailable(f"the mediapipe detector needs MediaPipe, which is not installed "
+                                  f"({exc}); {INSTALL_HINT}") from None
+    solutions = getattr(mp, "solutions", None)
+    if solutions is None or not hasattr(solutions, "pose"):
+        version = getattr(mp, "__version__", "unknown")
+        raise DetectorUnavailable(f"MediaPipe {version} has no legacy Pose solution (removed from "
+                                  f"0.10.30 on); {INSTALL_HINT}")
+    return solutions.pose
+
+
+class MediaPipeDetector:
+    """18 keypoints of the most prominent person in an RGB uint8 image, with MediaPipe Pose."""
+
+    name = "mediapipe"
+
+    def __init__(self, min_detection_confidence: float = 0.5,
+                 visibility_threshold: float = VISIBILITY_THRESHOLD):
+        pose = _import_pose_solution()
+        self.visibility_threshold = float(visibility_threshold)
+        try:
+            # Complexity 1: the full landmark model inside the wheel (0 and 2 would download).
+            self._pose = pose.Pose(static_image_mode=True, model_complexity=1,
+                                   enable_segmentation=False,
+                                   min_detection_confidence=float(min_detection_confidence))
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise DetectorUnavailable(f"MediaPipe Pose could not start ({exc}); {INSTALL_HINT}") from None
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """``(18, 2)`` int64 ``(y, x)`` of ``image`` (H, W, 3) RGB uint8; all ``-1`` if nobody is found."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+        height, width = image.shape[:2]
+        result = self._pose.process(np.ascontiguousarray(image))
+        if result.pose_landmarks is None:
+            return empty_keypoints()
+        landmarks = np.array([(p.x, p.y, p.visibility) for p in result.pose_landmarks.landmark],
+                             dtype=np.float64)
+        return landmarks_to_keypoints(landmarks, height, width, self.visibility_threshold)
+
+    def close(self) -> None:
+        self._pose.close()
+
+    def __repr__(self) -> str:
+        return "MediaPipeDetector(model_complexity=1)"
+
+
+def build_mediapipe_detector(weights: Optional[str] = None, **options) -> MediaPipeDetector:
+    """The MediaPipe detector; it uses the model inside its package, so ``weights`` must be None."""
+    if weights:
+        raise ValueError(f"the mediapipe detector uses the model shipped inside its package and "
+                         f"takes no weights file (got {weights})")
+    return MediaPipeDetector(**options)
+
