@@ -139,3 +139,15 @@ def test_unquoted_off_is_read_as_the_choice(tmp_path):
     assert load_config(CONFIGS / "market.yaml", ["train.amp=bf16"]).train.amp == "bf16"
     with pytest.raises(ConfigError, match="train.amp"):
         load_config(CONFIGS / "market.yaml", ["train.amp=on"])  # 'on' is not a choice
+
+
+def test_model_name_follows_the_switches():
+    # a XingGAN++ part switched on over the XingGAN config: the label follows
+    cfg = load_config(CONFIGS / "market.yaml", ["model.generator.dense_fusion=true"])
+    assert cfg.model.name == "xingganpp"
+    assert load_config(CONFIGS / "market_xingganpp.yaml").model.name == "xingganpp"
+    # asking for XingGAN++ by name alone builds nothing new: refused, with the way out
+    with pytest.raises(ConfigError, match=r"--set model.name=xingganpp.*configs/<dataset>_xingganpp.yaml"):
+        load_config(CONFIGS / "market.yaml", ["model.name=xingganpp"])
+    with pytest.raises(ConfigError, match="these XingGAN\\+\\+ parts are on: scales"):
+        load_config(CONFIGS / "market_xingganpp.yaml", ["model.name=xinggan"])

@@ -87,8 +87,8 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # A label that must agree with the switches: "xingganpp" exactly when a XingGAN++ part
-    # (several scales, enhanced attention, dense fusion) is on; a mismatch is an error.
+    # A label that follows the switches: "xingganpp" exactly when a XingGAN++ part (several
+    # scales, enhanced attention, dense fusion) is on; --set model.name against them is an error.
     name: Literal["xinggan", "xingganpp"] = "xinggan"
     # BatchNorm on Market, InstanceNorm (affine=False) on DeepFashion; convs carry a bias
     # only with InstanceNorm, as released.
@@ -432,17 +432,6 @@ def xingganpp_parts(gen: "GeneratorConfig") -> list[str]:
 def _validate_config(cfg: Config, origins: dict) -> None:
     """Checks that involve several sections."""
     g = cfg.model.generator
-    parts = xingganpp_parts(g)
-    derived = "xingganpp" if parts else "xinggan"
-    if cfg.model.name != derived:
-        why = (f"these XingGAN++ parts are on: {', '.join(parts)}" if parts else
-               "no XingGAN++ part is on (model.generator.scales [1], enhanced_attention false, "
-               "dense_fusion false)")
-        raise ConfigError(
-            f"model.name: {cfg.model.name!r} does not match the network the switches build, "
-            f"{derived!r}: {why} ({_where(origins, ('model', 'name'))}); the name is a label, "
-            f"the model.generator switches choose the network: set model.name={derived}, or "
-            f"start from configs/<dataset>{'_xingganpp' if cfg.model.name == 'xingganpp' else ''}.yaml")
     h, w = cfg.data.height // 4, cfg.data.width // 4
     for s in g.scales:
         if h % s or w % s:
@@ -456,7 +445,28 @@ def _validate_config(cfg: Config, origins: dict) -> None:
 def _build(tree: dict, origins: dict) -> Config:
     cfg = _build_node(Config, tree, (), origins)
     _validate_config(cfg, origins)
-    return cfg
+    return _with_model_name(cfg, origins)
+
+
+def _with_model_name(cfg: Config, origins: dict) -> Config:
+    """``model.name`` follows the switches: "xingganpp" when a XingGAN++ part is on, else
+    "xinggan".  A name asked for with ``--set`` that the switches contradict is an error (the
+    name selects nothing); one inherited from a YAML file is relabelled."""
+    parts = xingganpp_parts(cfg.model.generator)
+    derived = "xingganpp" if parts else "xinggan"
+    if cfg.model.name == derived:
+        return cfg
+    where = _where(origins, ("model", "name"))
+    if where.startswith("--set"):
+        why = (f"these XingGAN++ parts are on: {', '.join(parts)}" if parts else
+               "no XingGAN++ part is on (model.generator.scales [1], enhanced_attention false, "
+               "dense_fusion false)")
+        hint = ("start from configs/<dataset>_xingganpp.yaml" if not parts else
+                "drop the override")
+        raise ConfigError(
+            f"model.name: {where} asks for {cfg.model.name!r}, but the model.generator switches "
+            f"build {derived!r}: {why}. The name is a label and selects nothing: {hint}")
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name=derived))
 
 
 def load_config(paths: Union[str, Path, Sequence[Union[str, Path]]] = (),
