@@ -72,10 +72,6 @@ def main(argv=None, detector=None) -> int:
     if detector is None:
         try:
             detector = build_detector(args.detector, weights=args.weights)
-        except ModuleNotFoundError as exc:
-            print(f"error: the {args.detector} detector is not available in this installation ({exc})",
-                  file=sys.stderr)
-            return 2
         except (DetectorUnavailable, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -53,11 +53,7 @@ def main(argv=None, detector=None) -> int:
 
     try:
         if detector is None:
-            try:
-                detector = build_detector(args.detector, weights=args.weights)
-            except ModuleNotFoundError as exc:
-                raise DetectorUnavailable(f"the {args.detector} detector is not available in this "
-                                          f"installation ({exc})") from None
+            detector = build_detector(args.detector, weights=args.weights)
         report = prepare_custom(args.images, args.out, detector, preset=args.preset,
                                 test_fraction=args.test_fraction, min_joints=args.min_joints,
                                 seed=args.seed, progress=not args.no_progress)

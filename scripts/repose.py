@@ -74,11 +74,7 @@ def main(argv=None, detector=None) -> int:
     def get_detector():
         nonlocal detector
         if detector is None:
-            try:
-                detector = build_detector(args.detector, weights=args.weights)
-            except ModuleNotFoundError as exc:
-                raise DetectorUnavailable(f"the {args.detector} detector is not available in this "
-                                          f"installation ({exc})") from None
+            detector = build_detector(args.detector, weights=args.weights)
         return detector
 
     out = args.out

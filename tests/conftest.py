@@ -1,7 +1,6 @@
 """Shared test fixtures."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -68,3 +67,13 @@ def tiny_data(tmp_path_factory) -> Path:
     make_toy_dataset(root, seed=1, identities=3, test_identities=2, poses=3, test_pairs=6,
                      height=64, width=32)
     return root
+
+
+def smooth_image(rng, height: int = 128, width: int = 64):
+    """A uint8 RGB image with natural-image-like structure (smooth colour fields plus noise)."""
+    import numpy as np
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(rng.normal(size=(height, width, 3)), sigma=(4, 4, 0))
+    field = (field - field.min()) / (field.max() - field.min()) * 200 + 20 + rng.normal(scale=5, size=field.shape)
+    return np.clip(field, 0, 255).astype(np.uint8)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from scipy import ndimage
 
 from xinggan.data import write_annotations, write_pairs
+from conftest import smooth_image
 from xinggan.inference import result_stem
 from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder, write_metrics
 from xinggan.metrics.inception_score import TF_INCEPTION_FILE
@@ -28,10 +28,6 @@ PAIRS = [
 ]
 
 
-def smooth_image(rng, height=128, width=64) -> np.ndarray:
-    field = ndimage.gaussian_filter(rng.normal(size=(height, width, 3)), sigma=(4, 4, 0))
-    field = (field - field.min()) / (field.max() - field.min()) * 200 + 20 + rng.normal(scale=5, size=field.shape)
-    return np.clip(field, 0, 255).astype(np.uint8)
 
 
 def keypoints(rng) -> np.ndarray:

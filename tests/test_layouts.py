@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage
 from skimage.io import imread
 
 from xinggan.data import read_pairs, write_annotations, write_pairs
 from xinggan.metrics.evaluate import EvaluationInputError, evaluate_folder
 from xinggan.metrics.layouts import LAYOUTS, LayoutError, infer_layout, resolve_results
 from xinggan.metrics.mask import pose_mask
+
+from conftest import smooth_image
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_PAIRS = [
@@ -31,9 +32,7 @@ SYNTHETIC_PAIRS = [
 
 def smooth(rng, height=128, width=64) -> np.ndarray:
     """A float image in [-1, 1] with natural-image-like structure (what a generator outputs)."""
-    field = ndimage.gaussian_filter(rng.normal(size=(height, width, 3)), sigma=(3, 3, 0))
-    field = (field - field.min()) / (field.max() - field.min())
-    return np.clip(field * 1.6 - 0.8 + rng.normal(scale=0.05, size=field.shape), -1, 1)
+    return smooth_image(rng, height, width).astype(np.float64) / 127.5 - 1
 
 
 def released_uint8(x: np.ndarray) -> np.ndarray:

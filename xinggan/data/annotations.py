@@ -75,6 +75,23 @@ def _where(path: Path | str, line: int | None = None) -> str:
     return f"{path}, line {line}" if line is not None else f"{path}"
 
 
+def _reporter(errors: list[str] | None):
+    """``fail(message)``: raise :class:`DataError`, or collect into ``errors`` when given."""
+    def fail(message: str) -> None:
+        if errors is None:
+            raise DataError(message)
+        errors.append(message)
+    return fail
+
+
+def _lines_or_report(path: Path, fail) -> list | None:
+    try:
+        return _read_lines(path)
+    except DataError as e:
+        fail(str(e))
+        return None
+
+
 def _is_header(line: str, header: str) -> bool:
     # Tolerate trailing separators written by spreadsheet/pandas round trips ("name:...,,,,").
     return line.strip().rstrip(",").replace(" ", "") == header
@@ -134,15 +151,9 @@ def parse_annotation_file(path: str | os.PathLike, errors: list[str] | None = No
     """
     path = Path(path)
 
-    def fail(message: str) -> None:
-        if errors is None:
-            raise DataError(message)
-        errors.append(message)
-
-    try:
-        lines = _read_lines(path)
-    except DataError as e:
-        fail(str(e))
+    fail = _reporter(errors)
+    lines = _lines_or_report(path, fail)
+    if lines is None:
         return {}
     if not lines or not _is_header(lines[0], ANNOTATION_HEADER):
         first = lines[0][:60] if lines else ""
@@ -190,15 +201,9 @@ def parse_pairs_file(path: str | os.PathLike, errors: list[str] | None = None) -
     """Parse a pairs file; with ``errors`` given, collect every problem instead of raising."""
     path = Path(path)
 
-    def fail(message: str) -> None:
-        if errors is None:
-            raise DataError(message)
-        errors.append(message)
-
-    try:
-        lines = _read_lines(path)
-    except DataError as e:
-        fail(str(e))
+    fail = _reporter(errors)
+    lines = _lines_or_report(path, fail)
+    if lines is None:
         return []
     if not lines or not _is_header(lines[0], PAIRS_HEADER):
         first = lines[0][:60] if lines else ""

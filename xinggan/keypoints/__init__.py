@@ -56,5 +56,9 @@ def build_detector(name: str, weights: Optional[str] = None, **options) -> Detec
     if name not in DETECTORS:
         raise ValueError(f"unknown keypoint detector {name!r}; choose one of {sorted(DETECTORS)}")
     module_name, factory = DETECTORS[name]
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:  # an optional package the detector needs
+        raise DetectorUnavailable(f"the {name} detector is not available in this installation "
+                                  f"({error})") from None
     return getattr(module, factory)(weights=weights, **options)
