@@ -122,6 +122,15 @@ def _is_prepared(folder: Path, annotation_pattern: str) -> bool:
                for s in ("train", "test"))
 
 
+def _folders(raw, out, annotations_dir, help_text: str) -> tuple[Path, Path, Path | None]:
+    """(raw, out, annotations folder): ``out`` defaults to ``raw`` (verify in place)."""
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise DataError(f"{raw}: folder not found; {help_text}")
+    return (raw, Path(out) if out is not None else raw,
+            Path(annotations_dir) if annotations_dir is not None else None)
+
+
 def prepare_market(raw: str | os.PathLike, out: str | os.PathLike | None = None,
                    annotations_dir: str | os.PathLike | None = None, progress: bool = True,
                    check: bool = True) -> list[str]:
@@ -129,11 +138,7 @@ def prepare_market(raw: str | os.PathLike, out: str | os.PathLike | None = None,
 
     Returns the problems :func:`check_dataset` finds in ``out`` (empty: ready to train).
     """
-    raw = Path(raw)
-    out = Path(out) if out is not None else raw
-    extra = Path(annotations_dir) if annotations_dir is not None else None
-    if not raw.is_dir():
-        raise DataError(f"{raw}: folder not found; {MARKET_IMAGES_HELP}")
+    raw, out, extra = _folders(raw, out, annotations_dir, MARKET_IMAGES_HELP)
     prepared = _is_prepared(raw, "market-annotation-{split}.csv")
     folders = [extra, raw, out]
     missing: list[str] = []
@@ -234,11 +239,7 @@ def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = 
     Returns the problems :func:`check_dataset` finds in ``out`` plus any disagreement between
     the split lists and the annotation files (empty: ready to train).
     """
-    raw = Path(raw)
-    out = Path(out) if out is not None else raw
-    extra = Path(annotations_dir) if annotations_dir is not None else None
-    if not raw.is_dir():
-        raise DataError(f"{raw}: folder not found; {DEEPFASHION_IMAGES_HELP}")
+    raw, out, extra = _folders(raw, out, annotations_dir, DEEPFASHION_IMAGES_HELP)
     prepared = _is_prepared(raw, "fasion-resize-annotation-{split}.csv")
     folders = [extra, raw, out]
     csv_names = [f"fasion-resize-{kind}-{split}.csv" for kind in ("annotation", "pairs")
