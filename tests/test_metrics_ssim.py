@@ -109,3 +109,16 @@ def test_identical_images_score_one_and_bad_input_is_rejected():
         ssim(images, images[:, :, :16])
     with pytest.raises(ValueError, match="exceeds"):
         ssim(images, images, GFLA_SSIM)
+
+
+def test_parallel_ssim_leaves_the_callers_thread_setting():
+    """The worker pool runs its products single-threaded, but torch's thread count is
+    process-wide: the caller's setting must be back after the call."""
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        x = torch.rand(6, 3, 32, 16, dtype=torch.float64)
+        ssim(x, x.flip(-1), PATN_SSIM, chunk=2, workers=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)

@@ -222,8 +222,8 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings =
     stay in cache). On the CPU the chunks are spread over ``workers`` threads (default: torch's
     intra-op thread count), each running its matrix products single-threaded; torch releases the
     GIL, and unlike many small OpenMP-parallel products this keeps its speed when other processes
-    share the cores (OpenMP teams stall at every barrier then). The caller's thread settings are
-    not changed.
+    share the cores (OpenMP teams stall at every barrier then). torch's thread count is
+    process-wide, so it is set to 1 for the call and the caller's value put back after it.
     """
     if generated.shape != target.shape:
         raise ValueError(f"SSIM needs equal shapes, got generated {tuple(generated.shape)} "
@@ -259,8 +259,6 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings =
     parallel = device.type == "cpu" and workers >= 1
 
     def score(start: int) -> torch.Tensor:
-        if parallel:
-            torch.set_num_threads(1)  # this worker thread only
         x, y = generated[start:start + chunk], target[start:start + chunk]
         if per_image_range is None:
             flat = x.reshape(x.shape[0], -1)
@@ -272,7 +270,14 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings =
         return _ssim_chunk(x, y, c1, c2, op_w_t, row_blocks, h_out, settings.cov_norm)
 
     if parallel:
-        scores = list(_executor(workers).map(score, starts))
+        # torch.set_num_threads is process-wide: single-threaded products in the workers for the
+        # duration of the call, then the caller's setting back.
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            scores = list(_executor(workers).map(score, starts))
+        finally:
+            torch.set_num_threads(previous)
     else:
         scores = [score(start) for start in starts]
     return torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64, device=device)
