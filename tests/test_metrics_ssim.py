@@ -112,13 +112,21 @@ def test_identical_images_score_one_and_bad_input_is_rejected():
 
 
 def test_parallel_ssim_leaves_the_callers_thread_setting():
-    """The worker pool runs its products single-threaded, but torch's thread count is
-    process-wide: the caller's setting must be back after the call."""
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        x = torch.rand(6, 3, 32, 16, dtype=torch.float64)
-        ssim(x, x.flip(-1), PATN_SSIM, chunk=2, workers=2)
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(previous)
+    """The worker pool runs its products single-threaded, but torch's thread count can be
+    process-wide (it is in a process whose main thread has not run a parallel op yet, as here):
+    the caller's setting must be back after the call."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import numpy as np, torch\n"
+        "from xinggan.metrics.ssim import PATN_SSIM, ssim\n"
+        "torch.set_num_threads(2)\n"
+        "x = torch.from_numpy(np.random.default_rng(0).random((6, 3, 32, 16)))\n"
+        "ssim(x, x.flip(-1), PATN_SSIM, chunk=2, workers=2)\n"
+        "print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2"]

@@ -259,6 +259,8 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings =
     parallel = device.type == "cpu" and workers >= 1
 
     def score(start: int) -> torch.Tensor:
+        if parallel:
+            torch.set_num_threads(1)  # as well, where a thread keeps its own setting
         x, y = generated[start:start + chunk], target[start:start + chunk]
         if per_image_range is None:
             flat = x.reshape(x.shape[0], -1)
