@@ -181,7 +181,9 @@ def test_sdpa_matches_reference_at_market_size():
 
 def test_chunked_under_bf16_autocast_matches_reference_precision():
     """Under autocast the chunked path computes as autocast computes the reference (products in
-    bfloat16, softmax in float32): the same forward values, and gradients no further from the
+    bfloat16, softmax in float32): the same forward values up to bfloat16 rounding (a product
+    over a chunk of queries may be blocked differently from the product over all of them, so a
+    few outputs can round to a neighbouring bfloat16 value), and gradients no further from the
     float64 truth than the reference's own."""
     base = random_qkv(torch.float64, n=300, d=32, c=64)
     go = torch.linspace(-1, 1, 2 * 300 * 64, dtype=torch.float64).view(2, 300, 64)
@@ -199,7 +201,10 @@ def test_chunked_under_bf16_autocast_matches_reference_precision():
         return [out.detach().float(), q.grad, k.grad, v.grad]
 
     ref, chunked = run("reference"), run("chunked")
-    torch.testing.assert_close(chunked[0], ref[0], atol=0, rtol=0)
+    differ = (chunked[0] != ref[0]).float().mean().item()
+    assert differ < 0.01, f"{differ:.2%} of the outputs differ from the reference's"
+    bf16_ulp = 2.0 ** -7  # spacing of bfloat16 values relative to their magnitude
+    assert ((chunked[0] - ref[0]).abs() <= 2 * bf16_ulp * ref[0].abs().clamp_min(2.0 ** -6)).all()
     for name, c, r, t in zip(("out", "dq", "dk", "dv"), chunked, ref, truth):
         scale = t.abs().max()
         err_c = (c.double() - t).abs().max() / scale
