@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -352,15 +353,28 @@ class Trainer:
                                    world_size=self.world_size)
         sampler.set_iteration(start_iteration)
         workers = self.cfg.data.num_workers
+        self._release_workers = None
+        if workers > 0:
+            self._release_workers = torch.multiprocessing.get_context().Event()
         return DataLoader(
             self.dataset, batch_size=self.local_batch, sampler=sampler, drop_last=True,
             num_workers=workers, pin_memory=self.device.type == "cuda",
             persistent_workers=False, prefetch_factor=2 if workers > 0 else None,
-            worker_init_fn=seed_worker if workers > 0 else None,
+            worker_init_fn=(functools.partial(seed_worker, release=self._release_workers)
+                            if workers > 0 else None),
             # its own RNG, so that starting a loader never draws from the global one
             generator=torch.Generator().manual_seed(
                 loader_seed(self.cfg.train.seed, self.rank, start_iteration)),
         )
+
+    def _shut_down_workers(self, iterator) -> None:
+        """Let the loader workers go (they ignore SIGTERM until released) and stop them now,
+        before the signal handlers go back, even when an exception still holds the iterator."""
+        if getattr(self, "_release_workers", None) is not None:
+            self._release_workers.set()
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
     # -- logging ------------------------------------------------------------------------
     def _log_stats(self, stats: dict) -> None:
@@ -493,7 +507,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            del iterator, loader  # shuts the workers down before the handlers go back
+            self._shut_down_workers(iterator)
+            del iterator, loader
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             if self._writer is not None:

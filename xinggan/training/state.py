@@ -10,10 +10,11 @@ DataLoader worker processes get their seeds from (seed, rank, iteration, worker 
 (:func:`loader_seed` and :func:`seed_worker`), so that any random draw in a worker is the same
 whenever a run reaches that iteration with the same seed; they also ignore SIGINT and SIGTERM,
 which a scheduler sends to the whole process group, so that only the main process reacts (it
-finishes the iteration, saves, then shuts the workers down).
+finishes the iteration, saves, then releases and shuts the workers down).
 """
 from __future__ import annotations
 
+import os
 import random
 import signal
 from typing import Any, Optional
@@ -93,11 +94,19 @@ def loader_seed(seed: int, rank: int, iteration: int) -> int:
                % 2**63)
 
 
-def seed_worker(worker_id: int) -> None:  # noqa: ARG001 - the DataLoader's worker_init_fn
-    """In a DataLoader worker: ignore SIGINT / SIGTERM (the main process handles them) and seed
-    python and numpy from the worker's torch seed (itself drawn from :func:`loader_seed`)."""
+def seed_worker(worker_id: int, release=None) -> None:  # noqa: ARG001 - worker_init_fn
+    """In a DataLoader worker: ignore SIGINT, and SIGTERM until ``release`` (an event the main
+    process sets when it shuts its workers down) is set, so that a stop signal sent to the whole
+    process group leaves the workers to the main process, while the DataLoader's own clean-up
+    (which terminates a worker that does not stop in time) still works.  Python and numpy are
+    seeded from the worker's torch seed (itself drawn from :func:`loader_seed`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def on_term(signum, frame):  # noqa: ARG001
+        if release is not None and release.is_set():
+            os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
     worker_seed = torch.initial_seed() % 2**32
     random.seed(worker_seed)
     np.random.seed(worker_seed)
