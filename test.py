@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable,
                                          evaluate_folder, write_metrics)
     from xinggan.metrics.weights import MetricWeights
+    from xinggan.precision import PrecisionError, resolve_amp
     from xinggan.training import pick_device
 
     out = Path(args.out)
@@ -67,11 +68,13 @@ def main(argv=None) -> int:
         dataset = PairDataset.from_config(cfg.data, "test")
         images = out / "images"
         if not args.skip_generation:
+            amp_dtype, precision = resolve_amp(cfg.eval.amp, device)
+            print(f"eval.amp={cfg.eval.amp}: {precision}", flush=True)
             generator = load_generator(args.checkpoint, device=device)
             n = generate_pairs(generator, dataset, images, batch_size=cfg.eval.batch_size,
                                device=device, max_pairs=cfg.eval.max_pairs,
                                progress=not args.no_progress, grid_path=out / "grid.png",
-                               num_workers=cfg.data.num_workers)
+                               num_workers=cfg.data.num_workers, amp_dtype=amp_dtype)
             print(f"wrote {n} images to {images}")
         root = Path(cfg.data.root)
         pairs_csv = Path(dataset.pairs_path)
@@ -103,7 +106,7 @@ def main(argv=None) -> int:
         results["allow_missing_metrics"] = cfg.eval.allow_missing_metrics
         write_metrics(results, out / "metrics.json", out / "metrics.md")
     except (CheckpointError, ConfigError, DataError, MetricUnavailable, EvaluationInputError,
-            FileNotFoundError) as exc:
+            PrecisionError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=1))

@@ -2,7 +2,7 @@
 
     python scripts/benchmark.py [--quick] [--datasets market,deepfashion]
                                 [--models xinggan,xingganpp] [--batches 1,8] [--repeats 7]
-                                [--threads 2] [--out benchmarks/benchmark]
+                                [--amp off,bf16] [--threads 2] [--out benchmarks/benchmark]
 
 Measured on whatever device is present (CUDA if available, else CPU with ``--threads``
 threads and denormals flushed to zero, as ``train.py`` runs).  For each dataset x model x batch it records, each as the median and spread
@@ -25,12 +25,22 @@ threads and denormals flushed to zero, as ``train.py`` runs).  For each dataset 
   affects both alike: the side-by-side reference;
 - every attention implementation (``auto`` as configured, plus ``sdpa``/``chunked`` and
   ``reference``) on the first batch size;
-- on GPU, AMP off / bf16 for ``g_eval``, ``g_train`` and ``iteration``, and for ``auto``
-  which fused SDPA kernels PyTorch reported for each attention shape (``auto`` runs ``chunked``
-  where there is none, rather than SDPA's math path with its N x N maps).
+- AMP (``--amp``; default ``off,bf16`` on GPU, and on a CPU where
+  :func:`xinggan.precision.resolve_amp` ``auto`` picks bf16, i.e. one with AMX-BF16 or
+  AVX512-BF16; ``off`` alone on other CPUs, whose bf16 is emulated): on CPU the AMP settings
+  of one dataset x model x batch are timed together, interleaved with each other and with the
+  released fp32 pass (ours bf16, ours fp32, released, ours bf16, ...), for ``g_eval``,
+  ``g_train`` and ``iteration``. Each non-fp32 row also records its ``deviation`` from our
+  fp32 output on the same weights and inputs: max and mean absolute difference of the eval
+  output (range [-1, 1]), and the mean SSIM (PATN setting, uint8) of the reduced-precision
+  images against the fp32 images of a small generated set (``--deviation-pairs`` inputs);
+- on GPU, for ``auto``, which fused SDPA kernels PyTorch reported for each attention shape
+  (``auto`` runs ``chunked`` where there is none, rather than SDPA's math path with its N x N
+  maps).
 
 Results go to ``<out>.json`` and ``<out>.md`` with the machine, versions and commit.
 ``--quick`` runs a reduced matrix (Market, batch 1, 2 repeats) in a couple of minutes on CPU.
+``--datasets toy`` times the CPU demo's network (``configs/toy.yaml``, 64 x 32).
 """
 from __future__ import annotations
 
@@ -57,6 +67,7 @@ CONFIGS = {
     ("deepfashion", "xinggan"): "configs/deepfashion.yaml",
     ("market", "xingganpp"): "configs/market_xingganpp.yaml",
     ("deepfashion", "xingganpp"): "configs/deepfashion_xingganpp.yaml",
+    ("toy", "xinggan"): "configs/toy.yaml",
 }
 
 # The reference code's cost (XINGGAN.md, Cost: CPU, 2 threads, median of 7 runs).
@@ -88,7 +99,12 @@ def timed(fn, device: torch.device, repeats: int, warmup: int = 1) -> dict:
 
 
 def inputs(cfg, batch: int, device: torch.device):
-    g = torch.Generator().manual_seed(0)
+    return seeded_inputs(cfg, batch, device, 0)
+
+
+def seeded_inputs(cfg, batch: int, device: torch.device, seed: int):
+    """Random image / pose / target tensors of the config's size, from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
     h, w = cfg.data.height, cfg.data.width
     image = torch.rand(batch, 3, h, w, generator=g) * 2 - 1
     pose = torch.rand(batch, 18, h, w, generator=g)
@@ -101,9 +117,14 @@ def load(path: str, overrides: list[str]):
     return load_config(REPO / path, overrides)
 
 
-def timed_interleaved(fns: dict, device: torch.device, repeats: int, warmup: int = 1) -> dict:
+WARMUP = 1  # untimed runs before the timed ones (--warmup)
+
+
+def timed_interleaved(fns: dict, device: torch.device, repeats: int,
+                      warmup: int | None = None) -> dict:
     """Like :func:`timed` for several callables, run in turn (a, b, a, b, ...), so that a
     machine whose speed drifts (a shared or throttled host) affects them alike."""
+    warmup = WARMUP if warmup is None else warmup
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -119,33 +140,39 @@ def timed_interleaved(fns: dict, device: torch.device, repeats: int, warmup: int
                    "runs": len(t)} for name, t in times.items()}
 
 
-def bench_generator(cfg, batch: int, device: torch.device, repeats: int, amp: str,
-                    released: bool = False) -> dict:
-    """``g_eval`` and ``g_train`` of our generator; with ``released``, the literal released
-    forward pass on the same weights and inputs too, interleaved with ours."""
-    from xinggan.models import build_generator
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+
+def bench_generator(cfg, batch: int, device: torch.device, repeats: int, amps,
+                    released: bool = False, deviation_pairs: int = 0) -> dict:
+    """``g_eval`` and ``g_train`` of our generator under each AMP setting of ``amps`` (a name
+    or a list), timed interleaved; with ``released``, the literal released forward pass (fp32)
+    on the same weights and inputs too, interleaved with ours. Returns ``{amp: {...}}`` (plus
+    ``"released"``); each non-``off`` entry has its ``deviation`` from fp32."""
+    from xinggan.models import build_generator
+    from xinggan.precision import autocast
+
+    amps = [amps] if isinstance(amps, str) else list(amps)
     torch.manual_seed(0)
     generator = build_generator(cfg).to(device)
     image, pose, pose2, target = inputs(cfg, batch, device)
-    dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
-    def ctx():
-        if dtype is None:
-            return torch.autocast(device.type, enabled=False)
-        return torch.autocast(device.type, dtype=dtype)
+    def eval_step(dtype):
+        def step():
+            with torch.no_grad(), autocast(device, dtype):
+                return generator(image, pose, pose2)
+        return step
 
-    def eval_step():
-        with torch.no_grad(), ctx():
-            generator(image, pose, pose2)
+    def train_step(dtype):
+        def step():
+            generator.zero_grad(set_to_none=True)
+            with autocast(device, dtype):
+                out = generator(image, pose, pose2)
+            (out.float() - target).abs().mean().backward()
+        return step
 
-    def train_step():
-        generator.zero_grad(set_to_none=True)
-        with ctx():
-            out = generator(image, pose, pose2)
-        (out.float() - target).abs().mean().backward()
-
-    evals, trains = {"ours": eval_step}, {"ours": train_step}
+    evals = {amp: eval_step(AMP_DTYPES[amp]) for amp in amps}
+    trains = {amp: train_step(AMP_DTYPES[amp]) for amp in amps}
     if released:
         sd = official_weights(cfg, device)
         params = [v for v in sd.values() if v.requires_grad]
@@ -164,42 +191,92 @@ def bench_generator(cfg, batch: int, device: torch.device, repeats: int, amp: st
 
     generator.eval()
     ev = timed_interleaved(evals, device, repeats)
+    out: dict = {}
+    for amp in amps:
+        out[amp] = {"g_eval": {**ev[amp], "images_per_s": batch / ev[amp]["median_s"]}}
+        if amp != "off":
+            out[amp]["deviation"] = deviation(generator, cfg, batch, device, AMP_DTYPES[amp],
+                                              deviation_pairs)
     generator.train()
     tr = timed_interleaved(trains, device, repeats)
-    out = {"g_eval": {**ev["ours"], "images_per_s": batch / ev["ours"]["median_s"]},
-           "g_train": {**tr["ours"], "images_per_s": batch / tr["ours"]["median_s"]}}
+    for amp in amps:
+        out[amp]["g_train"] = {**tr[amp], "images_per_s": batch / tr[amp]["median_s"]}
     if released:
         out["released"] = {
             "g_eval": {**ev["released"], "images_per_s": batch / ev["released"]["median_s"]},
             "g_train": {**tr["released"], "images_per_s": batch / tr["released"]["median_s"]}}
     if device.type == "cuda":  # one more step of ours alone for its peak
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        train_step()
-        torch.cuda.synchronize(device)
-        out["peak_memory_gb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**30
+        for amp in amps:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            trains[amp]()
+            torch.cuda.synchronize(device)
+            out[amp]["peak_memory_gb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**30
     return out
 
 
-def bench_iteration(cfg, batch: int, device: torch.device, repeats: int, amp: str) -> dict:
+@torch.no_grad()
+def deviation(generator, cfg, batch: int, device: torch.device, dtype, pairs: int) -> dict:
+    """How far the eval output under autocast ``dtype`` is from fp32 on the same inputs: max
+    and mean abs over the timed batch, and over ``pairs`` further seeded inputs (at least the
+    batch) the mean SSIM (PATN setting) of the uint8 images against the fp32 images."""
+    from xinggan.metrics.ssim import PATN_SSIM, ssim
+    from xinggan.precision import autocast
+    from xinggan.visualize import to_uint8
+
+    def both(image, pose, pose2):
+        with autocast(device, None):
+            ref = generator(image, pose, pose2).float()
+        with autocast(device, dtype):
+            low = generator(image, pose, pose2).float()
+        return ref, low
+
+    ref, low = both(*inputs(cfg, batch, device)[:3])
+    diff = (low - ref).abs()
+    result = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean())}
+    refs, lows, done, seed = [ref], [low], batch, 1
+    while done < pairs:
+        n = min(batch, pairs - done)
+        r, lo = both(*seeded_inputs(cfg, n, device, seed)[:3])
+        refs.append(r)
+        lows.append(lo)
+        done, seed = done + n, seed + 1
+    as_uint8 = [torch.from_numpy(to_uint8(torch.cat(t))).permute(0, 3, 1, 2)
+                for t in (lows, refs)]
+    scores = ssim(as_uint8[0], as_uint8[1], PATN_SSIM)
+    result.update({"ssim_vs_fp32": float(scores.mean()), "ssim_vs_fp32_min": float(scores.min()),
+                   "ssim_pairs": int(scores.numel())})
+    return result
+
+
+def bench_iteration(cfg, batch: int, device: torch.device, repeats: int, amps) -> dict:
+    """One full training iteration per AMP setting of ``amps`` (a name or a list), each its
+    own trainer from the same seed, timed interleaved; ``{amp: {...}}``."""
     from xinggan.training import Trainer
 
-    overrides = [f"train.batch_size={batch}", f"train.amp={amp}", "loss.vgg_weights=random",
-                 f"train.device={device}"]
-    cfg = cfg.replace(*overrides)
-    trainer = Trainer(cfg, "/nonexistent-benchmark-run", device=device, progress=False,
-                      tensorboard=False)
+    amps = [amps] if isinstance(amps, str) else list(amps)
     image, pose, pose2, target = inputs(cfg, batch, device)
     batch_dict = {"source_image": image, "source_pose": pose, "target_pose": pose2,
                   "target_image": target}
+    steps = {}
+    for amp in amps:
+        overrides = [f"train.batch_size={batch}", f"train.amp={amp}", "loss.vgg_weights=random",
+                     f"train.device={device}"]
+        trainer = Trainer(cfg.replace(*overrides), "/nonexistent-benchmark-run", device=device,
+                          progress=False, tensorboard=False)
+        steps[amp] = (lambda t: lambda: t.train_step(batch_dict))(trainer)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    res = timed(lambda: trainer.train_step(batch_dict), device, repeats)
-    res["images_per_s"] = batch / res["median_s"]
-    if device.type == "cuda":
-        res["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-    return res
+    times = timed_interleaved(steps, device, repeats)
+    out = {}
+    for amp in amps:
+        res = dict(times[amp])
+        res["images_per_s"] = batch / res["median_s"]
+        if device.type == "cuda" and len(amps) == 1:
+            res["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        out[amp] = res
+    return out
 
 
 def schedule_projection(cfg, batch: int, seconds_per_iteration: float) -> dict | None:
@@ -352,6 +429,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['dataset']} | {r['model']} | {r['batch']} | {r['amp']} | "
                          f"{k['q']} / {k['k']} / {k['v']} | {k['dtype']} | {k['grad']} | "
                          f"{', '.join(k['kernels']) or 'none: chunked'} |")
+    lines += amp_section(results["rows"])
     side = [r for r in results["rows"] if r.get("released")]
     if side:
         lines += ["", "## Side by side with the released forward pass (XingGAN, same machine)",
@@ -381,6 +459,57 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _x(fast: dict | None, slow: dict | None) -> str:
+    """How many times faster ``fast`` is than ``slow`` (medians)."""
+    if not fast or not slow:
+        return "-"
+    return f"x{slow['median_s'] / fast['median_s']:.2f}"
+
+
+def amp_section(rows: list) -> list[str]:
+    """Reduced precision beside our fp32 and the released fp32 pass, from the same run."""
+    fp32 = {(r["dataset"], r["model"], r["batch"], r["attention"]): r for r in rows
+            if r["amp"] == "off"}
+    amp_rows = [(r, fp32.get((r["dataset"], r["model"], r["batch"], r["attention"])))
+                for r in rows if r["amp"] != "off"]
+    if not amp_rows:
+        return []
+    lines = ["", "## Reduced precision beside fp32 (same run, interleaved on CPU)", "",
+             "Seconds (median). (xN): how many times faster the AMP row is than our fp32 / "
+             "than the released fp32 pass. Deviation: the AMP eval output against our fp32 "
+             "output on the same weights and inputs (range [-1, 1]), and the mean (min) SSIM of "
+             "the AMP images against the fp32 images of a small generated set.", "",
+             "| dataset | model | batch | amp | G eval amp / fp32 / released | G fwd+bwd amp / "
+             "fp32 / released | iteration amp / fp32 | max abs | mean abs | SSIM vs fp32 "
+             "(pairs) |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def secs(v):
+        return f"{v['median_s']:.3f}" if v else "-"
+
+    for r, f in amp_rows:
+        f = f or {}
+        rel = f.get("released") or {}
+
+        def cell(key):
+            a, b, c = r.get(key), f.get(key), rel.get(key)
+            text = f"{secs(a)} / {secs(b)}"
+            if key != "iteration":
+                text += f" / {secs(c)}"
+            text += f" ({_x(a, b)}"
+            if key != "iteration" and c:
+                text += f", {_x(a, c)}"
+            return text + ")"
+
+        dev = r.get("deviation") or {}
+        ssim_cell = (f"{dev['ssim_vs_fp32']:.4f} ({dev['ssim_vs_fp32_min']:.4f}; "
+                     f"{dev['ssim_pairs']})" if dev else "-")
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['batch']} | {r['amp']} | "
+                     f"{cell('g_eval')} | {cell('g_train')} | {cell('iteration')} | "
+                     f"{dev.get('max_abs', float('nan')):.4f} | "
+                     f"{dev.get('mean_abs', float('nan')):.5f} | {ssim_cell} |")
+    return lines
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--memory-child"]:
@@ -404,11 +533,18 @@ def main(argv=None) -> int:
                    help="attention implementations to time on the first batch (default: auto "
                         "and the two it does not resolve to)")
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed runs before the timed ones (0: for very slow settings)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-iteration", action="store_true", help="skip the full training iteration")
     p.add_argument("--no-memory", action="store_true", help="skip the CPU peak-memory subprocess")
     p.add_argument("--no-released", action="store_true",
                    help="skip the side-by-side released forward pass")
+    p.add_argument("--amp", default=None,
+                   help="AMP settings, comma-separated from off,bf16,fp16 (default: off,bf16 on "
+                        "GPU and on CPUs with native bf16 units, else off)")
+    p.add_argument("--deviation-pairs", type=int, default=16,
+                   help="generated inputs for the SSIM of the AMP images against fp32")
     p.add_argument("--out", default="benchmarks/benchmark")
     args = p.parse_args(argv)
 
@@ -423,23 +559,46 @@ def main(argv=None) -> int:
     default_impls = "auto,sdpa,reference" if device.type == "cpu" else "auto,chunked,reference"
     impls = (args.attention or default_impls).split(",")
     repeats = args.repeats
-    amps = ["off", "bf16"] if device.type == "cuda" else ["off"]
+    global WARMUP
+    WARMUP = args.warmup
+    if args.amp:
+        amps = args.amp.split(",")
+        unknown = [a for a in amps if a not in AMP_DTYPES]
+        if unknown:
+            p.error(f"--amp: unknown setting(s) {', '.join(unknown)}; choose from off, bf16, fp16")
+        if "fp16" in amps and device.type != "cuda":
+            p.error("--amp: fp16 needs a CUDA device")
+    else:
+        from xinggan.precision import resolve_amp
+
+        auto_dtype, line = resolve_amp("auto", device)
+        amps = ["off", "bf16"] if auto_dtype is not None else ["off"]
+        if device.type == "cpu" and auto_dtype is None:
+            print(f"AMP rows: off only; {line}. Pass --amp bf16,off to time the emulated bf16 "
+                  "path anyway", flush=True)
     if args.quick:
         datasets, models, batches, repeats = ["market"], ["xinggan"], [1], 2
         impls = ["auto", "sdpa"]
     rows = []
     from tqdm import tqdm
 
+    # On CPU the AMP settings of a setting are timed together, interleaved; on GPU one at a
+    # time (each row its own CUDA peak memory).
+    groups = [tuple(amps)] if device.type == "cpu" else [(amp,) for amp in amps]
     plan = []
     for ds in datasets:
         for model in models:
             for bi, batch in enumerate(batches):
-                for amp in amps:
-                    for impl in (impls if bi == 0 and amp == "off" else impls[:1]):
-                        plan.append((ds, model, batch, amp, impl))
+                for group in groups:
+                    for impl in impls if bi == 0 else impls[:1]:
+                        if impl != impls[0]:  # other attention implementations: fp32 only
+                            if "off" not in group:
+                                continue
+                            group = ("off",)
+                        plan.append((ds, model, batch, group, impl))
     released_done = set()
     results = {"machine": machine(), "device": str(device), "quick": args.quick,
-               "repeats": repeats, "command": "python scripts/benchmark.py " + " ".join(argv),
+               "repeats": repeats, "warmup": args.warmup, "command": "python scripts/benchmark.py " + " ".join(argv),
                "memory_method": ("CUDA max allocated during G fwd+bwd" if device.type == "cuda"
                                  else "rise of the peak RSS over one G fwd+bwd in a fresh "
                                  "process (VmHWM reset just before the step)"),
@@ -452,19 +611,20 @@ def main(argv=None) -> int:
         out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
         out.with_suffix(".md").write_text(markdown(results))
 
-    for ds, model, batch, amp, impl in tqdm(plan, desc="benchmark", unit="setting"):
+    for ds, model, batch, group, impl in tqdm(plan, desc="benchmark", unit="setting"):
         config = CONFIGS[(ds, model)]
         overrides = [f"model.generator.attention_impl={impl}"]
         cfg = load(config, overrides)
-        row = {"dataset": ds, "model": model, "batch": batch, "amp": amp, "attention": impl,
-               "config": config}
-        with_released = (model == "xinggan" and amp == "off" and not args.no_released
+        group_rows = {amp: {"dataset": ds, "model": model, "batch": batch, "amp": amp,
+                            "attention": impl, "config": config} for amp in group}
+        with_released = (model == "xinggan" and "off" in group and not args.no_released
                          and (ds, batch) not in released_done)
         if device.type == "cuda":
             sdpa_kernel_report()  # start this row's record afresh
-        # CPU peak memory first, in subprocesses, while this process holds little
+        # CPU peak memory first (fp32), in subprocesses, while this process holds little
         released_peak = None
-        if device.type == "cpu" and not args.no_memory:
+        if device.type == "cpu" and not args.no_memory and "off" in group:
+            row = group_rows["off"]
             release_freed_memory()
             try:
                 row["peak_memory_gb"] = cpu_peak_rise(config, overrides, batch,
@@ -475,27 +635,36 @@ def main(argv=None) -> int:
             except RuntimeError as exc:  # e.g. the subprocess ran out of memory
                 row["memory_error"] = str(exc)[:200]
         try:
-            row.update(bench_generator(cfg, batch, device, repeats, amp, with_released))
-            if released_peak is not None:
-                row["released"]["peak_memory_gb"] = released_peak
+            measured = bench_generator(cfg, batch, device, repeats, list(group), with_released,
+                                       args.deviation_pairs)
+            for amp in group:
+                group_rows[amp].update(measured[amp])
             if with_released:
+                group_rows["off"]["released"] = measured["released"]
+                if released_peak is not None:
+                    group_rows["off"]["released"]["peak_memory_gb"] = released_peak
                 released_done.add((ds, batch))
             if not args.no_iteration and impl == impls[0]:
-                it = bench_iteration(cfg, batch, device, max(1, repeats // 2), amp)
-                projection = schedule_projection(cfg, batch, it["median_s"])
-                if projection:
-                    it["projected"] = projection
-                row["iteration"] = it
+                its = bench_iteration(cfg, batch, device, max(1, repeats // 2), list(group))
+                for amp, it in its.items():
+                    projection = schedule_projection(cfg, batch, it["median_s"])
+                    if projection:
+                        it["projected"] = projection
+                    group_rows[amp]["iteration"] = it
             if device.type == "cuda" and impl == "auto":
-                row["sdpa_kernels"] = sdpa_kernel_report()
+                group_rows[group[0]]["sdpa_kernels"] = sdpa_kernel_report()
         except (RuntimeError, MemoryError) as exc:  # e.g. out of memory: record and go on
-            row["error"] = str(exc).splitlines()[0][:200]
-        if device.type == "cpu" and model == "xinggan" and amp == "off":
-            row["reference"] = REFERENCE_CPU.get((ds, batch))
-        rows.append(row)
+            for row in group_rows.values():
+                row["error"] = str(exc).splitlines()[0][:200]
+        for amp, row in group_rows.items():
+            if device.type == "cpu" and model == "xinggan" and amp == "off":
+                row["reference"] = REFERENCE_CPU.get((ds, batch))
+            rows.append(row)
+            tqdm.write(json.dumps({k: (v["median_s"] if isinstance(v, dict) and "median_s" in v
+                                       else v)
+                                   for k, v in row.items()
+                                   if k not in ("reference", "released", "deviation")}))
         write(partial=True)  # a crash or a kill later keeps the rows measured so far
-        tqdm.write(json.dumps({k: (v["median_s"] if isinstance(v, dict) and "median_s" in v else v)
-                               for k, v in row.items() if k not in ("reference", "released")}))
     write(partial=False)
     print(markdown(results))
     return 0

@@ -66,3 +66,47 @@ def test_schedule_projection_and_gpu_sections_of_the_report():
                                          "commit": "c"},
                              "rows": [{**row, "iteration": cell, "sdpa_kernels": []}]})
     assert "Full training schedule" not in cpu_md and "Fused SDPA" not in cpu_md
+
+
+def test_amp_rows_are_timed_with_fp32_and_the_released_pass(tmp_path):
+    """``--amp bf16,off`` on CPU: one bf16 and one fp32 row from the same interleaved run, the
+    released pass beside the fp32 row, and the bf16 row's deviation from fp32."""
+    out = tmp_path / "amp"
+    run = subprocess.run([sys.executable, "scripts/benchmark.py", "--datasets", "toy",
+                          "--models", "xinggan", "--batches", "1", "--amp", "bf16,off",
+                          "--repeats", "1", "--warmup", "0", "--no-memory", "--no-iteration",
+                          "--attention", "auto", "--deviation-pairs", "3", "--out", str(out)],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads(out.with_suffix(".json").read_text())
+    rows = results["rows"]
+    assert [(r["dataset"], r["amp"]) for r in rows] == [("toy", "bf16"), ("toy", "off")]
+    bf16, fp32 = rows
+    for row in rows:
+        assert "error" not in row, row
+        assert row["g_eval"]["runs"] == 1 and row["g_train"]["median_s"] > 0
+    assert "released" in fp32 and "released" not in bf16
+    dev = bf16["deviation"]
+    assert dev["ssim_pairs"] == 3 and 0 < dev["ssim_vs_fp32_min"] <= dev["ssim_vs_fp32"] <= 1
+    assert 0 <= dev["mean_abs"] <= dev["max_abs"] <= 2
+    assert "deviation" not in fp32
+    md = out.with_suffix(".md").read_text()
+    assert "## Reduced precision beside fp32" in md and "| toy | xinggan | 1 | bf16 |" in md
+
+
+def test_amp_section_of_the_report():
+    bench = _benchmark_module()
+    cell = lambda s: {"median_s": s, "min_s": s, "max_s": s, "images_per_s": 1 / s}  # noqa: E731
+    base = {"dataset": "market", "model": "xinggan", "batch": 8, "attention": "auto"}
+    fp32 = {**base, "amp": "off", "g_eval": cell(2.0), "g_train": cell(6.0),
+            "iteration": cell(8.0), "released": {"g_eval": cell(2.5), "g_train": cell(7.5)}}
+    bf16 = {**base, "amp": "bf16", "g_eval": cell(0.5), "g_train": cell(2.0),
+            "iteration": cell(4.0), "deviation": {"max_abs": 0.047, "mean_abs": 0.0072,
+                                                  "ssim_vs_fp32": 0.99, "ssim_vs_fp32_min": 0.98,
+                                                  "ssim_pairs": 16}}
+    lines = bench.amp_section([bf16, fp32])
+    row = [line for line in lines if line.startswith("| market")]
+    assert row == ["| market | xinggan | 8 | bf16 | 0.500 / 2.000 / 2.500 (x4.00, x5.00) | "
+                   "2.000 / 6.000 / 7.500 (x3.00, x3.75) | 4.000 / 8.000 (x2.00) | 0.0470 | "
+                   "0.00720 | 0.9900 (0.9800; 16) |"]
+    assert bench.amp_section([fp32]) == []

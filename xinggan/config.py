@@ -154,6 +154,10 @@ class EvalConfig:
     # false: a metric of the protocol that cannot run here fails test.py (after writing the others)
     allow_missing_metrics: bool = False
     max_pairs: int = 0  # 0: every test pair
+    # Precision of generation in test.py (xinggan.precision.resolve_amp): off (float32, the
+    # papers' protocol), bf16, fp16 (CUDA only) or auto (bf16 where the hardware has native
+    # bf16 units, else float32). Scoring always runs in float32.
+    amp: Literal["off", "bf16", "fp16", "auto"] = "off"
 
 
 @dataclass(frozen=True)
