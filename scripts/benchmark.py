@@ -10,7 +10,7 @@ threads and denormals flushed to zero, as ``train.py`` runs).  For each dataset 
 
 - ``g_eval``: generator forward in eval mode (seconds, images/s);
 - ``g_train``: generator forward + backward of an L1 loss in train mode, the setting of the
-  reference cost table (``XINGGAN.md``, Cost);
+  reference cost table (``docs/architecture.md``, Reference cost);
 - ``iteration``: one full training iteration (G step + both D steps + losses), with its CUDA
   peak memory, and, at the config's own batch size, the projected hours of the config's whole
   schedule (``train.iterations``: 37,500 for DeepFashion, 87,500 for Market);
@@ -60,7 +60,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from xinggan.config import load_config  # noqa: E402
-from xinggan.memory import measure_in_fresh_process, release_freed_memory  # noqa: E402
+from scripts.memory_probe import measure_in_fresh_process, release_freed_memory  # noqa: E402
 
 CONFIGS = {
     ("market", "xinggan"): "configs/market.yaml",
@@ -70,7 +70,7 @@ CONFIGS = {
     ("toy", "xinggan"): "configs/toy.yaml",
 }
 
-# The reference code's cost (XINGGAN.md, Cost: CPU, 2 threads, median of 7 runs).
+# The released code's cost (docs/architecture.md, Reference cost: CPU, 2 threads, median of 7 runs).
 REFERENCE_CPU = {
     ("market", 1): {"g_eval": 0.238, "g_train": 0.850, "peak_gb": 0.50},
     ("market", 8): {"g_eval": 1.84, "g_train": 6.13, "peak_gb": 2.5},
@@ -339,7 +339,7 @@ def memory_child(config: str, overrides: list[str], batch: int, released: bool) 
     else:
         torch.manual_seed(0)
         forward = build_generator(cfg).train()
-    from xinggan.memory import peak_rss_over
+    from scripts.memory_probe import peak_rss_over
 
     def step():
         (forward(image, pose, pose2) - target).abs().mean().backward()
@@ -436,9 +436,9 @@ def markdown(results: dict) -> str:
                   "",
                   "`released`: the literal released forward (`xinggan/official/released.py`, N x N "
                   "maps materialised) on the same weights and inputs, timed by the same loop. "
-                  "`XINGGAN.md`: the reference table of the spec, for comparison.", "",
+                  "`reference`: the released code's cost table (`docs/architecture.md`, Reference cost), for comparison.", "",
                   "| dataset | batch | attention | G eval ours / released s | G fwd+bwd ours / "
-                  "released s | peak GB ours / released | XINGGAN.md eval / fwd+bwd / peak |",
+                  "released s | peak GB ours / released | reference eval / fwd+bwd / peak |",
                   "|---|---|---|---|---|---|---|"]
         for r in side:
             rel = r["released"]

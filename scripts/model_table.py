@@ -143,7 +143,7 @@ def cpu_memory_child(config: str, overlay: Optional[str]) -> dict:
     generator = build(cfg)[0]
     device = torch.device("cpu")
     generator_inputs(cfg, device)  # import and allocate everything but the step itself
-    from xinggan.memory import peak_rss_over
+    from scripts.memory_probe import peak_rss_over
 
     res = peak_rss_over(lambda: training_step(generator, cfg, device))
     return {"peak_mb": res["peak_kb"] / 1024, "rise_mb": res["rise_kb"] / 1024,
@@ -151,7 +151,7 @@ def cpu_memory_child(config: str, overlay: Optional[str]) -> dict:
 
 
 def cpu_peak_memory(config: str, overlay: Optional[str]) -> dict:
-    from xinggan.memory import measure_in_fresh_process
+    from scripts.memory_probe import measure_in_fresh_process
 
     return measure_in_fresh_process(Path(__file__).resolve(),
                                     ["--memory-child", config, *([overlay] if overlay else [])])

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from xinggan import precision
 from xinggan.config import load_config
-from xinggan.models.attention import ChunkedAttention, dot_product_attention
+from xinggan.ops.attention import ChunkedAttention, dot_product_attention
 from xinggan.models.layers import ReflectPadConv2d, ReLUDropout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -298,9 +297,6 @@ def test_eval_amp_is_a_checked_config_key():
 # -- XingGAN++ enhanced attention --------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="CPU autocast does not list softmax among its float32 "
-                   "ops, so EnhancedAttention's key softmax runs in bf16 on CPU (CUDA autocast "
-                   "runs it in float32); to pass once that softmax asks for dtype=float32")
 def test_enhanced_attention_softmax_runs_in_float32_under_cpu_autocast():
     from xinggan.models.enhanced_attention import EnhancedAttention
 

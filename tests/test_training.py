@@ -290,3 +290,16 @@ def test_bf16_autocast_training_runs_on_cpu(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         Trainer(tiny_config(tiny_data, **{"train.amp": "fp16"}), tmp_path / "fp16",
                 progress=False, tensorboard=False)
+
+
+def test_amp_auto_says_what_it_chose(tiny_data, tmp_path):
+    """``train.amp=auto`` picks bf16 only where the device has native bf16 units, and one
+    line, kept in the run folder, says which precision runs."""
+    from xinggan.precision import resolve_amp
+
+    cfg = tiny_config(tiny_data, **{"train.amp": "auto", "train.iterations": 1})
+    trainer = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    expected_dtype, line = resolve_amp("auto", "cpu")
+    assert trainer.amp_dtype is expected_dtype
+    trainer.fit()
+    assert (tmp_path / "notices.txt").read_text().splitlines() == [f"train.amp=auto: {line}"]

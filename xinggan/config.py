@@ -132,7 +132,9 @@ class TrainConfig:
     log_every: int = 50
     image_every: int = 0  # image grids to TensorBoard; 0: at every checkpoint
     grid_pairs: int = 8
-    amp: Literal["off", "bf16", "fp16"] = "off"
+    # off | bf16 | fp16 (CUDA, with a grad scaler) | auto: bf16 where the device has native bf16
+    # units, else float32 (xinggan.precision.resolve_amp; one line at start says which)
+    amp: Literal["off", "bf16", "fp16", "auto"] = "off"
     compile: bool = False
     channels_last: bool = False
     sync_batchnorm: bool = False

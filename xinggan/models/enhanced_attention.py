@@ -142,5 +142,7 @@ class EnhancedAttention(nn.Module):
             (W, Nq, dv): ``softmax_keys(C') V`` with ``C = Q K^T`` unscaled, as released.
         """
         correlation = torch.bmm(query, key.transpose(1, 2))  # (W, Nq, Nk)
-        attention = torch.softmax(self.refine(correlation), dim=-1)
-        return torch.bmm(attention, value)
+        # float32 softmax under autocast on every device (CUDA autocast does this by itself,
+        # CPU autocast would run it in bfloat16); a no-op in float32
+        attention = torch.softmax(self.refine(correlation), dim=-1, dtype=torch.float32)
+        return torch.bmm(attention.to(value.dtype), value)

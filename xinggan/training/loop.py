@@ -95,13 +95,18 @@ class Trainer:
                 f"train.batch_size: the global batch {cfg.train.batch_size} is not divisible by "
                 f"the {world_size} processes")
         self.local_batch = cfg.train.batch_size // world_size
+        from xinggan.precision import PrecisionError, resolve_amp
+
         amp = cfg.train.amp
-        if amp == "fp16" and self.device.type != "cuda":  # bf16 autocast also runs on CPU
-            raise ConfigError(f"train.amp: fp16 needs a CUDA device (running on {self.device})")
         if amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError(f"train.amp: bf16 is not supported by {torch.cuda.get_device_name()}; "
                               "use fp16 or off")
-        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        try:  # bf16 autocast also runs on CPU; fp16 needs CUDA (its grad scaler)
+            self.amp_dtype, precision_line = resolve_amp(amp, self.device)
+        except PrecisionError as error:
+            raise ConfigError(f"train.amp: {error}") from None
+        if amp == "auto" or "emulated" in precision_line:
+            self.notice(f"train.amp={amp}: {precision_line}")
 
         # Identical initial weights on every rank (DDP would broadcast them anyway).
         torch.manual_seed(cfg.train.seed)
@@ -117,7 +122,7 @@ class Trainer:
         self.opt_g = self._adam(self.generator)
         self.opt_shape_d = self._adam(self.shape_d)
         self.opt_appearance_d = self._adam(self.appearance_d)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
         self.losses = build_losses(cfg).to(self.device)
         self.shape_pool, self.appearance_pool = build_image_pools(cfg)
 
@@ -209,7 +214,7 @@ class Trainer:
         self.notices.append(line)
         if self.is_main:
             print(f"note: {line}", file=sys.stderr)
-            if self.run_dir.is_dir():
+            if getattr(self, "_notices_to_file", False):  # else fit() writes it at start
                 with open(self.run_dir / "notices.txt", "a") as handle:
                     handle.write(line + "\n")
 
@@ -443,9 +448,10 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
             (self.run_dir / "versions.json").write_text(json.dumps(versions(), indent=1))
-            for line in self.notices:  # said before the run folder existed
+            for line in self.notices:  # said while setting up
                 with open(self.run_dir / "notices.txt", "a") as handle:
                     handle.write(line + "\n")
+            self._notices_to_file = True
             if self.use_tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
