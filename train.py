@@ -88,14 +88,10 @@ def clean_message(exc: BaseException) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from xinggan.config import ConfigError, load_config
+    from xinggan.config import ConfigError, load_config_or_exit
     from xinggan.training import Trainer, TrainingError, distributed_context, pick_device
 
-    try:
-        cfg = load_config(args.config, args.set)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config_or_exit(args.config, args.set)
     run_dir = Path(args.run_dir or Path("runs") / Path(args.config[0]).stem)
 
     if args.dry_run:

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import torch  # noqa: E402
 
 from xinggan.checkpoint import CheckpointError, save_checkpoint  # noqa: E402
-from xinggan.config import ConfigError, load_config  # noqa: E402
+from xinggan.config import load_config_or_exit  # noqa: E402
 from xinggan.models import build_discriminators, build_generator  # noqa: E402
 from xinggan.official.convert import (  # noqa: E402
     convert_official_state_dict,
@@ -46,11 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config_or_exit(args.config, args.overrides)
 
     sources = {"generator": args.generator,
                "shape_discriminator": args.shape_discriminator,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import io
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -479,6 +480,16 @@ def load_config(paths: Union[str, Path, Sequence[Union[str, Path]]] = (),
                 overrides: Iterable[str] = ()) -> Config:
     """Load YAML files (later ones overlay earlier ones) then ``key.path=value`` overrides."""
     return _load({}, {}, paths, overrides)
+
+
+def load_config_or_exit(paths, overrides: Iterable[str] = ()) -> Config:
+    """:func:`load_config` for command-line entry points: a bad config prints one
+    ``config error: ...`` line (file, line and key) and exits with status 2, no traceback."""
+    try:
+        return load_config(paths, overrides)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def overlay_config(base: Config, paths: Union[str, Path, Sequence[Union[str, Path]]] = (),

@@ -182,18 +182,16 @@ def toy_pose(identity: Identity, pose: str, rng: np.random.Generator,
             legs = {"r": (12 + j(3), 4 + j(2)), "l": (12 + j(3), 4 + j(2))}  # wide stance
 
     # In side views "forward" is the facing direction for both arms and legs.
-    for name, (shoulder, elbow, wrist, s) in {"r": (R_SHOULDER, R_ELBOW, R_WRIST, s_right),
-                                             "l": (L_SHOULDER, L_ELBOW, L_WRIST, s_left)}.items():
+    limbs = [  # (root, middle, end joints, side sign, angles, segment lengths): arms, then legs
+        (R_SHOULDER, R_ELBOW, R_WRIST, s_right, arms["r"], (upper_arm, forearm)),
+        (L_SHOULDER, L_ELBOW, L_WRIST, s_left, arms["l"], (upper_arm, forearm)),
+        (R_HIP, R_KNEE, R_ANKLE, s_right, legs["r"], (thigh, shin)),
+        (L_HIP, L_KNEE, L_ANKLE, s_left, legs["l"], (thigh, shin)),
+    ]
+    for root, middle, end, s, (a_first, a_second), (first, second) in limbs:
         sign = facing if side else s
-        a_upper, a_fore = arms[name]
-        put(elbow, kp[shoulder] + upper_arm * _direction(sign * a_upper))
-        put(wrist, kp[elbow] + forearm * _direction(sign * a_fore))
-    for name, (hip, knee, ankle, s) in {"r": (R_HIP, R_KNEE, R_ANKLE, s_right),
-                                       "l": (L_HIP, L_KNEE, L_ANKLE, s_left)}.items():
-        sign = facing if side else s
-        a_thigh, a_shin = legs[name]
-        put(knee, kp[hip] + thigh * _direction(sign * a_thigh))
-        put(ankle, kp[knee] + shin * _direction(sign * a_shin))
+        put(middle, kp[root] + first * _direction(sign * a_first))
+        put(end, kp[middle] + second * _direction(sign * a_second))
 
     centre = neck + [math.sin(math.radians(lean)) * head_up, -head_up]
     if view == "front":
