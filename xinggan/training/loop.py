@@ -90,6 +90,7 @@ class Trainer:
         self.use_tensorboard = tensorboard and self.is_main
         self.allow_world_size_change = allow_world_size_change
         self.notices: list[str] = []
+        self._probe_pending = False  # set by _compile on CUDA: see _probe_attention
         if cfg.train.batch_size % world_size:
             raise ConfigError(
                 f"train.batch_size: the global batch {cfg.train.batch_size} is not divisible by "
@@ -151,7 +152,6 @@ class Trainer:
 
         self.dataset = dataset
         self.iteration = 0
-        self._probe_pending = getattr(self, "_probe_pending", False)
         self._stop_signal: Optional[int] = None
         self._saving = False
         self._writer = None
