@@ -52,10 +52,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from xinggan.checkpoint import CheckpointError, load_checkpoint
     from xinggan.config import ConfigError
-    from xinggan.data import DataError, PairDataset
+    from xinggan.data import DataError, PairDataset, write_pairs
     from xinggan.inference import generate_pairs, load_generator
     from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable,
-                                         evaluate_folder, write_metrics)
+                                         evaluate_folder, report_missing_metrics, write_metrics)
     from xinggan.metrics.weights import MetricWeights
     from xinggan.precision import PrecisionError, resolve_amp
     from xinggan.training import pick_device
@@ -80,10 +80,9 @@ def main(argv=None) -> int:
         pairs_csv = Path(dataset.pairs_path)
         annotations_csv = Path(dataset.annotations_path)
         pairs_for_eval = pairs_csv
-        if cfg.eval.max_pairs:
+        if cfg.eval.max_pairs:  # the very pairs generate_pairs ran (the dataset's first ones)
             pairs_for_eval = out / "pairs-evaluated.csv"
-            lines = pairs_csv.read_text().splitlines()
-            pairs_for_eval.write_text("\n".join(lines[: cfg.eval.max_pairs + 1]) + "\n")
+            write_pairs(pairs_for_eval, dataset.pairs[: cfg.eval.max_pairs])
         results = evaluate_folder(
             cfg.eval.protocol, images, root / "test", pairs_for_eval, layout="stems",
             annotations_csv=annotations_csv,
@@ -110,14 +109,8 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=1))
-    missing = results["skipped"]
-    for metric, reason in missing.items():
-        print(f"{'skipped' if cfg.eval.allow_missing_metrics else 'error: cannot compute'} {metric}: {reason}",
-              file=sys.stdout if cfg.eval.allow_missing_metrics else sys.stderr)
-    if missing and not cfg.eval.allow_missing_metrics:
-        print(f"error: {len(missing)} metric(s) of protocol {cfg.eval.protocol} could not run "
-              f"({', '.join(missing)}); the others are in {out / 'metrics.json'}. Provide the files named "
-              f"above, or set eval.allow_missing_metrics=true to record them as skipped.", file=sys.stderr)
+    if report_missing_metrics(results, cfg.eval.allow_missing_metrics, out / "metrics.json",
+                              "set eval.allow_missing_metrics=true"):
         return 1
     return 0
 

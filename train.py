@@ -100,6 +100,11 @@ def main(argv=None) -> int:
         return 0
 
     rank, local_rank, world = distributed_context()
+    try:
+        pick_device(cfg.train.device, local_rank)  # a device that is not there: one line, exit 2
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
     if world > 1:
         import torch.distributed as dist
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from xinggan.metrics.evaluate import METRIC_LABELS  # noqa: E402
 from xinggan.metrics.protocols import PAPER_RESULTS, PROTOCOLS, TABLE_ORDER  # noqa: E402
 
-LABELS = {"ssim": "SSIM", "is": "IS", "mask_ssim": "mask-SSIM", "mask_is": "mask-IS", "pckh": "PCKh",
-          "fid": "FID", "lpips": "LPIPS", "mask_lpips": "mask-LPIPS", "psnr": "PSNR", "l1": "L1"}
+LABELS = METRIC_LABELS
 TABLE1 = (("market", ("ssim", "is", "mask_ssim", "mask_is", "pckh")), ("deepfashion", ("ssim", "is", "pckh")))
 TABLE1_PRESETS = {"patn-market": "market", "patn-deepfashion": "deepfashion"}
 DATASET_NAMES = {"market": "Market-1501", "deepfashion": "DeepFashion"}
@@ -35,7 +35,11 @@ class CompareError(ValueError):
 
 
 def load_run(argument: str) -> tuple[str, Path, dict]:
-    label, _, path_text = argument.rpartition("=") if "=" in argument else ("", "", argument)
+    # LABEL=PATH, unless the whole argument is an existing path (a folder may contain '=')
+    if Path(argument).exists() or "=" not in argument:
+        label, path_text = "", argument
+    else:
+        label, _, path_text = argument.partition("=")
     path = Path(path_text)
     if path.is_dir():
         path = path / "metrics.json"

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable, evaluate_folder,  # noqa: E402
-                                      format_table, write_metrics)
+                                      format_table, report_missing_metrics, write_metrics)
 from xinggan.metrics.layouts import LAYOUTS  # noqa: E402
 from xinggan.metrics.protocols import ALL_METRICS, PROTOCOLS  # noqa: E402
 from xinggan.metrics.weights import MetricWeights  # noqa: E402
@@ -114,14 +114,7 @@ def main(argv=None) -> int:
     write_metrics(results, out_json, out_md)
     print(format_table(results))
     print(f"wrote {out_json} and {out_md}")
-    missing = results["skipped"]
-    for metric, reason in missing.items():
-        print(f"{'skipped' if args.allow_missing else 'error: cannot compute'} {metric}: {reason}",
-              file=sys.stdout if args.allow_missing else sys.stderr)
-    if missing and not args.allow_missing:
-        print(f"error: {len(missing)} metric(s) of preset {args.protocol} could not run "
-              f"({', '.join(missing)}); the others are in {out_json}. Provide the files named above, or "
-              f"pass --allow-missing to record them as skipped.", file=sys.stderr)
+    if report_missing_metrics(results, bool(args.allow_missing), out_json, "pass --allow-missing"):
         return EXIT_MISSING
     return 0
 

@@ -174,3 +174,9 @@ def test_inputs_that_make_no_dataset(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "1 identities have two or more usable photos; at least two are needed" in err
     assert "Traceback" not in err
+    # an output folder that already holds files (an earlier run's) is refused, not mixed in
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "old.jpg").write_bytes(b"x")
+    assert script.main(["--images", str(one), "--out", str(used)], detector=detector) == 2
+    assert "the output folder is not empty" in capsys.readouterr().err

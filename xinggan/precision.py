@@ -92,6 +92,8 @@ def resolve_amp(request: str, device: Union[str, torch.device]) -> tuple[Optiona
                                  "use bf16, auto or off")
         return torch.float16, "precision: float16 autocast on cuda (amp fp16)"
     native, evidence = native_bf16(device)
+    if request == "bf16" and device.type == "cuda" and not native:
+        raise PrecisionError(f"amp bf16 is not supported by this GPU ({evidence}); use fp16 or off")
     if request == "bf16":
         if native:
             return torch.bfloat16, f"precision: bfloat16 autocast on {device.type} ({evidence})"

@@ -82,6 +82,8 @@ def prepare_custom(images: str | os.PathLike, out: str | os.PathLike, detector,
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     images, out = Path(images), Path(out)
+    if out.is_dir() and any(out.iterdir()):  # stale images of an earlier run would mix in
+        raise DataError(f"{out}: the output folder is not empty; give a new or empty folder")
     if not images.is_dir():
         raise DataError(f"{images}: folder not found")
     folders = sorted(p for p in images.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -62,7 +62,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 _SHOW = 5  # how many offending files an error lists
 _MASK_METRICS = ("mask_ssim", "mask_is", "mask_lpips")
-_LABELS = {"ssim": "SSIM", "is": "IS", "mask_ssim": "mask-SSIM", "mask_is": "mask-IS", "pckh": "PCKh",
+METRIC_LABELS = {"ssim": "SSIM", "is": "IS", "mask_ssim": "mask-SSIM", "mask_is": "mask-IS", "pckh": "PCKh",
            "fid": "FID", "lpips": "LPIPS", "mask_lpips": "mask-LPIPS", "psnr": "PSNR", "l1": "L1"}
 
 
@@ -526,7 +526,7 @@ def format_table(results: dict) -> str:
              if dataset in (None, paper_dataset)]
     shown = set(preset.default_metrics) | {m for m in ALL_METRICS if m in results}
     columns = [m for m in TABLE_ORDER if m in shown]
-    lines = ["| method | " + " | ".join(_LABELS[m] for m in columns) + " |",
+    lines = ["| method | " + " | ".join(METRIC_LABELS[m] for m in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for method, values in paper:
         cells = [f"{values[m]:g} ({name})" if m in values else "–" for m in columns]
@@ -556,6 +556,23 @@ def write_metrics(results: dict, out_json: Union[str, Path], out_md: Union[str, 
             "number belongs to."]
     if results.get("skipped"):
         text += ["", "Skipped metrics:"]
-        text += [f"- {_LABELS.get(m, m)}: {reason}" for m, reason in results["skipped"].items()]
+        text += [f"- {METRIC_LABELS.get(m, m)}: {reason}" for m, reason in results["skipped"].items()]
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text("\n".join(text) + "\n", encoding="utf-8")
+
+
+def report_missing_metrics(results: dict, allow_missing: bool, metrics_json, how_to_allow: str) -> bool:
+    """Print each metric of the preset that could not run (a note when ``allow_missing``, else an
+    error naming what to provide and ``how_to_allow``); True when that makes the run a failure."""
+    import sys
+
+    missing = results["skipped"]
+    for metric, reason in missing.items():
+        print(f"{'skipped' if allow_missing else 'error: cannot compute'} {metric}: {reason}",
+              file=sys.stdout if allow_missing else sys.stderr)
+    if missing and not allow_missing:
+        print(f"error: {len(missing)} metric(s) of preset {results.get('protocol', '')} could not run "
+              f"({', '.join(missing)}); the others are in {metrics_json}. Provide the files named "
+              f"above, or {how_to_allow} to record them as skipped.", file=sys.stderr)
+        return True
+    return False

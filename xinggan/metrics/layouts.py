@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..inference import PAIR_SEPARATOR
+
 __all__ = ["LAYOUTS", "Layout", "LayoutError", "PanelRef", "ResultSet", "infer_layout", "resolve_results",
            "strip_image_name", "STRIP_PANELS", "STRIP_TARGET_PANEL", "STRIP_GENERATED_PANEL"]
 
@@ -46,7 +48,7 @@ STRIP_PANELS = 5            # source | source pose | target | target pose | gene
 STRIP_TARGET_PANEL = 2
 STRIP_GENERATED_PANEL = 4
 _SHOW = 5
-SEPARATOR = "___"  # xinggan.inference.PAIR_SEPARATOR, the separator of the released code too
+SEPARATOR = PAIR_SEPARATOR  # ours, and the released code's
 
 
 class LayoutError(ValueError):

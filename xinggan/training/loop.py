@@ -22,7 +22,6 @@ one line says what runs instead, at start on rank 0, and the same lines go to
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -43,6 +42,7 @@ from torch.utils.data import DataLoader
 
 from xinggan.checkpoint import load_checkpoint, save_checkpoint
 from xinggan.config import Config, ConfigError, config_from_dict, save_config
+from xinggan.precision import PrecisionError, autocast, resolve_amp
 from xinggan.training.state import (gather_to_main, loader_seed, rng_state, seed_process,
                                     seed_worker, set_rng_state)
 from xinggan.training.step import GANParts, TrainingError, lr_factor, train_step
@@ -59,16 +59,15 @@ def distributed_context() -> tuple[int, int, int]:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``: CUDA when there is one, else the CPU; ``cuda``: this rank's GPU; or as named.
+    Asking for CUDA where there is none is a :class:`ConfigError`."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: no CUDA device is available here (use cpu or auto)")
     if name == "cuda":
         return torch.device(f"cuda:{local_rank}")
     return torch.device(name)
-
-
-def _plain(module: nn.Module) -> nn.Module:
-    module = getattr(module, "module", module)  # DistributedDataParallel
-    return getattr(module, "_orig_mod", module)  # torch.compile
 
 
 class Trainer:
@@ -96,12 +95,7 @@ class Trainer:
                 f"train.batch_size: the global batch {cfg.train.batch_size} is not divisible by "
                 f"the {world_size} processes")
         self.local_batch = cfg.train.batch_size // world_size
-        from xinggan.precision import PrecisionError, resolve_amp
-
         amp = cfg.train.amp
-        if amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ConfigError(f"train.amp: bf16 is not supported by {torch.cuda.get_device_name()}; "
-                              "use fp16 or off")
         try:  # bf16 autocast also runs on CPU; fp16 needs CUDA (its grad scaler)
             self.amp_dtype, precision_line = resolve_amp(amp, self.device)
         except PrecisionError as error:
@@ -164,9 +158,7 @@ class Trainer:
                                 weight_decay=o.weight_decay)
 
     def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
     def _compile(self, module: nn.Module) -> nn.Module:
         """``torch.compile(module)``; eager mode, with a notice, where Inductor cannot run.
@@ -518,7 +510,8 @@ class Trainer:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             if self._writer is not None:
-                self._writer.flush()
+                self._writer.close()
+                self._writer = None
         return {"iteration": self.iteration, "stopped": stopped, **last}
 
 
