@@ -59,6 +59,7 @@ def test_run_folders_with_equals_signs(tmp_path):
     """A run folder whose name holds '=' is taken whole; LABEL=PATH splits on the first '='."""
     compare = load_compare()
     run = write_run(tmp_path / "lr=2e-4" / "metrics.json", "patn-market", "market", ssim=0.3)
-    assert compare.load_run(str(run.parent))[0] == ""
+    label, path, _ = compare.load_run(str(run.parent))
+    assert label == "lr=2e-4" and path == run  # not label "…/lr", path "2e-4"
     label, path, _ = compare.load_run(f"mine={run.parent}")
     assert label == "mine" and path == run
