@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         if not args.skip_generation:
             amp_dtype, precision = resolve_amp(cfg.eval.amp, device)
             print(f"eval.amp={cfg.eval.amp}: {precision}", flush=True)
-            generator = load_generator(args.checkpoint, device=device)
+            generator = load_generator(args.checkpoint, device=device, state=state)
             n = generate_pairs(generator, dataset, images, batch_size=cfg.eval.batch_size,
                                device=device, max_pairs=cfg.eval.max_pairs,
                                progress=not args.no_progress, grid_path=out / "grid.png",

@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xinggan.metrics.evaluate import METRIC_LABELS  # noqa: E402
 from xinggan.metrics.protocols import PAPER_RESULTS, PROTOCOLS, TABLE_ORDER  # noqa: E402
 
-LABELS = METRIC_LABELS
 TABLE1 = (("market", ("ssim", "is", "mask_ssim", "mask_is", "pckh")), ("deepfashion", ("ssim", "is", "pckh")))
 TABLE1_PRESETS = {"patn-market": "market", "patn-deepfashion": "deepfashion"}
 DATASET_NAMES = {"market": "Market-1501", "deepfashion": "DeepFashion"}
@@ -67,7 +66,7 @@ def _cell(value) -> str:
 def table1(runs: list) -> list[str]:
     columns = [(dataset, metric) for dataset, metrics in TABLE1 for metric in metrics]
     lines = ["## XingGAN Table 1 (presets patn-market and patn-deepfashion)", "",
-             "| method | " + " | ".join(f"{DATASET_NAMES[d]} {LABELS[m]}" for d, m in columns) + " |",
+             "| method | " + " | ".join(f"{DATASET_NAMES[d]} {METRIC_LABELS[m]}" for d, m in columns) + " |",
              "|---|" + "---|" * len(columns)]
     paper: dict[str, dict] = {}
     for preset, dataset in TABLE1_PRESETS.items():
@@ -98,7 +97,7 @@ def other_table(preset: str, runs: list) -> list[str]:
     shown = [m for m in TABLE_ORDER if any(m in r for _, _, r in runs)
              or any(m in values for _, _, values in PAPER_RESULTS.get(preset, []))]
     lines = [f"## Preset {preset}", "", PROTOCOLS[preset].description if preset in PROTOCOLS else "", "",
-             "| method | dataset | " + " | ".join(LABELS[m] for m in shown) + " |",
+             "| method | dataset | " + " | ".join(METRIC_LABELS[m] for m in shown) + " |",
              "|---|---|" + "---|" * len(shown)]
     for method, dataset, values in PAPER_RESULTS.get(preset, []):
         cells = [f"{values[m]:g}" if m in values else "–" for m in shown]

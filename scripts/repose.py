@@ -64,8 +64,7 @@ def main(argv=None, detector=None) -> int:
     """Run the command; ``detector`` (an object with ``name`` and ``detect``) replaces --detector."""
     args = parse_args(argv)
     from xinggan.checkpoint import CheckpointError, load_checkpoint
-    from xinggan.config import ConfigError, config_from_dict
-    from xinggan.inference import load_generator
+    from xinggan.inference import embedded_config, load_generator
     from xinggan.keypoints import DetectorUnavailable, build_detector
     from xinggan.repose import (ModelFrame, frame_source, frame_target, generate, is_keypoint_spec,
                                 keypoints_from_spec, panel)
@@ -81,12 +80,8 @@ def main(argv=None, detector=None) -> int:
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
         return error(f"{out}: give an image file name (.png, .jpg, ...)", 2)
     try:
-        state = load_checkpoint(args.checkpoint)
-        try:
-            cfg = config_from_dict(state["config"], source=str(args.checkpoint))
-        except ConfigError as exc:
-            raise CheckpointError(f"{args.checkpoint}: invalid embedded config: {exc}") from None
-        del state
+        state = load_checkpoint(args.checkpoint)  # read once: config here, weights below
+        cfg = embedded_config(state, args.checkpoint)
         frame = ModelFrame.from_config(cfg, args.fill)
         print(f"model frame {frame.height} x {frame.width} (fill: {frame.fill}); float32 on {args.device}")
 
@@ -108,7 +103,7 @@ def main(argv=None, detector=None) -> int:
         target_kp = frame_target(target_kp, frame, args.target, args.as_is, args.min_joints, by)
 
         device = pick_device(args.device)
-        generator = load_generator(args.checkpoint, device=device)
+        generator = load_generator(args.checkpoint, device=device, state=state)
         result = generate(generator, frame, source_image, source_kp, target_kp, device)
     except (DataError, CheckpointError, DetectorUnavailable) as exc:
         return error(str(exc))

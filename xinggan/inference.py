@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Subset
 
 from xinggan.checkpoint import CheckpointError, load_checkpoint
 from xinggan.config import ConfigError, config_from_dict
+from xinggan.precision import autocast
 from xinggan.visualize import pair_grid, to_uint8
 
 PAIR_SEPARATOR = "___"
@@ -33,20 +34,29 @@ def result_stem(source_name: str, target_name: str) -> str:
     return f"{Path(source_name).stem}{PAIR_SEPARATOR}{Path(target_name).stem}"
 
 
-def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> nn.Module:
+def embedded_config(state: dict, path: Union[str, Path]):
+    """The resolved config a checkpoint (read from ``path``) carries; a :class:`CheckpointError`
+    naming the file when it is not a valid one."""
+    try:
+        return config_from_dict(state["config"], source=str(path))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: invalid embedded config: {exc}") from None
+
+
+def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
+                   state: Optional[dict] = None) -> nn.Module:
     """The generator of checkpoint ``path`` with its weights, on ``device``, in eval mode.
 
-    The file is read safely (tensors and plain values only).  A checkpoint whose weights do
-    not fit the network of its own config raises :class:`CheckpointError` listing the
+    The file is read safely (tensors and plain values only); a caller that has read it already
+    passes its contents as ``state``, so that it is not read twice.  A checkpoint whose weights
+    do not fit the network of its own config raises :class:`CheckpointError` listing the
     mismatches.
     """
     from xinggan.models import build_generator
 
-    state = load_checkpoint(path)
-    try:
-        cfg = config_from_dict(state["config"], source=str(path))
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: invalid embedded config: {exc}") from None
+    if state is None:
+        state = load_checkpoint(path)
+    cfg = embedded_config(state, path)
     with torch.device("meta"):  # shapes only: the checkpoint provides every value
         generator = build_generator(cfg)
     weights = state["generator"]
@@ -104,9 +114,7 @@ def generate_pairs(generator: torch.nn.Module, dataset, out_dir: str | Path, *,
         src = batch["source_image"].to(device)
         sp = batch["source_pose"].to(device)
         tp = batch["target_pose"].to(device)
-        ctx = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
-               else torch.autocast(device.type, enabled=False))
-        with ctx:
+        with autocast(device, amp_dtype):
             fake = generator(src, sp, tp).float()
         images = to_uint8(fake)
         for i, (a, b) in enumerate(zip(batch["source_name"], batch["target_name"])):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
@@ -44,7 +45,7 @@ from ..data import read_annotations, read_pairs, write_annotations
 from ..inference import PAIR_SEPARATOR
 from .fid import RunningStatistics, TorchvisionInception, frechet_distance, real_statistics
 from .inception_score import TFInception, inception_score_from_logits
-from .layouts import LayoutError, PanelRef, resolve_results, strip_image_name
+from .layouts import IMAGE_EXTENSIONS, LayoutError, PanelRef, listing, resolve_results, strip_image_name
 from .l1 import l1_distance, to_signed_unit
 from .lpips import LPIPSAlex
 from .mask import PoseMaskCache
@@ -58,9 +59,7 @@ from .weights import MetricWeights, WeightsUnavailable
 
 __all__ = ["MetricUnavailable", "EvaluationInputError", "evaluate_folder", "write_metrics", "format_table"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-_SHOW = 5  # how many offending files an error lists
 _MASK_METRICS = ("mask_ssim", "mask_is", "mask_lpips")
 METRIC_LABELS = {"ssim": "SSIM", "is": "IS", "mask_ssim": "mask-SSIM", "mask_is": "mask-IS", "pckh": "PCKh",
            "fid": "FID", "lpips": "LPIPS", "mask_lpips": "mask-LPIPS", "psnr": "PSNR", "l1": "L1"}
@@ -72,12 +71,6 @@ class MetricUnavailable(RuntimeError):
 
 class EvaluationInputError(ValueError):
     """Generated/target images or keypoint files are missing, unreadable or inconsistent."""
-
-
-def _listing(items: Sequence[str], total: int) -> str:
-    shown = "\n  ".join(items[:_SHOW])
-    more = f"\n  ... and {total - _SHOW} more" if total > _SHOW else ""
-    return f"\n  {shown}{more}"
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -104,7 +97,7 @@ def _check_images(generated: list, targets: list, protocol: Protocol) -> tuple[i
     targets = [t if isinstance(t, PanelRef) else PanelRef(Path(t)) for t in targets]
     missing = [str(t.path) for t in targets if not t.path.is_file()]
     if missing:
-        raise EvaluationInputError(f"{len(missing)} target image(s) are missing:" + _listing(missing, len(missing)))
+        raise EvaluationInputError(f"{len(missing)} target image(s) are missing:" + listing(missing))
     unreadable, mismatched = [], []
     sizes = {}
     for path in dict.fromkeys([g.path for g in generated] + [t.path for t in targets]):
@@ -114,7 +107,7 @@ def _check_images(generated: list, targets: list, protocol: Protocol) -> tuple[i
             unreadable.append(f"{path}: {type(error).__name__}: {error}")
     if unreadable:
         raise EvaluationInputError(f"{len(unreadable)} image file(s) cannot be read:" +
-                                   _listing(unreadable, len(unreadable)))
+                                   listing(unreadable))
 
     def label(ref: PanelRef) -> str:
         return f"{ref.path} (panel {ref.panel})" if ref.panel is not None else str(ref.path)
@@ -129,7 +122,7 @@ def _check_images(generated: list, targets: list, protocol: Protocol) -> tuple[i
             mismatched.append(f"target {label(tgt)} is {th}x{tw} but generated {label(gen)} is {gh}x{gw}")
     if mismatched:
         raise EvaluationInputError(f"{len(mismatched)} pair(s) have images of the wrong size (HxW):" +
-                                   _listing(mismatched, len(mismatched)))
+                                   listing(mismatched))
     shapes = {_panel_size(t, sizes) for t in targets}
     if len(shapes) > 1:
         raise EvaluationInputError(f"targets have several sizes {sorted(shapes)}; a folder is scored at one size")
@@ -192,7 +185,7 @@ def _detections_by_pair(detected_csv, pairs: list, generated: list) -> list[np.n
     if missing:
         raise EvaluationInputError(f"{detected_csv}: no detected keypoints for {len(missing)} of {len(pairs)} "
                                    f"generated images (rows are named after the generated files):" +
-                                   _listing(missing, len(missing)))
+                                   listing(missing))
     return rows
 
 
@@ -212,7 +205,7 @@ def _target_keypoints(annotations_csv, pairs: list) -> np.ndarray:
     missing = sorted({t for _, t in pairs if _lookup(table, t) is None})
     if missing:
         raise EvaluationInputError(f"{annotations_csv}: no keypoints for {len(missing)} target image(s):" +
-                                   _listing(missing, len(missing)))
+                                   listing(missing))
     return np.stack([_lookup(table, t) for _, t in pairs])
 
 
@@ -564,8 +557,6 @@ def write_metrics(results: dict, out_json: Union[str, Path], out_md: Union[str, 
 def report_missing_metrics(results: dict, allow_missing: bool, metrics_json, how_to_allow: str) -> bool:
     """Print each metric of the preset that could not run (a note when ``allow_missing``, else an
     error naming what to provide and ``how_to_allow``); True when that makes the run a failure."""
-    import sys
-
     missing = results["skipped"]
     for metric, reason in missing.items():
         print(f"{'skipped' if allow_missing else 'error: cannot compute'} {metric}: {reason}",

@@ -48,7 +48,6 @@ STRIP_PANELS = 5            # source | source pose | target | target pose | gene
 STRIP_TARGET_PANEL = 2
 STRIP_GENERATED_PANEL = 4
 _SHOW = 5
-SEPARATOR = PAIR_SEPARATOR  # ours, and the released code's
 
 
 class LayoutError(ValueError):
@@ -78,11 +77,11 @@ class Layout:
         """The file name(s) this layout gives the pair (source, target)."""
         a, b = strip_image_name(source), strip_image_name(target)
         if self.name == "stems":
-            return f"{a}{SEPARATOR}{b}.png|.jpg"
+            return f"{a}{PAIR_SEPARATOR}{b}.png|.jpg"
         if self.name == "strips":
-            return f"{a}.jpg{SEPARATOR}{b}.jpg_vis.jpg|.png"
+            return f"{a}.jpg{PAIR_SEPARATOR}{b}.jpg_vis.jpg|.png"
         if self.name == "names":
-            return f"{a}.jpg{SEPARATOR}{b}.jpg.png|.jpg"
+            return f"{a}.jpg{PAIR_SEPARATOR}{b}.jpg.png|.jpg"
         return f"{a}_2_{b}[_vis].png|.jpg"
 
     def parse(self, filename: str) -> Optional[list[tuple[str, str]]]:
@@ -150,7 +149,8 @@ class ResultSet:
                 f"{len(self.pairs)} pairs ({source})")
 
 
-def _listing(items: Sequence[str]) -> str:
+def listing(items: Sequence[str]) -> str:
+    """The first few of ``items``, one per indented line, for an error message."""
     shown = "\n  ".join(items[:_SHOW])
     more = f"\n  ... and {len(items) - _SHOW} more" if len(items) > _SHOW else ""
     return f"\n  {shown}{more}"
@@ -233,7 +233,7 @@ def resolve_results(
     unparsed = [n for n, p in parsed.items() if not p]
     if unparsed and pairs is None:
         raise LayoutError(f"{folder}: {len(unparsed)} of {len(names)} file(s) do not fit layout "
-                          f"'{chosen.name}' ({chosen.example}):" + _listing(unparsed))
+                          f"'{chosen.name}' ({chosen.example}):" + listing(unparsed))
 
     # Which key of a pair each file stands for (names compared without extensions).
     wanted = None
@@ -260,7 +260,7 @@ def resolve_results(
     if ambiguous:
         raise LayoutError(f"{folder}: {len(ambiguous)} name(s) can be split at more than one '_2_'"
                           + (" and the pairs CSV does not decide" if wanted is not None else
-                             "; pass the pairs CSV (--pairs)") + ":" + _listing(ambiguous))
+                             "; pass the pairs CSV (--pairs)") + ":" + listing(ambiguous))
 
     if pairs is None:
         files = [n for n in names if n in raw_pair]
@@ -277,13 +277,13 @@ def resolve_results(
                                f"of {pairs_csv})")
         if missing:
             raise LayoutError(f"{len(missing)} of {len(pairs)} generated images are missing in {folder} "
-                              f"(layout '{chosen.name}'):" + _listing(missing))
+                              f"(layout '{chosen.name}'):" + listing(missing))
         extra = sorted(set(names) - set(files))
         if extra:
             import warnings
 
             warnings.warn(f"{len(extra)} image(s) in {folder} belong to no pair of {pairs_csv} and are "
-                          f"ignored:" + _listing(extra), stacklevel=3)
+                          f"ignored:" + listing(extra), stacklevel=3)
         pair_list = list(pairs)
         pairs_from_files = False
     if not files:
