@@ -58,16 +58,36 @@ def distributed_context() -> tuple[int, int, int]:
     return rank, local, world
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA when there is one, else the CPU; ``cuda``: this rank's GPU; or as named.
-    Asking for CUDA where there is none is a :class:`ConfigError`."""
+def pick_device(name: str, local_rank: Optional[int] = None,
+                world_size: Optional[int] = None) -> torch.device:
+    """The device of this process.
+
+    ``auto``: CUDA when there is one, else the CPU; ``cuda``: this process's GPU, the one of its
+    local rank (torchrun's ``LOCAL_RANK``; ``local_rank`` and ``world_size`` default to
+    torchrun's environment); ``cpu`` or ``cuda:N`` as named.  Refused with a
+    :class:`ConfigError`: CUDA where there is none, a local rank without its GPU, and
+    ``cuda:N`` in a run of several processes (each process takes the GPU of its local rank;
+    choose the GPUs with ``CUDA_VISIBLE_DEVICES``).
+    """
+    _, env_local, env_world = distributed_context()
+    local_rank = env_local if local_rank is None else local_rank
+    world_size = env_world if world_size is None else world_size
     if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not name.startswith("cuda"):
+        return torch.device(name)
+    if not torch.cuda.is_available():
         raise ConfigError(f"device {name!r}: no CUDA device is available here (use cpu or auto)")
-    if name == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(name)
+    if name != "cuda" and world_size > 1:
+        raise ConfigError(
+            f"device {name!r} names one GPU, but this run has {world_size} processes and each "
+            "takes the GPU of its local rank: set train.device to cuda or auto (choose the GPUs "
+            "with CUDA_VISIBLE_DEVICES)")
+    device = torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device}: only {torch.cuda.device_count()} GPU(s) are visible "
+                          f"here (local rank {local_rank})")
+    return device
 
 
 class Trainer:
@@ -84,7 +104,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
-        self.device = device or pick_device(cfg.train.device)
+        self.device = device or pick_device(cfg.train.device, world_size=world_size)
         self.progress = progress and self.is_main
         self.use_tensorboard = tensorboard and self.is_main
         self.allow_world_size_change = allow_world_size_change
@@ -260,7 +280,7 @@ class Trainer:
         }
 
     def _rank_state(self) -> dict:
-        return {"rng": rng_state(),
+        return {"rng": rng_state(self.device),
                 "pools": {"shape": self.shape_pool.state_dict(),
                           "appearance": self.appearance_pool.state_dict()}}
 
@@ -290,19 +310,23 @@ class Trainer:
             ranks = [{"rng": state["rng"], "pools": state["pools"]}]
         if saved_world == self.world_size and len(ranks) == self.world_size:
             mine = ranks[self.rank]
-            self.shape_pool.load_state_dict(mine["pools"]["shape"])
-            self.appearance_pool.load_state_dict(mine["pools"]["appearance"])
-            set_rng_state(mine["rng"])
+            self._load_pools(mine["pools"])
+            line = set_rng_state(mine["rng"], self.device)
+            if line:
+                self.notice(f"resume: {line}")
         else:
             # Another world size (allowed above): a rank keeps the pools of the rank of the
             # same number when there was one, and every rank starts new random streams.
             if self.rank < len(ranks):
-                self.shape_pool.load_state_dict(ranks[self.rank]["pools"]["shape"])
-                self.appearance_pool.load_state_dict(ranks[self.rank]["pools"]["appearance"])
+                self._load_pools(ranks[self.rank]["pools"])
             seed_process(self.cfg.train.seed, self.rank, self.iteration)
             self.notice(f"resumed a {saved_world}-process checkpoint with {self.world_size} "
                         f"process(es): every rank re-seeded from (seed {self.cfg.train.seed}, "
                         f"rank, iteration {self.iteration}); not an exact continuation")
+
+    def _load_pools(self, pools: dict) -> None:
+        for pool, key in ((self.shape_pool, "shape"), (self.appearance_pool, "appearance")):
+            pool.load_state_dict({**pools[key], "images": pools[key]["images"].to(self.device)})
 
     def _check_compatible(self, saved: Config, source: str) -> None:
         """A resumed run must train the same networks on the same data layout."""
@@ -335,7 +359,10 @@ class Trainer:
         path = self.checkpoint_path
         if not path.is_file():
             return False
-        state = load_checkpoint(path, map_location=self.device)
+        # Everything is read to the CPU, then each part goes where it belongs: the networks and
+        # optimiser states through their own load_state_dict, the pools to this device, the
+        # RNG states stay on the CPU (the generators accept only CPU byte tensors).
+        state = load_checkpoint(path, map_location="cpu")
         self.load_state_dict(state, source=str(path))
         return True
 

@@ -27,8 +27,10 @@ __all__ = ["rng_state", "set_rng_state", "seed_process", "gather_to_main", "load
            "seed_worker"]
 
 
-def rng_state() -> dict:
-    """This process's python, numpy, torch (and CUDA) generator states."""
+def rng_state(device: Optional[torch.device] = None) -> dict:
+    """This process's python, numpy and torch generator states, and on a CUDA ``device`` that
+    GPU's generator state (only this process's GPU: another run may see another number of
+    GPUs).  Every tensor is a CPU tensor."""
     np_state = np.random.get_state()
     state = {
         "python": random.getstate(),
@@ -36,20 +38,37 @@ def rng_state() -> dict:
                   int(np_state[3]), float(np_state[4])],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(torch.device(device)).cpu()
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: Optional[torch.device] = None) -> Optional[str]:
+    """Restore :func:`rng_state` (tensors may arrive on any device: they are read on the CPU).
+
+    Returns a line to tell the user when the CUDA generator could not be restored (a checkpoint
+    written on the CPU resumed on a GPU, or the reverse); None when everything was restored.
+    """
     random.setstate(_to_tuple(state["python"]))
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"]
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"].cpu())
+    on_cuda = device is not None and torch.device(device).type == "cuda"
+    saved = state.get("cuda")
+    if isinstance(saved, (list, tuple)):  # older checkpoints: every visible GPU's state
+        index = (torch.device(device).index or 0) if on_cuda else 0
+        saved = saved[index] if index < len(saved) else None
+    if on_cuda and saved is not None:
+        torch.cuda.set_rng_state(saved.cpu(), torch.device(device))
+        return None
+    if on_cuda:
+        return ("the checkpoint holds no CUDA generator state for this GPU (written on the CPU "
+                "or with fewer GPUs): the CUDA generator keeps its seed, so dropout draws "
+                "differ from an uninterrupted run")
+    if saved is not None:
+        return ("the checkpoint was written on a GPU and resumes on the CPU: the random draws "
+                "(dropout) are not those the GPU run would have made")
+    return None
 
 
 def _to_tuple(value: Any) -> Any:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, ContextManager
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from xinggan.losses import ImagePool
@@ -94,6 +95,19 @@ def discriminator_step(d: nn.Module, opt: torch.optim.Optimizer, pool: ImagePool
     return loss
 
 
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _all_ranks(terms: Tensor) -> list[list[float]]:
+    """``terms`` of every process, in rank order (a collective when several processes run)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [terms.tolist()]
+    out = [torch.empty_like(terms) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, terms)
+    return torch.stack(out).tolist()
+
+
 def train_step(parts: GANParts, batch: dict, lr: float, iteration: int) -> dict[str, float]:
     """One iteration on a batch already on the device; returns the loss terms as floats.
 
@@ -138,14 +152,21 @@ def train_step(parts: GANParts, batch: dict, lr: float, iteration: int) -> dict[
         torch.cat([target, target_pose], 1), fake_shape_pair.detach(), parts)
 
     terms = torch.stack([t.detach().float() for t in (loss_g, loss_l1, loss_perceptual, loss_gan,
-                                                      loss_appearance_d, loss_shape_d)]).tolist()
-    result = dict(zip(LOSS_NAMES, terms))
-    bad = [n for n, v in result.items() if not math.isfinite(v)]
+                                                      loss_appearance_d, loss_shape_d)])
+    # Every rank sees every rank's terms, so that a non-finite loss on any one of them stops all
+    # of them here, before any optimiser step (the gradients were already all-reduced), instead
+    # of one rank raising while the others step with NaN weights and wait in the next collective.
+    per_rank = _all_ranks(terms)
+    result = dict(zip(LOSS_NAMES, per_rank[_rank()]))
+    bad = [(r, values) for r, values in enumerate(per_rank)
+           if not all(math.isfinite(v) for v in values)]
     if bad:
+        where = "; ".join(
+            (f"rank {r}: " if len(per_rank) > 1 else "")
+            + ", ".join(f"{n}={v}" for n, v in zip(LOSS_NAMES, values)) for r, values in bad)
         raise TrainingError(
-            f"non-finite loss at iteration {iteration}: "
-            + ", ".join(f"{n}={result[n]}" for n in LOSS_NAMES)
-            + " (networks not updated; the last good checkpoint is kept)")
+            f"non-finite loss at iteration {iteration}: {where} (networks not updated on any "
+            "rank; the last good checkpoint is kept)")
     # The generator's weights are stepped only now, after the discriminator steps, although its
     # gradients were ready after step 1: the discriminator steps read the detached image of
     # step 1 and never the generator's weights, so the order gives the released update exactly,
