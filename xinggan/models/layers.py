@@ -32,7 +32,8 @@ class ReflectPadConv2d(nn.Conv2d):
 
     Same parameters (``weight``, ``bias``) and the same results as the two released layers; in
     training it keeps the unpadded input instead of the padded copy for backward
-    (:func:`xinggan.ops.lean_layers.reflect_pad_conv2d`), which saves an activation per padded conv.
+    (:func:`xinggan.ops.lean_layers.reflect_pad_conv2d`), which saves an activation per padded conv,
+    and whose pad backward is deterministic when deterministic algorithms are on.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, reflect_pad: int,
@@ -43,6 +44,9 @@ class ReflectPadConv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             return reflect_pad_conv2d(x, self.weight, self.bias, self.reflect_pad, self.stride[0])
+        # Nothing can backpropagate through this pad (x needs no gradient), so PyTorch's pad is
+        # used as is; every pad a gradient flows through takes the path above, whose backward
+        # is deterministic under torch.use_deterministic_algorithms (docs/determinism.md).
         return F.conv2d(F.pad(x, (self.reflect_pad,) * 4, mode="reflect"), self.weight,
                         self.bias, self.stride)
 

@@ -3,7 +3,8 @@
 Each computes exactly what the plain PyTorch layers compute, and keeps less for backward:
 
 - :func:`reflect_pad_conv2d`: ``conv2d(reflection_pad(x))`` keeping the unpadded input
-  (:class:`ReflectPadConvFunction`);
+  (:class:`ReflectPadConvFunction`; the pad's backward is deterministic under
+  ``torch.use_deterministic_algorithms``, :mod:`xinggan.ops.reflection`);
 - :func:`relu_dropout`: ``dropout(relu(x))`` keeping only its output
   (:class:`ReLUDropoutFunction`).
 
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from xinggan.ops.reflection import reflection_pad2d_backward
+
 
 class ReflectPadConvFunction(torch.autograd.Function):
     """conv2d(reflection_pad(x)) that keeps the unpadded ``x`` for backward.
@@ -25,6 +28,8 @@ class ReflectPadConvFunction(torch.autograd.Function):
     unpadded ``x`` that the previous layer (ReLU, dropout) usually keeps anyway.  Here the
     backward pads ``x`` again (a cheap copy) and calls the same ``convolution_backward`` and
     ``reflection_pad2d_backward`` kernels that autograd would, so the gradients are the same.
+    With deterministic algorithms on, the pad's gradient comes from the deterministic fold of
+    :mod:`xinggan.ops.reflection` instead (PyTorch's CUDA kernel for it refuses to run then).
     """
 
     @staticmethod
@@ -50,8 +55,7 @@ class ReflectPadConvFunction(torch.autograd.Function):
             grad_out, padded, weight, [weight.shape[0]] if ctx.has_bias else None,
             [stride, stride], [0, 0], [1, 1], False, [0, 0], 1,
             [need_x, need_w, need_b and ctx.has_bias])
-        grad_x = (torch.ops.aten.reflection_pad2d_backward(grad_padded, x, [pad] * 4)
-                  if need_x else None)
+        grad_x = reflection_pad2d_backward(grad_padded, x, pad) if need_x else None
         return grad_x, grad_w, grad_b, None, None
 
 
