@@ -1,4 +1,5 @@
-"""Random-number state for exact resumption, one entry per process (rank).
+"""Checkpoint state for exact resumption: the networks and optimisers, and one entry per process
+(rank) for its random-number generators and image pools.
 
 Each rank of a multi-process run draws its own random numbers (dropout masks, image-pool swaps)
 from its own generators, seeded differently at start.  So a resumable checkpoint holds every
@@ -7,13 +8,14 @@ on resume each rank takes back its own entry.  States are kept as tensors and pl
 that checkpoints load with ``torch.load(weights_only=True)``.
 
 DataLoader worker processes get their seeds from (seed, rank, iteration, worker id)
-(:func:`loader_seed` and :func:`seed_worker`), so that any random draw in a worker is the same
+(:func:`loader_seed` and :func:`init_loader_worker`), so that any random draw in a worker is the same
 whenever a run reaches that iteration with the same seed; they also ignore SIGINT and SIGTERM,
 which a scheduler sends to the whole process group, so that only the main process reacts (it
 finishes the iteration, saves, then releases and shuts the workers down).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -23,8 +25,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from xinggan.config import Config, config_from_dict
+from xinggan.runtime import versions
+from xinggan.training.step import GANParts, TrainingError
+
 __all__ = ["rng_state", "set_rng_state", "seed_process", "gather_to_main", "loader_seed",
-           "seed_worker"]
+           "init_loader_worker", "rank_state", "training_state", "restore_training_state",
+           "check_compatible"]
 
 
 def rng_state(device: Optional[torch.device] = None) -> dict:
@@ -113,7 +120,7 @@ def loader_seed(seed: int, rank: int, iteration: int) -> int:
                % 2**63)
 
 
-def seed_worker(worker_id: int, release=None) -> None:  # noqa: ARG001 - worker_init_fn
+def init_loader_worker(worker_id: int, release=None) -> None:  # noqa: ARG001 - worker_init_fn
     """In a DataLoader worker: ignore SIGINT, and SIGTERM until ``release`` (an event the main
     process sets when it shuts its workers down) is set, so that a stop signal sent to the whole
     process group leaves the workers to the main process, while the DataLoader's own clean-up
@@ -129,3 +136,110 @@ def seed_worker(worker_id: int, release=None) -> None:  # noqa: ARG001 - worker_
     worker_seed = torch.initial_seed() % 2**32
     random.seed(worker_seed)
     np.random.seed(worker_seed)
+
+
+# -- the checkpoint of a training run ---------------------------------------------------------
+
+
+def rank_state(parts: GANParts, device: torch.device) -> dict:
+    """This process's own part of the checkpoint: its RNG states and its image pools."""
+    return {"rng": rng_state(device),
+            "pools": {"shape": parts.shape_pool.state_dict(),
+                      "appearance": parts.appearance_pool.state_dict()}}
+
+
+def training_state(cfg: Config, parts: GANParts, iteration: int, per_rank: list,
+                   world_size: int) -> dict:
+    """The checkpoint: networks, optimisers, grad scaler, iteration, config, every rank's
+    :func:`rank_state` (``per_rank``, gathered on rank 0) and the versions that wrote it.  The
+    sampler position is the iteration itself."""
+    generator, shape_d, appearance_d = parts.networks()
+    return {
+        "config": cfg.to_dict(),
+        "iteration": iteration,
+        "generator": generator.state_dict(),
+        "shape_discriminator": shape_d.state_dict(),
+        "appearance_discriminator": appearance_d.state_dict(),
+        "optimizers": {
+            "generator": parts.opt_g.state_dict(),
+            "shape_discriminator": parts.opt_shape_d.state_dict(),
+            "appearance_discriminator": parts.opt_appearance_d.state_dict(),
+        },
+        "grad_scaler": parts.scaler.state_dict(),
+        "ranks": per_rank,
+        "sampler": {"seed": cfg.train.seed, "iteration": iteration, "world_size": world_size},
+        "world_size": world_size,
+        "versions": versions(),
+    }
+
+
+def restore_training_state(parts: GANParts, state: dict, cfg: Config, *, rank: int,
+                           world_size: int, device: torch.device,
+                           allow_world_size_change: bool = False, source: str = "checkpoint",
+                           notice=print) -> int:
+    """Load a :func:`training_state` (read to the CPU) into ``parts``; returns its iteration.
+
+    Each part goes where it belongs: the networks and optimiser states through their own
+    ``load_state_dict`` (onto their parameters' device), the pools to ``device``, the RNG states
+    stay on the CPU.  A checkpoint of another model or image size is refused; one written by
+    another number of processes too, unless ``allow_world_size_change``, which re-seeds every
+    rank from (seed, rank, iteration) and says so.
+    """
+    check_compatible(config_from_dict(state["config"], source=source), cfg, source)
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != world_size and not allow_world_size_change:
+        raise TrainingError(
+            f"{source}: the checkpoint was written by {saved_world} process(es), this run "
+            f"has {world_size}; an exact resume needs the same number. Pass "
+            "--allow-world-size-change to continue anyway (every rank is re-seeded from "
+            "(seed, rank, iteration); the run is then no longer the one that would have been)")
+    for net, key in zip(parts.networks(), ("generator", "shape_discriminator",
+                                           "appearance_discriminator")):
+        net.load_state_dict(state[key])
+    for opt, key in zip(parts.optimizers(), ("generator", "shape_discriminator",
+                                             "appearance_discriminator")):
+        opt.load_state_dict(state["optimizers"][key])
+    if state.get("grad_scaler"):
+        parts.scaler.load_state_dict(state["grad_scaler"])
+    iteration = int(state["iteration"])
+    # checkpoints before per-rank state hold rank 0's pools and RNG only
+    ranks = state.get("ranks") or [{"rng": state["rng"], "pools": state["pools"]}]
+    exact = saved_world == world_size and len(ranks) == world_size
+    if rank < len(ranks):  # with another world size (allowed above), a rank keeps the pools
+        # of the rank of the same number when there was one
+        for pool, key in ((parts.shape_pool, "shape"), (parts.appearance_pool, "appearance")):
+            saved = ranks[rank]["pools"][key]
+            pool.load_state_dict({**saved, "images": saved["images"].to(device)})
+    if exact:
+        line = set_rng_state(ranks[rank]["rng"], device)
+        if line:
+            notice(f"resume: {line}")
+    else:
+        seed_process(cfg.train.seed, rank, iteration)
+        notice(f"resumed a {saved_world}-process checkpoint with {world_size} process(es): "
+               f"every rank re-seeded from (seed {cfg.train.seed}, rank, iteration {iteration}); "
+               "not an exact continuation")
+    return iteration
+
+
+def check_compatible(saved: Config, cfg: Config, source: str) -> None:
+    """A resumed run must train the same networks on the same image size."""
+    if saved.model != cfg.model:
+        diffs = _diff(saved.model, cfg.model, "model")
+        raise TrainingError(f"{source}: the checkpoint was trained with a different model "
+                            "config: " + "; ".join(diffs[:8]))
+    if (saved.data.height, saved.data.width) != (cfg.data.height, cfg.data.width):
+        raise TrainingError(
+            f"{source}: the checkpoint was trained at {saved.data.height}x{saved.data.width}, "
+            f"this config uses {cfg.data.height}x{cfg.data.width}")
+
+
+def _diff(a: Any, b: Any, prefix: str) -> list[str]:
+    out = []
+    for f in dataclasses.fields(a):
+        va, vb = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(va):
+            out += _diff(va, vb, f"{prefix}.{f.name}")
+        elif va != vb:
+            out.append(f"{prefix}.{f.name}: checkpoint {va!r}, config {vb!r}")
+    return out

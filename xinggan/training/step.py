@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Optional
 
 import torch
 import torch.distributed as dist
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from xinggan.losses import ImagePool
 
-__all__ = ["GANParts", "TrainingError", "LOSS_NAMES", "lr_factor", "train_step"]
+__all__ = ["GANParts", "TrainingError", "LOSS_NAMES", "lr_factor", "plain", "train_step"]
 
 LOSS_NAMES = ("g_total", "g_l1", "g_perceptual", "g_gan", "d_appearance", "d_shape")
 
@@ -69,10 +69,20 @@ class GANParts:
     scaler: torch.amp.GradScaler
     loss_cfg: object
     autocast: Callable[[], ContextManager] = contextlib.nullcontext
+    amp_dtype: Optional[torch.dtype] = None  # what ``autocast`` runs in (None: float32)
+    memory_format: torch.memory_format = torch.preserve_format  # of the networks and batches
+
+    def networks(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """(generator, shape D, appearance D) outside any DDP / compile wrapper."""
+        return plain(self.generator), plain(self.shape_d), plain(self.appearance_d)
+
+    def optimizers(self) -> tuple[torch.optim.Optimizer, ...]:
+        return self.opt_g, self.opt_shape_d, self.opt_appearance_d
 
 
-def _plain(module: nn.Module) -> nn.Module:
-    """The module inside a DDP / torch.compile wrapper."""
+def plain(module: nn.Module) -> nn.Module:
+    """The module inside a DDP and/or ``torch.compile`` wrapper."""
+    module = getattr(module, "_orig_mod", module)
     module = getattr(module, "module", module)
     return getattr(module, "_orig_mod", module)
 
@@ -119,7 +129,7 @@ def train_step(parts: GANParts, batch: dict, lr: float, iteration: int) -> dict[
             group["lr"] = lr
     source, target = batch["source_image"], batch["target_image"]
     source_pose, target_pose = batch["source_pose"], batch["target_pose"]
-    shape_d, appearance_d = _plain(parts.shape_d), _plain(parts.appearance_d)
+    shape_d, appearance_d = plain(parts.shape_d), plain(parts.appearance_d)
 
     # 1. Generator step.  The discriminators judge the generated image, in train mode, but
     #    their weights are frozen here (and called unwrapped: DDP must not sync them now).
