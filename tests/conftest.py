@@ -1,9 +1,14 @@
 """Shared test fixtures."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Deterministic cuBLAS needs this workspace setting, and cuBLAS reads it once, when a process
+# first uses it: set here, when the test session starts and before any test touches CUDA.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
