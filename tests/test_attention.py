@@ -234,3 +234,73 @@ def test_sdpa_kernel_probe_off_cuda_warns_and_falls_back(monkeypatch):
         assert attention._fused_sdpa_ok(q, k, v) is False
     assert attention.resolve_attention_impl("auto", q, k, v) == "chunked"
     assert attention.resolve_attention_impl("sdpa", q, k, v) == "sdpa"
+
+
+# --------------------------------------------------------------------------------------
+# auto on CUDA: SDPA restricted to the fused kernels the probe found
+# --------------------------------------------------------------------------------------
+
+
+def _enabled_sdpa_backends() -> set:
+    cuda = torch.backends.cuda
+    return {name for name, on in (("flash", cuda.flash_sdp_enabled()),
+                                  ("efficient", cuda.mem_efficient_sdp_enabled()),
+                                  ("math", cuda.math_sdp_enabled()),
+                                  ("cudnn", cuda.cudnn_sdp_enabled())) if on}
+
+
+@pytest.fixture
+def fake_cuda_sdpa(monkeypatch):
+    """``auto`` as on a CUDA machine, on CPU tensors: tensors report device ``cuda``, PyTorch's
+    ``can_use_*`` answer what ``kernels`` says, and ``scaled_dot_product_attention`` records
+    which backends are enabled when it is called (and returns the explicit formula)."""
+    kernels = {"flash": False, "efficient": False, "cudnn": False}
+    calls = []
+    monkeypatch.setattr(attention, "SDPA_KERNELS", {})
+    monkeypatch.setattr(torch.Tensor, "device", property(lambda self: torch.device("cuda", 0)))
+    cuda = torch.backends.cuda
+    for name in kernels:
+        monkeypatch.setattr(cuda, f"can_use_{name}_attention",
+                            lambda params, debug=False, name=name: kernels[name])
+
+    def sdpa(q, k, v, *args, scale=None, **kwargs):
+        calls.append(_enabled_sdpa_backends())
+        return explicit_attention(q.squeeze(1), k.squeeze(1), v.squeeze(1)).unsqueeze(1)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", sdpa)
+    return kernels, calls
+
+
+@pytest.mark.parametrize("found, expected", [
+    ({"flash": False, "efficient": True, "cudnn": False}, {"efficient"}),
+    ({"flash": False, "efficient": True, "cudnn": True}, {"efficient"}),
+    ({"flash": True, "efficient": True, "cudnn": True}, {"flash", "efficient"}),
+])
+def test_auto_on_cuda_runs_sdpa_only_with_the_probed_fused_kernels(fake_cuda_sdpa, found,
+                                                                   expected):
+    """SDPA tries flash, memory-efficient, math, cuDNN in that order; ``auto`` must not leave the
+    math path (or cuDNN, which it does not count) enabled behind the kernels it probed."""
+    kernels, calls = fake_cuda_sdpa
+    kernels.update(found)
+    before = _enabled_sdpa_backends()
+    q, k, v = random_qkv(torch.float32, n=12)
+    dot_product_attention(q, k, v, "auto")
+    assert calls == [expected]
+    assert _enabled_sdpa_backends() == before  # the global switches are put back
+    # under torch.compile the eager answer for the same shapes is reused, with the same limit
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.compiler, "is_compiling", lambda: True)
+        dot_product_attention(q, k, v, "auto")
+    assert calls == [expected, expected]
+
+
+def test_auto_on_cuda_does_not_run_sdpa_when_only_cudnn_accepts(fake_cuda_sdpa):
+    """cuDNN attention does not count for ``auto`` (PyTorch ranks it after the math path):
+    a shape only cuDNN accepts runs ``chunked``, with a warning saying so."""
+    kernels, calls = fake_cuda_sdpa
+    kernels["cudnn"] = True
+    q, k, v = (t.requires_grad_() for t in random_qkv(torch.float32, n=12))
+    with pytest.warns(UserWarning, match="cuDNN would"):
+        out = dot_product_attention(q, k, v, "auto")
+    assert calls == []
+    assert type(out.grad_fn).__name__.startswith("ChunkedAttention")

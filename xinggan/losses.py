@@ -43,7 +43,12 @@ class GANLoss(nn.Module):
 
     ``"bce"`` expects probabilities (the discriminator's sigmoid output), as released; it is
     computed in float32 outside autocast because ``binary_cross_entropy`` on probabilities is
-    not autocast-safe.  ``"lsgan"`` is the mean squared error to the 1/0 target.
+    not autocast-safe (CUDA autocast refuses it).  The probabilities must come from a float32
+    sigmoid, as the discriminators' :class:`~xinggan.models.discriminator.Float32Sigmoid` gives
+    them: a bfloat16 / float16 sigmoid rounds confident scores to exactly 1.0 (or 0.0), where
+    this loss's gradient is lost (0) or overflows (inf, then NaN), and casting here cannot bring
+    the lost digits back.  ``"lsgan"`` is the mean squared error to the 1/0 target (autocast
+    runs ``mse_loss`` in float32 on CPU and CUDA).
     """
 
     def __init__(self, mode: str, real_label: float = 1.0, fake_label: float = 0.0) -> None:

@@ -36,6 +36,14 @@ The correlation matrix must exist explicitly, so a window with EA cannot use the
 tensors for the backward pass (``C`` and the softmax output): the token maps are matrix
 products on ``C`` in its natural layout (no transposed copy), and the refinement is added with
 one ``baddbmm`` (no separate full-size temporary for ``R^T``).
+
+Float16: ``C`` is not scaled, so its entries can exceed float16's largest value (65504), and so
+can the token maps ``W C`` and ``C'`` built on it.  Where the products would run in float16
+(float16 inputs or float16 autocast), ``C``, its refinement and the softmax are computed in
+float32 from the float16 queries and keys (``|q . k| <= d * 65504^2`` fits float32 for any d);
+only the final product of the attention weights (in [0, 1]) with the values runs in float16.
+In bfloat16 and float32 nothing changes (bfloat16 has float32's exponent range; see
+``xinggan/ops/attention.py``).
 """
 from __future__ import annotations
 
@@ -44,6 +52,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from xinggan.ops.attention import energy_dtype, product_dtype
 
 
 class EnhancedAttention(nn.Module):
@@ -141,6 +151,13 @@ class EnhancedAttention(nn.Module):
         Returns:
             (W, Nq, dv): ``softmax_keys(C') V`` with ``C = Q K^T`` unscaled, as released.
         """
+        dtype = product_dtype(query)
+        if energy_dtype(dtype) != dtype:  # float16: C and its refinement would overflow
+            with torch.autocast(query.device.type, enabled=False):
+                query, key = (t.to(dtype).float() for t in (query, key))
+                correlation = torch.bmm(query, key.transpose(1, 2))  # (W, Nq, Nk), float32
+                attention = torch.softmax(self.refine(correlation), dim=-1)
+            return torch.bmm(attention.to(dtype), value)  # autocast / float16 values
         correlation = torch.bmm(query, key.transpose(1, 2))  # (W, Nq, Nk)
         # float32 softmax under autocast on every device (CUDA autocast does this by itself,
         # CPU autocast would run it in bfloat16); a no-op in float32

@@ -12,15 +12,42 @@ numerically equivalent implementations, chosen by ``model.generator.attention_im
   ``attention_chunk`` queries and keeps only q, k, v, the output and one log-sum-exp per query;
   the backward recomputes each chunk's softmax from them.  No N x N matrix outlives a chunk, in
   the forward or the backward (:class:`ChunkedAttention`);
-- ``auto``: ``chunked`` on CPU tensors; on CUDA ``sdpa`` when PyTorch reports that one of its
-  fused kernels (memory-efficient, flash or cuDNN) accepts these tensors, else ``chunked``, with
-  a warning, so the N x N maps are never kept behind the user's back.  What it found for each
-  shape and dtype is kept in :data:`SDPA_KERNELS` (the benchmark reports it).  Under
-  ``torch.compile`` the answer of an eager pass with the same shapes is reused (the training
-  loop runs one before compiling); without one, ``chunked``.
+- ``auto``: ``chunked`` on CPU tensors; on CUDA ``sdpa`` when PyTorch reports that its flash or
+  memory-efficient kernel accepts these tensors, else ``chunked``, with a warning, so the N x N
+  maps are never kept behind the user's back.  The SDPA call is then restricted to the fused
+  kernels the probe found (``torch.nn.attention.sdpa_kernel``): SDPA cannot fall back to its
+  math path silently (a shape the probe misjudged raises instead).  What the probe found for
+  each shape and dtype, cuDNN included, is kept in :data:`SDPA_KERNELS` (the benchmark reports
+  it).  Under ``torch.compile`` the answer of an eager pass with the same shapes is reused (the
+  training loop runs one before compiling); without one, ``chunked``.
+
+cuDNN attention does not count as fused for ``auto`` (:data:`AUTO_SDPA_BACKENDS`): PyTorch's
+default SDPA dispatch ranks it *after* the math path (flash, memory-efficient, math, cuDNN), so
+plain SDPA (``attention_impl: sdpa``) never runs it either; ``auto`` keeps to the kernels that
+PyTorch's default dispatch would pick, and a shape that only cuDNN accepts runs ``chunked``,
+which the tests check against the reference on every machine.
+
+Overflow of the energies.  The energies ``q k^T`` are not scaled by ``1/sqrt(d)`` (as released),
+so trained projections can give energies far above float16's largest value (65504); a float16
+product then rounds them to inf and the softmax returns NaN.  Wherever the product would run in
+float16 (float16 inputs, or float16 autocast), the ``reference`` and ``chunked`` paths form the
+energies in float32 from the float16 q and k (:func:`energy_dtype`): ``|q . k| <= d * 65504^2``,
+about ``4.3e9 * d``, which float32 (largest value about ``3.4e38``) holds for any width d.  The
+softmax is float32 anyway, and the product of its probabilities (in [0, 1]) with v stays in
+float16, where it cannot exceed ``max |v|``.  In bfloat16 the energies keep the autocast dtype:
+bfloat16 has float32's exponent range (largest value about ``3.39e38``), its products accumulate
+in float32 and round to bfloat16 only at the end, so they overflow only where the float32 energy
+itself is within 0.4% of float32's limit.  The ``sdpa`` path cannot overflow in its fused
+kernels: flash, memory-efficient and cuDNN attention multiply float16 / bfloat16 q and k with
+float32 accumulators and keep the scores, the scale and the softmax in float32 registers (the
+scores are never stored in the input dtype), and by the bound above those float32 scores are
+finite; SDPA's math path upcasts float16 / bfloat16 inputs to float32 unless
+``torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)`` was set (off by default; this
+project never sets it), and on CPU it does the same.
 
 ``tests/test_attention.py`` checks every implementation against the reference path, in float32,
-float64 and under autocast, forward and backward.
+float64 and under autocast, forward and backward; ``tests/test_mixed_precision.py`` checks that
+float16 energies above 65504 stay finite.
 """
 from __future__ import annotations
 
@@ -36,6 +63,37 @@ ATTENTION_IMPLS = ("auto", "sdpa", "reference", "chunked")
 # "cudnn": bool}: the fused SDPA kernels PyTorch said it could use, filled by ``auto`` on CUDA.
 SDPA_KERNELS: dict = {}
 
+# The probed kernels ``auto`` runs SDPA with, in PyTorch's priority order (cuDNN is left out:
+# see the module docstring).  Keys of SDPA_KERNELS -> names of torch.nn.attention.SDPBackend.
+AUTO_SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
+
+
+def product_dtype(t: Tensor) -> torch.dtype:
+    """The dtype a matrix product of ``t`` runs in here: the autocast dtype where autocast is on
+    for its device (autocast leaves float64 alone), else ``t``'s own."""
+    device = t.device.type
+    if t.dtype != torch.float64 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return t.dtype
+
+
+def energy_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the unscaled energies ``q k^T`` are formed in when the product runs in
+    ``dtype``: float32 for float16, whose largest value (65504) unscaled energies exceed; the
+    dtype itself otherwise (bfloat16 has float32's range, see the module docstring)."""
+    return torch.float32 if dtype == torch.float16 else dtype
+
+
+def attention_energies(q: Tensor, k: Tensor) -> Tensor:
+    """``q k^T`` for (B, Nq, d) and (B, Nk, d): (B, Nq, Nk), as ``torch.bmm`` under the current
+    autocast, except that where that product would run in float16 it is formed in float32 (from
+    the float16-rounded q and k, so only the overflow and the rounding of the sums differ)."""
+    dtype = product_dtype(q)
+    if energy_dtype(dtype) == dtype:
+        return torch.bmm(q, k.transpose(1, 2))
+    with torch.autocast(q.device.type, enabled=False):
+        return torch.bmm(q.to(dtype).float(), k.to(dtype).float().transpose(1, 2))
+
 
 class ChunkedAttention(torch.autograd.Function):
     """softmax(q k^T) v over query chunks, with a backward that recomputes the softmax.
@@ -49,18 +107,21 @@ class ChunkedAttention(torch.autograd.Function):
     Runs without autocast (:func:`dot_product_attention` casts the inputs as autocast would).
     With half-precision inputs the products run in that precision, as autocast runs the
     reference's ``bmm``, while the softmax, L, P, dS and the dK / dV sums are kept in float32,
-    as autocast keeps the reference's softmax and its backward.
+    as autocast keeps the reference's softmax and its backward.  The energies ``q k^T`` (forward
+    and recomputed in backward) are formed in :func:`energy_dtype`: float32 for float16 inputs,
+    which unscaled energies would overflow.
     """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, chunk: int) -> Tensor:
         b, nq, _ = q.shape
         acc = torch.promote_types(q.dtype, torch.float32)  # softmax precision
+        wide = energy_dtype(q.dtype)  # the energies' dtype: float32 for float16 inputs
         keep = any(ctx.needs_input_grad[:3])  # a gradient is wanted: keep the log-sum-exp
-        k_t = k.transpose(1, 2)
+        k_t = k.to(wide).transpose(1, 2)
 
         def block(q_c):
-            energy = torch.bmm(q_c, k_t).to(acc)  # (B, chunk, Nk)
+            energy = torch.bmm(q_c.to(wide), k_t).to(acc)  # (B, chunk, Nk)
             # the same softmax and product as the reference path, so outputs match it exactly
             out_c = torch.bmm(torch.softmax(energy, dim=-1).to(v.dtype), v)
             return out_c, (torch.logsumexp(energy, dim=-1, keepdim=True) if keep else None)
@@ -85,20 +146,23 @@ class ChunkedAttention(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         q, k, v, lse = ctx.saved_tensors
         chunk, dt, acc = ctx.chunk, q.dtype, lse.dtype
+        wide = energy_dtype(dt)  # the energies' dtype, as in forward
         grad_out = grad_out.to(v.dtype).contiguous()
         grad_q = torch.empty_like(q)
         grad_k = torch.zeros_like(k, dtype=acc)
         grad_v = torch.zeros_like(v, dtype=acc)
-        k_t, v_t = k.transpose(1, 2), v.transpose(1, 2)
+        k_t, v_t = k.to(wide).transpose(1, 2), v.transpose(1, 2)
         for start in range(0, q.shape[1], chunk):
             sl = slice(start, start + chunk)
             q_c, go_c = q[:, sl], grad_out[:, sl]
-            if dt == acc:  # float32 / float64: the chunk's softmax and products in place
-                p = torch.baddbmm(lse[:, sl].neg(), q_c, k_t).exp_()
+            if wide == acc:  # energies in the softmax precision: P in place
+                p = torch.baddbmm(lse[:, sl].neg(), q_c.to(wide), k_t).exp_()
+            else:  # bfloat16: the energies in it, as the forward formed them
+                p = (torch.bmm(q_c, k_t).to(acc) - lse[:, sl]).exp_()
+            if dt == acc:  # float32 / float64: the chunk's products in place
                 grad_v.baddbmm_(p.transpose(1, 2), go_c)
                 grad_s = torch.bmm(go_c, v_t).mul_(p)  # P * dP
             else:  # half precision: products in it, the softmax and sums in float32
-                p = (torch.bmm(q_c, k_t).to(acc) - lse[:, sl]).exp_()
                 grad_v += torch.bmm(p.to(dt).transpose(1, 2), go_c)
                 grad_s = torch.bmm(go_c, v_t).to(acc).mul_(p)
             delta = grad_s.sum(-1, keepdim=True)  # rowsum(P * dP)
@@ -116,7 +180,8 @@ def sdpa_kernels(q: Tensor, k: Tensor, v: Tensor) -> dict:
     """Which fused kernels ``scaled_dot_product_attention`` could run on these ``(B, H, N, d)``
     tensors, as PyTorch itself decides (``torch.backends.cuda.can_use_*``; all False off CUDA).
     ``scaled_dot_product_attention`` falls back to its math path, which keeps the N x N
-    attention maps, when none of them can."""
+    attention maps, when none of them can; ``auto`` runs SDPA only with the flash or
+    memory-efficient kernel (:data:`AUTO_SDPA_BACKENDS`)."""
     from torch.backends import cuda as backends
 
     if q.device.type != "cuda":
@@ -127,40 +192,70 @@ def sdpa_kernels(q: Tensor, k: Tensor, v: Tensor) -> dict:
             "cudnn": backends.can_use_cudnn_attention(params)}
 
 
+def auto_sdpa_backends(kernels: dict) -> list:
+    """The ``torch.nn.attention.SDPBackend`` members ``auto`` restricts SDPA to, given what
+    :func:`sdpa_kernels` found (a value of :data:`SDPA_KERNELS`); empty: ``auto`` uses
+    ``chunked``."""
+    from torch.nn.attention import SDPBackend
+
+    return [getattr(SDPBackend, member) for name, member in AUTO_SDPA_BACKENDS.items()
+            if kernels.get(name)]
+
+
 def _probe_key(q: Tensor, k: Tensor, v: Tensor) -> tuple:
+    """The dtype is the one SDPA runs in (under autocast, the autocast dtype)."""
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    return (str(q.device), str(q.dtype), tuple(q.shape), tuple(k.shape), tuple(v.shape), grad)
+    return (str(q.device), str(product_dtype(q)), tuple(q.shape), tuple(k.shape),
+            tuple(v.shape), grad)
+
+
+def _fused_backends(q: Tensor, k: Tensor, v: Tensor) -> list:
+    """For ``(B, N, d)`` CUDA tensors as :func:`dot_product_attention` passes them to SDPA: the
+    fused backends ``auto`` may run them with (probed once per shape; a warning when none)."""
+    key = _probe_key(q, k, v)
+    found = SDPA_KERNELS.get(key)
+    if found is None:  # once per shape: the (B, 1, N, d) contiguous layout and the dtype (autocast
+        # casts SDPA's inputs) that the SDPA path runs with
+        found = SDPA_KERNELS[key] = sdpa_kernels(
+            *(t.unsqueeze(1).to(product_dtype(t)).contiguous() for t in (q, k, v)))
+        if not auto_sdpa_backends(found):
+            only = " (cuDNN would; 'auto' does not run it)" if found.get("cudnn") else ""
+            warnings.warn(
+                f"attention_impl 'auto': no flash or memory-efficient "
+                f"scaled_dot_product_attention kernel accepts q {tuple(q.shape)}, k "
+                f"{tuple(k.shape)}, v {tuple(v.shape)} ({q.dtype}){only}; using 'chunked' "
+                f"instead of SDPA's math path", stacklevel=4)
+    return auto_sdpa_backends(found)
 
 
 def _fused_sdpa_ok(q: Tensor, k: Tensor, v: Tensor) -> bool:
-    """For ``(B, N, d)`` tensors as :func:`dot_product_attention` passes them to SDPA."""
-    key = _probe_key(q, k, v)
-    found = SDPA_KERNELS.get(key)
-    if found is None:  # once per shape: the (B, 1, N, d) contiguous layout the SDPA path uses
-        found = SDPA_KERNELS[key] = sdpa_kernels(*(t.unsqueeze(1).contiguous() for t in (q, k, v)))
-        if not any(found.values()):
-            warnings.warn(
-                f"attention_impl 'auto': no fused scaled_dot_product_attention kernel accepts "
-                f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} ({q.dtype}); "
-                f"using 'chunked' instead of SDPA's math path", stacklevel=4)
-    return any(found.values())
+    """Whether ``auto`` runs SDPA on these ``(B, N, d)`` CUDA tensors
+    (:func:`_fused_backends`)."""
+    return bool(_fused_backends(q, k, v))
+
+
+def _resolve(impl: str, q: Tensor, k: Tensor, v: Tensor) -> tuple[str, list | None]:
+    """(implementation, SDPA backends to restrict to; None: SDPA chooses) for ``impl``."""
+    if impl != "auto":
+        return impl, None
+    if q.device.type == "cpu":
+        return "chunked", None
+    if q.device.type != "cuda":
+        return "sdpa", None  # other accelerators pick their own kernels
+    if torch.compiler.is_compiling():
+        # While tracing, the tensors hold no data to probe: take the answer an eager pass of the
+        # same shapes found, else chunked, never SDPA's math path with its N x N maps.
+        backends = auto_sdpa_backends(SDPA_KERNELS.get(_probe_key(q, k, v)) or {})
+    else:
+        backends = _fused_backends(q, k, v)
+    return ("sdpa", backends) if backends else ("chunked", None)
 
 
 def resolve_attention_impl(impl: str, q: Tensor, k: Tensor, v: Tensor) -> str:
     """The implementation ``impl`` stands for on these ``(B, N, d)`` tensors (``auto``:
-    ``chunked`` on CPU; on CUDA ``sdpa`` when a fused kernel takes them, else ``chunked``)."""
-    if impl != "auto":
-        return impl
-    if q.device.type == "cpu":
-        return "chunked"
-    if q.device.type != "cuda":
-        return "sdpa"  # other accelerators pick their own kernels
-    if torch.compiler.is_compiling():
-        # While tracing, the tensors hold no data to probe: take the answer an eager pass of the
-        # same shapes found, else chunked, never SDPA's math path with its N x N maps.
-        found = SDPA_KERNELS.get(_probe_key(q, k, v))
-        return "sdpa" if found and any(found.values()) else "chunked"
-    return "sdpa" if _fused_sdpa_ok(q, k, v) else "chunked"
+    ``chunked`` on CPU; on CUDA ``sdpa`` when the flash or memory-efficient kernel takes them,
+    else ``chunked``)."""
+    return _resolve(impl, q, k, v)[0]
 
 
 def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
@@ -169,17 +264,26 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
 
     q: (B, Nq, d), k: (B, Nk, d), v: (B, Nk, Cv) -> (B, Nq, Cv).  The softmax runs over the
     key axis.  ``impl`` picks the implementation (see the module docstring); all three agree to
-    floating-point rounding.
+    floating-point rounding.  ``auto`` on CUDA runs SDPA only inside
+    ``sdpa_kernel(<the fused kernels it probed>)``, so never on the math path.
     """
-    impl = resolve_attention_impl(impl, q, k, v)
+    impl, backends = _resolve(impl, q, k, v)
     if impl == "sdpa":
         # (B, 1, N, d) with a unit-stride last axis: what the fused GPU kernels accept
         # (otherwise PyTorch falls back to the math path and its N x N matrix).
         q, k, v = (t.unsqueeze(1).contiguous() for t in (q, k, v))
-        return F.scaled_dot_product_attention(q, k, v, scale=1.0).squeeze(1)
+        if backends is None:
+            return F.scaled_dot_product_attention(q, k, v, scale=1.0).squeeze(1)
+        from torch.nn.attention import sdpa_kernel
+
+        with sdpa_kernel(backends):
+            return F.scaled_dot_product_attention(q, k, v, scale=1.0).squeeze(1)
     if impl == "reference":
-        energy = torch.bmm(q, k.transpose(1, 2))  # (B, Nq, Nk)
-        return torch.bmm(torch.softmax(energy, dim=-1), v)
+        energy = attention_energies(q, k)  # (B, Nq, Nk); float32 where float16 would overflow
+        weights = torch.softmax(energy, dim=-1)
+        if energy.dtype != product_dtype(q):  # formed wider than the products: back for "@ v"
+            weights = weights.to(product_dtype(q))
+        return torch.bmm(weights, v)
     if impl == "chunked":
         if chunk < 1:
             raise ValueError(f"attention chunk must be positive, got {chunk}")

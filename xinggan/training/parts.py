@@ -116,6 +116,6 @@ def probe_attention(parts: GANParts, batch: dict, notice: Notice) -> None:
         for k, v in generator.named_buffers():
             v.copy_(buffers[k])
     for key, kernels in attention.SDPA_KERNELS.items():
-        if not any(kernels.values()):
+        if not attention.auto_sdpa_backends(kernels):
             notice(f"attention_impl auto: no fused SDPA kernel for q {key[2]}, v {key[4]} "
                    f"({key[1]}); that attention runs 'chunked'")
