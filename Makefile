@@ -21,7 +21,7 @@ DEMO_DIR ?= results/demo
 RUN_DIR ?= runs/demo
 TOY_DIR ?= datasets/toy
 
-.PHONY: demo test venv pose-venv test-pose toy clean-demo help
+.PHONY: demo test venv install pose-venv pose-install test-pose toy clean-demo help
 
 help:
 	@echo "make demo  - build the toy dataset, train on CPU, generate, evaluate (results/demo)"
@@ -30,6 +30,20 @@ help:
 	@echo "make test-pose  - run the keypoint-from-photo tests in that environment"
 
 venv: $(STAMP)
+
+# The package itself, editable, from this clone: (re)installed whenever the environment's
+# xinggan is not this folder's (a cached environment outlives the clone that made it).
+# `python -c` runs in / so that the working folder's xinggan/ does not answer for it.
+define install_here
+	@(cd / && $(1) -c "import pathlib, sys, xinggan; sys.exit(pathlib.Path(xinggan.__file__).resolve().parents[1] != pathlib.Path('$(CURDIR)').resolve())" 2>/dev/null) \
+	  || $(1) -m pip install --quiet --no-deps --no-build-isolation -e .
+endef
+
+install: $(STAMP)
+	$(call install_here,$(PY))
+
+pose-install: $(STAMP_POSE)
+	$(call install_here,$(PY_POSE))
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -45,16 +59,16 @@ $(STAMP_POSE): requirements.txt requirements-pose.txt
 	$(PY_POSE) -m pip install --quiet -r requirements-pose.txt
 	@touch $(STAMP_POSE)
 
-test-pose: $(STAMP_POSE)
+test-pose: pose-install
 	$(PY_POSE) -m pytest -q $(POSE_TESTS)
 
-toy: $(STAMP)
+toy: install
 	$(PY) scripts/make_toy_dataset.py --out $(TOY_DIR) --height 64 --width 32 --identities 200
 
-test: $(STAMP)
+test: install
 	$(PY) -m pytest -q tests
 
-demo: $(STAMP)
+demo: install
 	$(PY) scripts/demo.py --toy-dir $(TOY_DIR) --run-dir $(RUN_DIR) --out $(DEMO_DIR)
 
 clean-demo:
