@@ -12,7 +12,7 @@ says what was chosen and why; callers print that line once at start.
   ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, i.e. PyTorch's oneDNN can run bfloat16
   convolutions on this CPU. Without oneDNN's bfloat16 path PyTorch runs a bfloat16 convolution
   through its generic im2col fallback (``aten::_slow_conv2d_forward``), which on an AVX2-only
-  CPU made the generator 20 to 40 times *slower* than float32 (README, Performance). The CPU
+  CPU made the generator 20 to 40 times *slower* than float32 (benchmarks/README.md). The CPU
   flags are what ``lscpu`` lists; ``torch.backends.cpu.get_cpu_capability()`` only reports the
   vector width PyTorch dispatches to (``AVX2``, ``AVX512``), not the bfloat16 instructions, so
   it is recorded in the message but not used for the choice. Where ``/proc/cpuinfo`` cannot be

@@ -6,9 +6,9 @@
     appearance_decoder(a), shape_decoder(s), source image -> 2N + 1 candidates
     fusion(concat(a, s)) -> 2N + 1 softmax maps -> weighted sum -> output (B, 3, H, W)
 
-With the released settings (ngf 64, T = 9, N = 10) this is exactly the released network,
-44,853,189 parameters with BatchNorm (Market-1501) and 44,844,634 with InstanceNorm
-(DeepFashion); ``xinggan/official/convert.py`` maps the authors' checkpoints onto it.  The
+With the released settings (ngf 64, T = 9, N = 10) this is exactly the released network, with
+its parameter counts (docs/architecture.md, Parameter counts and cost);
+``xinggan/official/convert.py`` maps the authors' checkpoints onto it.  The
 per-block codes are kept in a list for the XingGAN++ dense fusion.
 """
 from __future__ import annotations
