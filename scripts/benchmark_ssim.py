@@ -152,7 +152,7 @@ def run_pipeline(gen_pool, tgt_pool, keypoints, names, pairs, batch_size, folder
     """Seconds per stage of scoring ``pairs`` pairs from image files, as evaluate_folder does."""
     from PIL import Image
 
-    from xinggan.metrics.evaluate import _load_rgb  # the evaluation's loader: PIL decode + RGB
+    from xinggan.metrics.inputs import load_rgb  # the evaluation's loader: PIL decode + RGB
     from xinggan.metrics.protocols import jpeg_roundtrip, released_8bit
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,8 +167,8 @@ def run_pipeline(gen_pool, tgt_pool, keypoints, names, pairs, batch_size, folder
     for start in range(0, pairs, batch_size):
         index = np.arange(start, min(start + batch_size, pairs))
         t0 = time.perf_counter()
-        gen = _load_rgb([gen_files[i % len(gen_files)] for i in index])
-        tgt = _load_rgb([tgt_files[(7 * i + 3) % len(tgt_files)] for i in index])
+        gen = load_rgb([gen_files[i % len(gen_files)] for i in index])
+        tgt = load_rgb([tgt_files[(7 * i + 3) % len(tgt_files)] for i in index])
         t1 = time.perf_counter()
         tgt = jpeg_roundtrip(released_8bit(tgt))
         gen = jpeg_roundtrip(gen)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-r"""Score a folder of results under an evaluation preset and write metrics.json / metrics.md.
+r"""Score a folder of results under an evaluation protocol and write metrics.json / metrics.md.
 
 Our own results (<from stem>___<to stem>.png) against the test images:
 
@@ -16,10 +16,10 @@ the file names, exactly as the released getMetrics scripts scored them:
         --out xinggan_market.json
 
 The layout of the folder is recognised from the file names and printed; --layout and --panel
-settle what cannot be inferred. A metric of the preset that cannot run here (missing weights,
+settle what cannot be inferred. A metric of the protocol that cannot run here (missing weights,
 keypoints...) makes the command exit with status 1 after writing the metrics that did run;
---allow-missing records it as skipped and exits 0. Presets: patn-market, patn-deepfashion (the
-XingGAN paper's protocol), gfla (FID/LPIPS/SSIM-51/PSNR), toy. See xinggan/metrics/evaluate.py.
+--allow-missing records it as skipped and exits 0. Protocols: patn-market, patn-deepfashion (the
+XingGAN paper's), gfla (FID/LPIPS/SSIM-51/PSNR), toy. See xinggan/metrics/evaluate.py.
 """
 from __future__ import annotations
 
@@ -30,20 +30,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable, evaluate_folder,  # noqa: E402
-                                      format_table, report_missing_metrics, write_metrics)
+from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder  # noqa: E402
 from xinggan.metrics.layouts import LAYOUTS  # noqa: E402
 from xinggan.metrics.protocols import ALL_METRICS, PROTOCOLS  # noqa: E402
+from xinggan.metrics.report import format_table, report_missing_metrics, write_metrics  # noqa: E402
 from xinggan.metrics.weights import MetricWeights  # noqa: E402
 
 EXIT_ERROR = 2    # bad input: nothing was scored
-EXIT_MISSING = 1  # a metric of the preset could not run; the others were written
+EXIT_MISSING = 1  # a metric of the protocol could not run; the others were written
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
-    parser.add_argument("--protocol", required=True, help=f"evaluation preset: {', '.join(sorted(PROTOCOLS))}")
+    parser.add_argument("--protocol", required=True, help=f"evaluation protocol: {', '.join(sorted(PROTOCOLS))}")
     parser.add_argument("--generated", required=True, help="folder of results (any layout, see --layout)")
     parser.add_argument("--targets", help="folder of target (ground-truth) images; optional for strips "
                                           "(their panel 2 is the target, as in the released scripts)")
@@ -58,21 +58,23 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="order of the pairs taken from file names (decides the IS splits): sorted names "
                              "(default, the same on every machine) or os.listdir as the released scripts")
     parser.add_argument("--metrics", help=f"comma-separated subset of {','.join(ALL_METRICS)} "
-                                          "(default: the preset's; an explicit metric that cannot run is an error)")
+                                          "(default: the protocol's; an explicit metric that cannot run is an error)")
     roundtrip = parser.add_mutually_exclusive_group()
     roundtrip.add_argument("--jpeg-roundtrip", dest="jpeg_roundtrip", action="store_true", default=None,
-                           help="JPEG q75 round trip of generated and target images (default for patn presets)")
+                           help="JPEG q75 round trip of generated and target images (default for the patn protocols)")
     roundtrip.add_argument("--no-jpeg-roundtrip", dest="jpeg_roundtrip", action="store_false")
     parser.add_argument("--detected-keypoints", help="keypoints detected on the generated images (annotation CSV)")
     parser.add_argument("--pose-weights", help="OpenPose body weights for PCKh: PATN's Keras pose_estimator.h5 "
                                                "or the PyTorch conversion body_pose_model.pth")
     parser.add_argument("--real", help="folder of real images for FID statistics (cached)")
-    parser.add_argument("--inception-weights", help="local Inception weights file (TF-ported for patn presets, "
+    parser.add_argument("--inception-weights", help="local Inception weights file: the network of the protocol's FID "
+                                                    "(TF-ported for the patn protocols and toy, "
                                                     "torchvision for gfla)")
     parser.add_argument("--lpips-weights", help="local torchvision AlexNet weights (alexnet-owt-7be5be79.pth)")
     parser.add_argument("--no-download", action="store_true", help="never try to download weights")
     parser.add_argument("--allow-missing", action="store_true",
-                        help="a preset metric that cannot run is recorded as skipped (exit 0) instead of failing")
+                        help="a metric of the protocol that cannot run is recorded as skipped (exit 0) "
+                             "instead of failing")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", required=True, help="metrics.json to write (metrics.md goes beside it; "
@@ -85,17 +87,12 @@ def main(argv=None) -> int:
     if args.protocol not in PROTOCOLS:
         hint = difflib.get_close_matches(args.protocol, list(PROTOCOLS), n=1, cutoff=0.4)
         nearest = f"did you mean {hint[0]!r}? " if hint else ""
-        print(f"error: --protocol {args.protocol!r} is not a preset; {nearest}choose one of "
+        print(f"error: --protocol {args.protocol!r} is not an evaluation protocol; {nearest}choose one of "
               f"{', '.join(sorted(PROTOCOLS))}", file=sys.stderr)
         return EXIT_ERROR
     metrics = args.metrics.split(",") if args.metrics else None
-    tv = args.protocol == "gfla"
-    weights = MetricWeights(
-        inception=None if tv else args.inception_weights,
-        torchvision_inception=args.inception_weights if tv else None,
-        alexnet=args.lpips_weights,
-        allow_download=not args.no_download,
-    )
+    weights = MetricWeights.for_protocol(args.protocol, inception=args.inception_weights, lpips=args.lpips_weights,
+                                         pose=args.pose_weights, allow_download=not args.no_download)
     out_json = Path(args.out)
     out_md = out_json.with_suffix(".md")
     keypoints_csv = out_json.with_name(out_json.stem + "-keypoints.csv") if args.pose_weights else None
@@ -105,8 +102,7 @@ def main(argv=None) -> int:
                                   jpeg_roundtrip=args.jpeg_roundtrip, detected_keypoints=args.detected_keypoints,
                                   real_dir=args.real, weights=weights, device=args.device,
                                   batch_size=args.batch_size, layout=args.layout, panel=args.panel,
-                                  file_order=args.file_order, pose_weights=args.pose_weights,
-                                  detections_csv=keypoints_csv)
+                                  file_order=args.file_order, detections_csv=keypoints_csv)
     except (EvaluationInputError, MetricUnavailable, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -11,14 +11,18 @@ from PIL import Image
 
 from xinggan.data import write_annotations, write_pairs
 from conftest import smooth_image
-from xinggan.inference import result_stem
-from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder, write_metrics
+from xinggan.data.pairs import result_stem
+from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder
 from xinggan.metrics.inception_score import TF_INCEPTION_FILE
 from xinggan.metrics.l1 import l1_distance, to_signed_unit
+from xinggan.metrics.inputs import resolve_inputs
 from xinggan.metrics.mask import pose_masks
-from xinggan.metrics.protocols import jpeg_roundtrip, released_8bit
+from xinggan.metrics.plan import plan_metrics, select_metrics
+from xinggan.metrics.protocols import get_protocol, jpeg_roundtrip, released_8bit
 from xinggan.metrics.psnr import psnr
+from xinggan.metrics.report import write_metrics
 from xinggan.metrics.ssim import PATN_SSIM, ssim
+from xinggan.metrics.weights import MetricWeights
 
 PAIRS = [
     ("0001_c1s1_000001_00.jpg", "0001_c2s1_000002_00.jpg"),
@@ -242,7 +246,7 @@ def test_network_metrics_end_to_end_with_untrained_weights(folder, tmp_path, mon
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     from torchvision.models import alexnet
 
-    import xinggan.metrics.evaluate as evaluate_module
+    import xinggan.metrics.accumulators as accumulators_module
     from xinggan.metrics.fid import TorchvisionInception, frechet_distance
     from xinggan.metrics.inception_score import TFInception
     from xinggan.metrics.lpips import ALEXNET_FILE
@@ -255,7 +259,7 @@ def test_network_metrics_end_to_end_with_untrained_weights(folder, tmp_path, mon
         seen.append((mu1.shape, sigma1.shape, mu2.shape, sigma2.shape))
         return frechet_distance(mu1[:32], sigma1[:32, :32], mu2[:32], sigma2[:32, :32])
 
-    monkeypatch.setattr(evaluate_module, "frechet_distance", leading_block_distance)
+    monkeypatch.setattr(accumulators_module, "frechet_distance", leading_block_distance)
     torch.manual_seed(0)
     files = {"inception": tmp_path / TF_INCEPTION_FILE, "torchvision_inception": tmp_path / "tv-inception.pth",
              "alexnet": tmp_path / ALEXNET_FILE}
@@ -278,7 +282,7 @@ def test_network_metrics_end_to_end_with_untrained_weights(folder, tmp_path, mon
 
 
 def test_table_shows_paper_rows_of_the_same_dataset_only():
-    from xinggan.metrics.evaluate import format_table
+    from xinggan.metrics.report import format_table
 
     market = {"protocol": "gfla", "num_pairs": 3, "lpips": 0.2, "skipped": {"fid": "no real set"},
               "details": {"dataset": "market"}}
@@ -325,3 +329,47 @@ def test_deepfashion_white_padding(tmp_path):
     assert results["ssim"] == pytest.approx(np.mean(plain), abs=1e-9)
     assert results["mask_ssim"] == pytest.approx(np.mean(masked), abs=1e-9)
     assert results["details"]["dataset"] == "deepfashion"
+
+
+def test_plan_lists_what_cannot_run_and_why_in_order(folder):
+    protocol = get_protocol("patn-market")
+    inputs = resolve_inputs(protocol, folder["generated"], folder["targets"], folder["pairs"], log=None)
+    requested, explicit = select_metrics(protocol, None)
+    plan = plan_metrics(protocol, inputs, requested, explicit, {"allow_download": False})
+    # No annotations: the mask metrics and PCKh; then IS, with 4 images for its 10 splits.
+    assert list(plan.skipped) == ["mask_ssim", "mask_is", "pckh", "is"]
+    assert "annotations" in plan.skipped["mask_ssim"] and "10 splits" in plan.skipped["is"]
+    assert plan.active == ["ssim"] and not plan.needs_masks
+    assert plan.tf_inception is None and plan.lpips is None  # no network for metrics that do not run
+
+
+@pytest.mark.parametrize("name, network", [("patn-market", "inception"), ("patn-deepfashion", "inception"),
+                                           ("toy", "inception"), ("gfla", "torchvision_inception")])
+def test_one_inception_file_goes_to_the_network_of_the_protocols_fid(name, network):
+    # The PATN protocols and toy score IS and FID with the TF-ported Inception, gfla's FID uses
+    # torchvision's Inception-v3.
+    weights = MetricWeights.for_protocol(name, inception="inception.pth", lpips="alexnet.pth", pose="body.pth",
+                                         allow_download=False)
+    other = ({"inception", "torchvision_inception"} - {network}).pop()
+    assert getattr(weights, network) == "inception.pth" and getattr(weights, other) is None
+    assert (weights.alexnet, weights.pose, weights.allow_download) == ("alexnet.pth", "body.pth", False)
+    assert MetricWeights.for_protocol(name, inception="", lpips="", pose="") == MetricWeights()  # unset config values
+
+
+@pytest.mark.parametrize("name, network", [("patn-market", "TF-ported Inception-v3"),
+                                           ("gfla", "torchvision Inception-v3")])
+def test_script_gives_the_inception_file_to_the_protocols_fid_network(folder, capsys, name, network):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
+    spec = importlib.util.spec_from_file_location("evaluate_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    absent = folder["root"] / "absent-inception.pth"
+    argv = ["--protocol", name, "--generated", str(folder["generated"]), "--targets", str(folder["targets"]),
+            "--pairs", str(folder["pairs"]), "--metrics", "fid", "--real", str(folder["targets"]),
+            "--inception-weights", str(absent), "--no-download", "--out", str(folder["root"] / "m.json")]
+    assert module.main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"{network}" in error and str(absent) in error and f"protocol {name}" in error

@@ -1,5 +1,5 @@
 """Published result folders: strips as the released PATN/XingGAN test.py wrote them, the other
-naming conventions, ambiguous folders, and the scripts' errors for missing metrics and misspelt presets."""
+naming conventions, ambiguous folders, and the scripts' errors for missing metrics and misspelt protocols."""
 from __future__ import annotations
 
 import importlib.util
@@ -318,3 +318,27 @@ def test_missing_pose_weights_name_the_file(tmp_path):
     results = evaluate_folder("patn-market", folder, annotations_csv=annotations, pose_weights=tmp_path / "nope.h5",
                               metrics=None, progress=False, log=None)
     assert "nope.h5" in results["skipped"]["pckh"] and "pose_estimator.h5" in results["skipped"]["pckh"]
+
+
+def test_the_name_generation_writes_is_read_back_as_its_pair():
+    from xinggan.data.pairs import result_stem
+
+    name = result_stem("0002_c1s1_000451_03.jpg", "0002_c5s1_000551_01.jpg") + ".png"
+    assert name == "0002_c1s1_000451_03___0002_c5s1_000551_01.png"
+    assert infer_layout([name], Path(".")).name == "stems"
+    assert LAYOUTS["stems"].parse(name) == [("0002_c1s1_000451_03", "0002_c5s1_000551_01")]
+
+
+def test_pose_weights_given_in_the_metric_weights_are_used_for_pckh(tmp_path):
+    # The scripts pass the OpenPose file inside MetricWeights (MetricWeights.for_protocol).
+    from xinggan.metrics.weights import MetricWeights
+
+    rng = np.random.default_rng(8)
+    folder = tmp_path / "images"
+    keypoints = write_released_strips(folder, SYNTHETIC_PAIRS[:2], rng)
+    annotations = tmp_path / "ann.csv"
+    write_annotations(annotations, keypoints)
+    weights = MetricWeights.for_protocol("patn-market", pose=str(tmp_path / "nope.h5"), allow_download=False)
+    results = evaluate_folder("patn-market", folder, annotations_csv=annotations, weights=weights,
+                              metrics=None, progress=False, log=None)
+    assert "nope.h5" in results["skipped"]["pckh"]

@@ -1,5 +1,5 @@
 """PSNR, L1, PCKh, the protocol steps (8-bit truncation, JPEG round trip, white padding) and each
-preset's SSIM against the scikit-image call its protocol documents."""
+protocol's SSIM against the scikit-image call it documents."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +12,6 @@ from xinggan.metrics.l1 import l1_distance, to_signed_unit
 from xinggan.metrics.pckh import pckh, pckh_pair
 from xinggan.metrics.protocols import get_protocol, jpeg_roundtrip, pad_white_columns, released_8bit
 from xinggan.metrics.psnr import psnr
-from xinggan.metrics.ssim import ssim
 from xinggan.visualize import to_uint8
 
 
@@ -109,16 +108,20 @@ def _pairs(seed: int, h: int, w: int) -> tuple:
     return generated.astype(np.uint8), target.astype(np.uint8)
 
 
-def _preset_ssim(preset, generated: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Our SSIM under ``preset``, fed as the evaluation feeds it (``ssim_input``)."""
-    def tensor(x):
-        t = torch.from_numpy(x).permute(0, 3, 1, 2)
-        return t if preset.ssim_input == "uint8" else t.to(torch.float32) / 255.0
-    return ssim(tensor(generated), tensor(target), preset.ssim).numpy()
+def _protocol_ssim(protocol, generated: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-pair SSIM under ``protocol`` from the evaluation's SSIM accumulator (its settings and
+    ``ssim_input``), on unpadded uint8 images."""
+    from xinggan.metrics.accumulators import SSIMAccumulator
+    from xinggan.metrics.inputs import Batch
+
+    g, t = (torch.from_numpy(x).permute(0, 3, 1, 2) for x in (generated, target))
+    accumulator = SSIMAccumulator(len(generated), protocol)
+    accumulator.update(Batch(0, len(generated), generated, g, t, g, t))
+    return accumulator.scores
 
 
 @pytest.mark.parametrize("name", ["patn-market", "patn-deepfashion", "toy"])
-def test_patn_presets_compute_the_released_scikit_image_call(name, monkeypatch):
+def test_patn_protocols_compute_the_released_scikit_image_call(name, monkeypatch):
     """The released scripts called ``compare_ssim(target, generated, gaussian_weights=True,
     sigma=1.5, use_sample_covariance=False, multichannel=True, data_range=generated.max() -
     generated.min())`` on uint8 images, under scikit-image 0.14.2, whose Gaussian was scipy's
@@ -131,24 +134,24 @@ def test_patn_presets_compute_the_released_scikit_image_call(name, monkeypatch):
         return ndimage.gaussian_filter(image, sigma=sigma, mode=mode)  # scipy's default truncate=4.0
 
     monkeypatch.setattr(skimage_ssim, "gaussian", gaussian_0_14)
-    preset = get_protocol(name)
+    protocol = get_protocol(name)
     generated, target = _pairs(0, 48, 40)
     reference = [structural_similarity(t, g, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                        channel_axis=-1, data_range=float(g.max()) - float(g.min()))
                  for g, t in zip(generated, target)]
-    np.testing.assert_allclose(_preset_ssim(preset, generated, target), reference, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(_protocol_ssim(protocol, generated, target), reference, rtol=0, atol=1e-9)
     assert 0.05 < min(reference) and max(reference) < 0.95
 
 
-def test_gfla_preset_computes_the_window_51_call():
+def test_gfla_protocol_computes_the_window_51_call():
     """GFLA-era scripts: ``compare_ssim(gt, pred, data_range=1, win_size=51, multichannel=True)``
     on ``float32(uint8) / 255`` images (uniform window, sample covariance)."""
-    preset = get_protocol("gfla")
+    protocol = get_protocol("gfla")
     generated, target = _pairs(1, 64, 56)
     unit = lambda x: x.astype(np.float32) / np.float32(255)  # noqa: E731
     reference = [structural_similarity(unit(t), unit(g), data_range=1, win_size=51, channel_axis=-1)
                  for g, t in zip(generated, target)]
-    np.testing.assert_allclose(_preset_ssim(preset, generated, target), reference, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_protocol_ssim(protocol, generated, target), reference, rtol=0, atol=1e-6)
 
 
 def test_deepfashion_padding_restores_the_square_originals():
@@ -164,6 +167,6 @@ def test_patn_defaults_are_the_columns_of_the_papers_table():
     assert set(get_protocol("patn-deepfashion").default_metrics) == {"ssim", "is", "pckh"}
 
 
-def test_unknown_preset_names_the_presets():
+def test_unknown_protocol_names_the_protocols():
     with pytest.raises(ValueError, match="patn-market"):
         get_protocol("patn")

@@ -23,15 +23,9 @@ from torch.utils.data import DataLoader, Subset
 
 from xinggan.checkpoint import CheckpointError, load_checkpoint
 from xinggan.config import ConfigError, config_from_dict
+from xinggan.data.pairs import PAIR_SEPARATOR, result_stem  # noqa: F401  (the naming rule lives in the data layer)
 from xinggan.precision import autocast
 from xinggan.visualize import pair_grid, to_uint8
-
-PAIR_SEPARATOR = "___"
-
-
-def result_stem(source_name: str, target_name: str) -> str:
-    """Stem of the generated image of pair (source, target): ``<source stem>___<target stem>``."""
-    return f"{Path(source_name).stem}{PAIR_SEPARATOR}{Path(target_name).stem}"
 
 
 def embedded_config(state: dict, path: Union[str, Path]):

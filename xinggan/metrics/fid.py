@@ -16,7 +16,7 @@ negligible imaginary part is dropped. Two networks:
   TF-Inception FID. (Those scripts also dropped the last incomplete batch of 64; here every image
   counts.)
 
-Real-set statistics are cached on disk (npz) under a key made of the preset, the network, the
+Real-set statistics are cached on disk (npz) under a key made of the protocol, the network, the
 hash of the sorted file list and the image resolution (:func:`real_statistics`).
 """
 from __future__ import annotations
@@ -121,7 +121,7 @@ class TorchvisionInception(torch.nn.Module):
 
     ``forward(uint8 (B, 3, H, W))`` -> float64 ``(B, 2048)``. ``weights_path``: a local copy of
     ``inception_v3_google-0cc3c7bd.pth``; ``None`` uses the hub cache or torchvision's download
-    (``allow_download``). ``random_init=True`` builds the same network untrained (tests).
+    (``allow_download``). ``random_init=True`` builds the same network untrained (no weights file needed).
     """
 
     input_size = 299  # the resize target of the reference code
@@ -164,14 +164,18 @@ def default_cache_dir() -> Path:
     return Path(root) / "fid"
 
 
-def statistics_cache_key(preset: str, network: str, names: Iterable[str], resolution: Sequence[int]) -> str:
-    """Hex key of (preset, network, sorted file names, resolution)."""
-    payload = json.dumps({"preset": preset, "network": network, "files": sorted(names),
+def statistics_cache_key(protocol: str, network: str, names: Iterable[str], resolution: Sequence[int]) -> str:
+    """Hex key of (protocol, network, sorted file names, resolution).
+
+    The protocol's name is stored under the JSON field ``"preset"``: the field name is part of the
+    hashed text, and keeping it keeps the keys of statistics already cached on disk valid.
+    """
+    payload = json.dumps({"preset": protocol, "network": network, "files": sorted(names),
                           "resolution": list(resolution)}, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def real_statistics(paths: Sequence[Path], preset: str, network: str, resolution: Sequence[int],
+def real_statistics(paths: Sequence[Path], protocol: str, network: str, resolution: Sequence[int],
                     extract: Callable[[Sequence[Path]], torch.Tensor], batch_size: int = 64,
                     cache_dir: Optional[Path] = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of the real images' features, read from / written to the npz cache.
@@ -181,9 +185,9 @@ def real_statistics(paths: Sequence[Path], preset: str, network: str, resolution
     from tqdm import tqdm
 
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = statistics_cache_key(preset, network, [Path(p).name for p in paths], resolution)
+    key = statistics_cache_key(protocol, network, [Path(p).name for p in paths], resolution)
     height, width = resolution
-    cache_file = cache_dir / f"real-{preset}-{network}-{height}x{width}-{key[:16]}.npz"
+    cache_file = cache_dir / f"real-{protocol}-{network}-{height}x{width}-{key[:16]}.npz"
     if cache_file.is_file():
         with np.load(cache_file) as stored:
             if str(stored["key"]) == key:

@@ -11,7 +11,7 @@ so the std, and marginally the mean, depend on it.
 The network is torch-fidelity's ``FeatureExtractorInceptionV3`` (feature ``'logits_unbiased'``);
 it is not re-implemented here. Its weights file ``weights-inception-2015-12-05-6726825d.pth`` is
 torch-fidelity's download (see :mod:`xinggan.metrics.weights`). :func:`inception_score_from_logits`
-is the pure arithmetic, testable without the network.
+is the arithmetic on the logits, separate from the network.
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ class TFInception(torch.nn.Module):
 
     ``features``: any of ``'logits_unbiased'`` (IS), ``'2048'`` (FID pool features).
     ``weights_path``: local weights file; ``None`` uses the hub cache or downloads
-    (``allow_download``). ``random_init=True`` builds the same network untrained (tests).
+    (``allow_download``). ``random_init=True`` builds the same network untrained (no weights file needed).
     """
 
     def __init__(self, features: tuple = ("logits_unbiased",), weights_path: Optional[str] = None,

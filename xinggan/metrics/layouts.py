@@ -5,7 +5,7 @@ with ``layout=``. The layouts:
 
 ``stems``
     ``<from stem>___<to stem>.png|jpg``: one generated image per pair, this project's own output
-    (:func:`xinggan.inference.result_stem`).
+    (:func:`xinggan.data.pairs.result_stem`).
 ``strips``
     ``<from>.jpg___<to>.jpg_vis.jpg`` (or ``_vis.png``): what the released ``test.py`` of PATN,
     XingGAN and BiGraphGAN wrote, one horizontal strip of five equal panels per pair,
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..inference import PAIR_SEPARATOR
+from ..data.pairs import PAIR_SEPARATOR
 
 __all__ = ["LAYOUTS", "Layout", "LayoutError", "PanelRef", "ResultSet", "infer_layout", "resolve_results",
            "strip_image_name", "STRIP_PANELS", "STRIP_TARGET_PANEL", "STRIP_GENERATED_PANEL"]
@@ -216,7 +216,7 @@ def resolve_results(
 ) -> ResultSet:
     """Match the files of ``generated_dir`` to ``pairs`` (or take the pairs from the names).
 
-    ``image_width``: the width of one image of the dataset (the preset's), used to tell strips of
+    ``image_width``: the width of one image of the dataset (the protocol's), used to tell strips of
     the ``2`` layout from single images. ``panel``: the generated image's panel in a strip (default
     4 for 5-panel strips; required for other strips).
     """

@@ -9,7 +9,7 @@ mask-LPIPS (Market) multiplies both [-1, 1] images by the target's pose mask
 The linear calibration layers ship inside the ``lpips`` package. The AlexNet backbone is
 torchvision's ImageNet AlexNet (``alexnet-owt-7be5be79.pth``), normally downloaded; here it is
 loaded from an explicit path or the torch hub cache (see :mod:`xinggan.metrics.weights`), or left
-untrained with ``pretrained_backbone=False`` (tests).
+untrained with ``pretrained_backbone=False`` (to run without the weights file).
 """
 from __future__ import annotations
 

@@ -22,8 +22,7 @@ which makes 12,000 masks take over a minute. :func:`pose_masks` computes the sam
 whole batch at once: each polygon row is filled from its exact interval, and every pixel centre
 within ``1e-6`` of the outline (axis-aligned limbs put whole rows there; 3-4-5 limb directions
 put integer pixels exactly on slanted edges) is decided by a vectorised copy of skimage's own
-floating-point test, so boundary pixels come out as skimage rounds them. The test suite pins the
-result to ``skimage.draw.polygon`` on the real Market annotations.
+floating-point test, so boundary pixels come out as skimage rounds them.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluation presets: the PATN protocol of the XingGAN paper and the later GFLA-era protocol.
+"""Evaluation protocols: the PATN protocol of the XingGAN paper and the later GFLA-era protocol.
 
 ``patn-market`` / ``patn-deepfashion`` reproduce, step by step, what the released PATN/XingGAN
 scripts did (``tool/getMetrics_market.py``, ``getMetrics_fashion.py``, ``calPCKH_*.py``):
@@ -8,7 +8,7 @@ scripts did (``tool/getMetrics_market.py``, ``getMetrics_fashion.py``, ``calPCKH
    quality 75; every metric read the decoded JPEGs, targets included. The target had been loaded
    from its dataset JPEG, normalised to [-1, 1] in float32 and truncated back, which turns the
    values 1..63 into 0..62 (:func:`released_8bit`). With the round trip on (the default for these
-   presets; a switch turns it off) targets get :func:`released_8bit` then :func:`jpeg_roundtrip`;
+   protocols; a switch turns it off) targets get :func:`released_8bit` then :func:`jpeg_roundtrip`;
    generated PNGs (assumed to hold the truncated 8-bit output) get :func:`jpeg_roundtrip`;
    generated JPEGs are taken as already saved by step 1. (The released script saved each pair as
    one concatenated image, so the decoder's chroma upsampling also mixed a pixel or two across
@@ -26,8 +26,8 @@ PSNR, and mask-LPIPS on Market. No JPEG round trip.
 ``toy`` applies the ``patn-market`` settings at any image size (the demo's 64 x 32 toy data);
 it is no paper's protocol.
 
-``l1`` (mean absolute error in [-1, 1]) is available in every preset, as are the metrics of the
-other presets; a preset fixes the defaults and the settings (SSIM window, FID network), and its
+``l1`` (mean absolute error in [-1, 1]) is available in every protocol, as are the metrics of the
+other protocols; a protocol fixes the defaults and the settings (SSIM window, FID network), and its
 name is printed beside every number.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ JPEG_QUALITY = 75  # PIL's default, what Image.save(path.jpg) used in the releas
 
 @dataclass(frozen=True)
 class Protocol:
-    """One evaluation preset."""
+    """One evaluation protocol."""
 
     name: str
     dataset: str                       # 'market' or 'deepfashion' (or 'any')
@@ -116,7 +116,7 @@ PROTOCOLS = {
                     "v0.1, SSIM with a 51x51 uniform window, PSNR, mask-LPIPS on Market)",
     ),
 }
-# The demo's preset: patn-market's settings (JPEG round trip, SSIM) at any image size.
+# The demo's protocol: patn-market's settings (JPEG round trip, SSIM) at any image size.
 PROTOCOLS["toy"] = replace(
     PROTOCOLS["patn-market"], name="toy", dataset="any",
     default_metrics=("ssim", "mask_ssim", "l1"), image_size=None,
@@ -124,7 +124,7 @@ PROTOCOLS["toy"] = replace(
                 "SSIM) at any image size, for the toy dataset of the demo; not a paper protocol")
 
 # Reported values, transcribed by hand from the papers' tables (listed in docs/data_and_metrics.md,
-# "Reported numbers"); they are the papers' numbers, not ours. Per preset: (method, dataset, values).
+# "Reported numbers"); they are the papers' numbers, not ours. Per protocol: (method, dataset, values).
 PAPER_RESULTS = {
     "patn-market": [
         ("PATN (paper)", "market", {"ssim": 0.311, "is": 3.323, "mask_ssim": 0.811, "mask_is": 3.773}),
@@ -149,7 +149,7 @@ TABLE_ORDER = ("ssim", "is", "mask_ssim", "mask_is", "pckh", "fid", "lpips", "ma
 
 
 def get_protocol(name: str) -> Protocol:
-    """The preset called ``name``; an unknown name is an error listing the presets."""
+    """The protocol called ``name``; an unknown name is an error listing the protocols."""
     try:
         return PROTOCOLS[name]
     except KeyError:

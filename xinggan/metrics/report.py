@@ -1,0 +1,91 @@
+"""Reports of an evaluation: ``metrics.json``, the ``metrics.md`` table and the missing-metrics note.
+
+``results`` is the dict :func:`xinggan.metrics.evaluate.evaluate_folder` returns. The JSON report
+is that dict as it is. The Markdown report states the protocol, its description, the number of
+pairs, the JPEG round trip and the SSIM settings, then a table in the layout of the paper's
+Table 1 (columns in :data:`~xinggan.metrics.protocols.TABLE_ORDER`): the numbers the papers
+reported for the same protocol and dataset, then ours, each number followed by the protocol's name
+in parentheses; values below 100 get 4 decimals, larger ones 2. Metrics of the protocol that could
+not run are listed with the reason, in the report and by :func:`report_missing_metrics`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Union
+
+from .protocols import ALL_METRICS, PAPER_RESULTS, TABLE_ORDER, get_protocol
+
+__all__ = ["METRIC_LABELS", "format_table", "write_metrics", "report_missing_metrics"]
+
+METRIC_LABELS = {"ssim": "SSIM", "is": "IS", "mask_ssim": "mask-SSIM", "mask_is": "mask-IS", "pckh": "PCKh",
+                 "fid": "FID", "lpips": "LPIPS", "mask_lpips": "mask-LPIPS", "psnr": "PSNR", "l1": "L1"}
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
+
+
+def format_table(results: dict) -> str:
+    """Markdown table: the papers' reported numbers and ours, the protocol's name beside every number."""
+    name = results["protocol"]
+    protocol = get_protocol(name)
+    dataset = results.get("details", {}).get("dataset")
+    paper = [(method, values) for method, paper_dataset, values in PAPER_RESULTS.get(name, [])
+             if dataset in (None, paper_dataset)]
+    shown = set(protocol.default_metrics) | {m for m in ALL_METRICS if m in results}
+    columns = [m for m in TABLE_ORDER if m in shown]
+    lines = ["| method | " + " | ".join(METRIC_LABELS[m] for m in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for method, values in paper:
+        cells = [f"{values[m]:g} ({name})" if m in values else "–" for m in columns]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    cells = [f"{_fmt(results[m])} ({name})" if m in results else "skipped" if m in results.get("skipped", {})
+             else "–" for m in columns]
+    lines.append("| ours | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_metrics(results: dict, out_json: Union[str, Path], out_md: Union[str, Path, None] = None) -> None:
+    """Write ``metrics.json`` and, when ``out_md`` is given, the ``metrics.md`` report."""
+    out_json = Path(out_json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    if out_md is None:
+        return
+    protocol = get_protocol(results["protocol"])
+    dataset = results.get("details", {}).get("dataset", "unknown")
+    text = [f"# Evaluation: protocol `{protocol.name}` ({dataset})", "",
+            f"{protocol.description}.", "",
+            f"{results['num_pairs']} pairs; JPEG round trip {'on' if results.get('jpeg_roundtrip') else 'off'}."
+            + (f" SSIM: {settings}." if (settings := results.get("details", {}).get("ssim_settings")) else ""),
+            "", format_table(results), "",
+            "Rows marked (paper) are the values reported in the papers' tables (listed in "
+            "docs/data_and_metrics.md), not recomputed here; the name in parentheses is the protocol each "
+            "number belongs to."]
+    if results.get("skipped"):
+        text += ["", "Skipped metrics:"]
+        text += [f"- {METRIC_LABELS.get(m, m)}: {reason}" for m, reason in results["skipped"].items()]
+    Path(out_md).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_md).write_text("\n".join(text) + "\n", encoding="utf-8")
+
+
+def report_missing_metrics(results: dict, allow_missing: bool, metrics_json, how_to_allow: str) -> bool:
+    """Print each metric of the protocol that could not run (a note when ``allow_missing``, else an
+    error naming what to provide and ``how_to_allow``); True when that makes the run a failure."""
+    missing = results["skipped"]
+    for metric, reason in missing.items():
+        print(f"{'skipped' if allow_missing else 'error: cannot compute'} {metric}: {reason}",
+              file=sys.stdout if allow_missing else sys.stderr)
+    if missing and not allow_missing:
+        print(f"error: {len(missing)} metric(s) of protocol {results.get('protocol', '')} could not run "
+              f"({', '.join(missing)}); the others are in {metrics_json}. Provide the files named "
+              f"above, or {how_to_allow} to record them as skipped.", file=sys.stderr)
+        return True
+    return False
