@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xinggan.data.check import check_dataset  # noqa: E402
+from xinggan.prep.check import check_dataset  # noqa: E402
 
 
 def main(argv=None) -> int:

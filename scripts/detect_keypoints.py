@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from xinggan.data.annotations import NUM_JOINTS, DataError, write_annotations  # noqa: E402
-from xinggan.data.framing import present_joints, read_photo  # noqa: E402
+from xinggan.prep.framing import present_joints, read_photo  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -300,7 +300,7 @@ def run_ddp(limit_s: float) -> dict:
     gpus = torch.cuda.device_count()
     if gpus < DDP_PROCESSES:
         return {"status": DDP_SKIPPED, "gpus": gpus, "seconds": 0.0}
-    from xinggan.data.toy import make_toy_dataset
+    from xinggan.prep.toy import make_toy_dataset
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as folder:

@@ -5,7 +5,7 @@
 Writes ``train/`` and ``test/`` JPEGs (128 x 64), ``market-annotation-{train,test}.csv`` and
 ``market-pairs-{train,test}.csv``; identical files for the same arguments. The defaults (40
 training and 10 test identities, 8 poses each, 200 test pairs) make about 2 MB in a few
-seconds, sized for the CPU demo. See ``xinggan/data/toy.py`` for what is drawn.
+seconds, sized for the CPU demo. See ``xinggan/prep/toy.py`` for what is drawn.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xinggan.data.toy import make_toy_dataset  # noqa: E402
+from xinggan.prep.toy import make_toy_dataset  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xinggan.data.annotations import DataError  # noqa: E402
-from xinggan.data.framing import FRAME_PRESETS, MIN_JOINTS  # noqa: E402
+from xinggan.prep.framing import FRAME_PRESETS, MIN_JOINTS  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None, detector=None) -> int:
     """Run the command; ``detector`` (an object with ``name`` and ``detect``) replaces --detector."""
     args = parse_args(argv)
-    from xinggan.data.custom import prepare_custom
+    from xinggan.prep.custom import prepare_custom
     from xinggan.keypoints import DetectorUnavailable, build_detector
 
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xinggan.data.prepare import prepare_cli, prepare_market  # noqa: E402
+from xinggan.prep.prepare import prepare_cli, prepare_market  # noqa: E402
 
 
 def main(argv=None) -> int:

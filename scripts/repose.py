@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image  # noqa: E402
 
 from xinggan.data.annotations import DataError  # noqa: E402
-from xinggan.data.framing import FILLS, MIN_JOINTS, read_photo  # noqa: E402
+from xinggan.prep.framing import FILLS, MIN_JOINTS, read_photo  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

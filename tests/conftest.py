@@ -38,7 +38,7 @@ def toy_params() -> dict:
 
 @pytest.fixture(scope="session")
 def toy_root(tmp_path_factory) -> Path:
-    from xinggan.data.toy import make_toy_dataset
+    from xinggan.prep.toy import make_toy_dataset
 
     root = tmp_path_factory.getbasetemp() / "toy-dataset"
     if not (root / ".complete").is_file():
@@ -66,7 +66,7 @@ def tiny_training_overrides(root: Path, **extra) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """Toy data at 64 x 32 (3 train and 2 test identities), made once per session."""
-    from xinggan.data.toy import make_toy_dataset
+    from xinggan.prep.toy import make_toy_dataset
 
     root = tmp_path_factory.mktemp("toy64")
     make_toy_dataset(root, seed=1, identities=3, test_identities=2, poses=3, test_pairs=6,

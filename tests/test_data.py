@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from xinggan.data import (DataError, IterationSampler, PairDataset, build_pairs, check_dataset,
-                          deepfashion_flat_name, official_epoch_iterations, pose_heatmaps,
-                          read_annotations, read_pairs, write_annotations, write_pairs)
-from xinggan.data.toy import make_toy_dataset
+from xinggan.data import (DataError, IterationSampler, PairDataset, build_pairs, deepfashion_flat_name,
+                          official_epoch_iterations, pose_heatmaps, read_annotations, read_pairs,
+                          write_annotations, write_pairs)
+from xinggan.prep.check import check_dataset
+from xinggan.prep.toy import make_toy_dataset
 
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from xinggan.data.annotations import read_annotations
-from xinggan.data.framing import read_photo
+from xinggan.prep.framing import read_photo
 
 from photo_helpers import REPO, LookupDetector, load_script
 

@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from xinggan.data.annotations import JOINT_NAMES, DataError
-from xinggan.data.framing import check_joints, fit_keypoints, fit_to_frame, read_photo
+from xinggan.joints import SKELETON_LIMBS
 from xinggan.keypoints.mediapipe_pose import landmarks_to_keypoints
-from xinggan.visualize import LIMBS, draw_skeleton
+from xinggan.prep.framing import check_joints, fit_keypoints, fit_to_frame, read_photo
+from xinggan.visualize import draw_skeleton
 
 from photo_helpers import REPO
 
@@ -151,7 +152,7 @@ def test_skeleton_draws_limbs_in_openpose_colours():
     assert tuple(picture[20, 20]) == (255, 0, 0)  # midway along neck - right shoulder
     assert tuple(picture[40, 30]) == (0, 255, 0)  # midway along neck - right hip
     assert picture[70:].max() == 0 and picture[:10].max() == 0  # nothing beyond the joints
-    assert LIMBS[0] == (1, 2) and LIMBS[6] == (1, 8)
+    assert SKELETON_LIMBS[0] == (1, 2) and SKELETON_LIMBS[6] == (1, 8)
 
 
 def test_skeleton_skips_limbs_with_a_missing_end_and_blends_over_a_photo():

@@ -14,9 +14,9 @@ from PIL import Image
 mediapipe = pytest.importorskip("mediapipe")
 
 from xinggan.data.annotations import JOINT_NAMES, read_annotations  # noqa: E402
-from xinggan.data.framing import read_photo  # noqa: E402
 from xinggan.keypoints import build_detector  # noqa: E402
 from xinggan.metrics.pckh import pckh_pair  # noqa: E402
+from xinggan.prep.framing import read_photo  # noqa: E402
 
 from photo_helpers import REPO, load_script, train_tiny_checkpoint  # noqa: E402
 

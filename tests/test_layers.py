@@ -19,8 +19,9 @@ PACKAGE = REPO / "xinggan"
 
 # What each lower layer may not load: the layers above it.
 FORBIDDEN = {
-    "xinggan.data": ("xinggan.metrics", "xinggan.models", "xinggan.training"),
-    "xinggan.metrics": ("xinggan.inference", "xinggan.config", "xinggan.training", "xinggan.models"),
+    "xinggan.data": ("xinggan.metrics", "xinggan.models", "xinggan.training", "xinggan.prep"),
+    "xinggan.metrics": ("xinggan.inference", "xinggan.config", "xinggan.training", "xinggan.models",
+                        "xinggan.prep"),
 }
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from xinggan.joints import OPENPOSE_LIMBS
 from xinggan.keypoints import DetectorUnavailable, build_detector
 from xinggan.keypoints.openpose import OpenPoseBody, load_openpose_weights
-from xinggan.keypoints.openpose_post import LIMBS, PAF_CHANNELS, best_person
+from xinggan.keypoints.openpose_post import PAF_CHANNELS, best_person
 
 
 def published_definition() -> dict:
@@ -162,7 +163,7 @@ def draw_person(heatmaps, pafs, joints, peak=1.0, limbs=range(19)):
             continue
         heatmaps[:, :, j] = np.maximum(heatmaps[:, :, j], peak * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 2.0 ** 2)))
     for k in limbs:
-        a, b = LIMBS[k][0] - 1, LIMBS[k][1] - 1
+        a, b = OPENPOSE_LIMBS[k]
         if joints[a][0] < 0 or joints[b][0] < 0:
             continue
         pa, pb = np.array(joints[a], float)[::-1], np.array(joints[b], float)[::-1]  # (x, y)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from xinggan.data import (DataError, build_pairs, deepfashion_flat_name, read_annotations, read_pairs,
                           write_pairs)
-from xinggan.data.prepare import prepare_deepfashion, prepare_market
-from xinggan.data.toy import make_toy_dataset
+from xinggan.prep.prepare import prepare_deepfashion, prepare_market
+from xinggan.prep.toy import make_toy_dataset
 
 
 def _script(repo_root, name):

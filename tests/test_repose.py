@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from xinggan.data.annotations import read_annotations, read_pairs
-from xinggan.data.framing import read_photo
-from xinggan.data.toy import make_toy_dataset
+from xinggan.prep.framing import read_photo
+from xinggan.prep.toy import make_toy_dataset
 from xinggan.repose import ModelFrame, generate
 
 from photo_helpers import REPO, LookupDetector, load_script, train_tiny_checkpoint

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from xinggan.data.toy import make_toy_dataset
+    from xinggan.prep.toy import make_toy_dataset
     from xinggan.training import Trainer
 
     root = tmp_path_factory.mktemp("toy_testpy")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from xinggan.data import build_pairs, read_annotations, read_pairs
-from xinggan.data.toy import POSES, Identity, _Layer, draw_person, make_toy_dataset, toy_pose
+from xinggan.prep.toy import POSES, Identity, _Layer, draw_person, make_toy_dataset, toy_pose
 
 ROW = re.compile(r"^\d{4}_c\d+s1_\d{6}_00\.jpg: \[(-?\d+, ){17}-?\d+\]: \[(-?\d+, ){17}-?\d+\]$")
 

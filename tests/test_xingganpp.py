@@ -114,7 +114,7 @@ def test_xingganpp_configs_train_on_toy_data_through_train_py(base, tmp_path):
 
     from xinggan import load_generator
     from xinggan.checkpoint import load_checkpoint
-    from xinggan.data.toy import make_toy_dataset
+    from xinggan.prep.toy import make_toy_dataset
 
     make_toy_dataset(tmp_path / "toy", seed=4, identities=2, test_identities=1, poses=3,
                      test_pairs=3, height=128, width=64)

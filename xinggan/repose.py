@@ -2,7 +2,7 @@
 
 XingGAN renders the person of a source image in a target pose given as 18 keypoints. Here the
 source is any photo: its keypoints come from a detector (:mod:`xinggan.keypoints`) or from a
-file; the person is fitted into the model's frame (:mod:`xinggan.data.framing`: the size of the
+file; the person is fitted into the model's frame (:mod:`xinggan.prep.framing`: the size of the
 checkpoint's config, with the fill of its dataset: repeated border pixels for Market-1501,
 white for DeepFashion); the target pose comes from another photo, a row of an annotation CSV
 (``CSV:NAME``) or a JSON file, and is fitted into the same frame. The pose heatmaps are the
@@ -21,10 +21,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from xinggan.data.annotations import NUM_JOINTS, DataError, read_annotations
+from xinggan.data.annotations import DataError, read_annotations
 from xinggan.data.dataset import image_tensor
-from xinggan.data.framing import FRAME_PRESETS, check_joints, fit_keypoints, fit_to_frame
 from xinggan.data.heatmaps import pose_heatmaps
+from xinggan.joints import NUM_JOINTS
+from xinggan.prep.framing import FRAME_PRESETS, check_joints, fit_keypoints, fit_to_frame
 from xinggan.visualize import draw_skeleton, to_uint8
 
 __all__ = ["ModelFrame", "frame_source", "frame_target", "generate", "is_keypoint_spec", "keypoints_from_spec",

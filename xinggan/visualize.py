@@ -1,5 +1,6 @@
 """Image grids (source | source pose | target pose | generated | target, one pair per row) and
-pose skeletons drawn from keypoints in the OpenPose colours (Cao et al., CVPR 2017).
+pose skeletons drawn from keypoints in the OpenPose colours (Cao et al., CVPR 2017); the limbs
+and colours are :data:`xinggan.joints.SKELETON_LIMBS` and :data:`xinggan.joints.JOINT_COLOURS`.
 """
 from __future__ import annotations
 
@@ -7,17 +8,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-# One colour per COCO-18 joint, for drawing pose heatmaps.
-_JOINT_COLOURS = np.array([
-    [255, 0, 0], [255, 85, 0], [255, 170, 0], [255, 255, 0], [170, 255, 0], [85, 255, 0],
-    [0, 255, 0], [0, 255, 85], [0, 255, 170], [0, 255, 255], [0, 170, 255], [0, 85, 255],
-    [0, 0, 255], [85, 0, 255], [170, 0, 255], [255, 0, 255], [255, 0, 170], [255, 0, 85],
-], dtype=np.float32) / 255.0
+from xinggan.joints import JOINT_COLOURS, SKELETON_LIMBS
 
-# The limbs OpenPose draws for its COCO-18 model, as (joint, joint) pairs: neck to shoulders,
-# arms, neck to hips, legs, neck to nose, nose to eyes to ears. Limb i is drawn in colour i.
-LIMBS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11),
-         (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17))
+# The joint colours in [0, 1], for drawing pose heatmaps.
+_JOINT_COLOURS = np.array(JOINT_COLOURS, dtype=np.float32) / 255.0
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -69,10 +63,10 @@ def draw_skeleton(keypoints, height: int, width: int, background: np.ndarray | N
         if base.shape != (height, width, 3):
             raise ValueError(f"background must be ({height}, {width}, 3), got {base.shape}")
     present = (kp[:, 0] != -1) & (kp[:, 1] != -1)
-    colours = [tuple(int(round(c * 255)) for c in rgb) for rgb in _JOINT_COLOURS]
+    colours = JOINT_COLOURS
     limbs = Image.fromarray(base.copy())
     draw = ImageDraw.Draw(limbs)
-    for i, (a, b) in enumerate(LIMBS):
+    for i, (a, b) in enumerate(SKELETON_LIMBS):
         if a < len(kp) and b < len(kp) and present[a] and present[b]:
             # Pixel centres: (y, x) -> PIL (x + 0.5, y + 0.5) in a continuous plane.
             draw.line([(kp[a, 1] + 0.5, kp[a, 0] + 0.5), (kp[b, 1] + 0.5, kp[b, 0] + 0.5)],

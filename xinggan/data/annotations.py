@@ -5,10 +5,10 @@ Deformable GANs and PATN (Zhu et al., CVPR 2019), which XingGAN trains and tests
 
 * annotation files ``*-annotation-*.csv``: separator ``:``, header
   ``name:keypoints_y:keypoints_x``, one row per image
-  ``<name>: [y0, ..., y17]: [x0, ..., x17]`` with 18 OpenPose COCO-18 joints in pixels of
-  the stored image, ``-1`` for a missing joint. Some public copies write the header with
-  trailing commas (``name:keypoints_y:keypoints_x,,,,``) and the lists without spaces; both
-  spellings are accepted.
+  ``<name>: [y0, ..., y17]: [x0, ..., x17]`` with 18 OpenPose COCO-18 joints
+  (:mod:`xinggan.joints`) in pixels of the stored image, ``-1`` for a missing joint. Some
+  public copies write the header with trailing commas (``name:keypoints_y:keypoints_x,,,,``)
+  and the lists without spaces; both spellings are accepted.
 * pair files ``*-pairs-*.csv``: ordinary CSV with header ``from,to``; one ordered
   (source, target) pair per row.
 
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
+
+from ..joints import FLIP_PERMUTATION, JOINT_NAMES, NUM_JOINTS, TORSO_JOINTS
 
 __all__ = [
     "ANNOTATION_HEADER",
@@ -44,25 +46,10 @@ __all__ = [
     "write_pairs",
 ]
 
-NUM_JOINTS = 18
 MISSING = -1
 ANNOTATION_HEADER = "name:keypoints_y:keypoints_x"
 PAIRS_HEADER = "from,to"
 
-# OpenPose COCO-18 order, as the data follow it (the PATN tool code swaps the left/right labels
-# of joints 14-17; the stored coordinates put joint 14 on the side of the right shoulder).
-JOINT_NAMES = (
-    "nose", "neck",
-    "right_shoulder", "right_elbow", "right_wrist",
-    "left_shoulder", "left_elbow", "left_wrist",
-    "right_hip", "right_knee", "right_ankle",
-    "left_hip", "left_knee", "left_ankle",
-    "right_eye", "left_eye", "right_ear", "left_ear",
-)
-# Joint index each joint becomes under a horizontal flip (left and right swap).
-FLIP_PERMUTATION = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16)
-# Both shoulders and both hips: an image is usable in a Market training pair only with all four.
-TORSO_JOINTS = (2, 5, 8, 11)
 # Market-1501 names of distractor (-1) and junk (0000) images, never used in pairs.
 _EXCLUDED_PREFIXES = ("-1", "0000")
 

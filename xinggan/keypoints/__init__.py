@@ -20,7 +20,8 @@ from typing import Optional, Protocol
 
 import numpy as np
 
-from xinggan.data.annotations import MISSING, NUM_JOINTS
+from xinggan.data.annotations import MISSING
+from xinggan.joints import NUM_JOINTS
 
 __all__ = ["DETECTORS", "Detector", "DetectorUnavailable", "MISSING", "NUM_JOINTS", "build_detector",
            "empty_keypoints"]

@@ -36,6 +36,7 @@ from typing import Optional
 
 import numpy as np
 
+from xinggan.joints import JOINT_NAMES
 from xinggan.keypoints import DetectorUnavailable, empty_keypoints
 
 __all__ = ["INSTALL_HINT", "LANDMARK_OF_JOINT", "MediaPipeDetector", "VISIBILITY_THRESHOLD",
@@ -45,12 +46,15 @@ INSTALL_HINT = ("install the optional extra: pip install -r requirements-pose.tx
                 "(mediapipe==0.10.21 with numpy<2 and protobuf<5), or run make pose-venv")
 VISIBILITY_THRESHOLD = 0.5
 NUM_LANDMARKS = 33
-# Joint -> MediaPipe landmark, for every joint but the neck (1), which is derived.
-LANDMARK_OF_JOINT = {
-    0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 8: 24, 9: 26, 10: 28, 11: 23, 12: 25, 13: 27,
-    14: 5, 15: 2, 16: 8, 17: 7,
+# Joint -> MediaPipe landmark, for every joint but the neck, which is derived.
+_LANDMARK_OF_NAME = {
+    "nose": 0, "right_shoulder": 12, "right_elbow": 14, "right_wrist": 16, "left_shoulder": 11,
+    "left_elbow": 13, "left_wrist": 15, "right_hip": 24, "right_knee": 26, "right_ankle": 28,
+    "left_hip": 23, "left_knee": 25, "left_ankle": 27, "right_eye": 5, "left_eye": 2,
+    "right_ear": 8, "left_ear": 7,
 }
-_NECK, _R_SHOULDER, _L_SHOULDER = 1, 2, 5
+LANDMARK_OF_JOINT = {JOINT_NAMES.index(name): landmark for name, landmark in _LANDMARK_OF_NAME.items()}
+_NECK, _R_SHOULDER, _L_SHOULDER = (JOINT_NAMES.index(n) for n in ("neck", "right_shoulder", "left_shoulder"))
 
 
 def landmarks_to_keypoints(landmarks: np.ndarray, height: int, width: int,

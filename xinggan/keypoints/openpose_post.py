@@ -7,12 +7,12 @@ produced the detections of the PATN / XingGAN PCKh), itself the Python demo of C
 1. peaks: each of the 18 heatmaps is smoothed with ``scipy.ndimage.gaussian_filter(sigma=3)``;
    a peak is a pixel ``>=`` its 4 neighbours (zero outside the map) and ``> 0.1``; its score is
    the unsmoothed heatmap value there; peaks are numbered in part order, row-major within a part;
-2. limbs: for each of the 19 limbs (:data:`LIMBS`, PAF channels :data:`PAF_CHANNELS`), every
-   pair of candidate end points is scored by 10 samples along the segment (positions rounded
-   half away from zero, as Python 2's ``round``): the dot product of the PAF with the unit
-   direction; a connection needs more than 80% of the samples above 0.05 and a positive mean
-   plus the distance prior ``min(0.5 * image height / length - 1, 0)``; connections are taken in
-   decreasing score, each end point once, at most ``min(nA, nB)``;
+2. limbs: for each of the 19 limbs (:data:`xinggan.joints.OPENPOSE_LIMBS`, PAF channels
+   :data:`PAF_CHANNELS`), every pair of candidate end points is scored by 10 samples along the
+   segment (positions rounded half away from zero, as Python 2's ``round``): the dot product of
+   the PAF with the unit direction; a connection needs more than 80% of the samples above 0.05
+   and a positive mean plus the distance prior ``min(0.5 * image height / length - 1, 0)``;
+   connections are taken in decreasing score, each end point once, at most ``min(nA, nB)``;
 3. people: connections are merged into subsets (joint indices, total score, part count) by the
    released rules: a connection sharing a joint with one subset extends it, with two disjoint
    subsets merges them, with none starts a new subset (only for the first 17 limbs); subsets with
@@ -29,18 +29,18 @@ import math
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["LIMBS", "PAF_CHANNELS", "find_peaks", "connect_limbs", "assemble_people", "best_person",
+from xinggan.joints import NUM_JOINTS, OPENPOSE_LIMBS
+
+__all__ = ["PAF_CHANNELS", "find_peaks", "connect_limbs", "assemble_people", "best_person",
            "PEAK_THRESHOLD", "PAF_THRESHOLD", "PAF_SAMPLES"]
 
-# 1-based joint pairs (OpenPose COCO-18 numbering + 1) and the PAF channels (x, y) of each limb.
-LIMBS = ((2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12), (12, 13),
-         (13, 14), (2, 1), (1, 15), (15, 17), (1, 16), (16, 18), (3, 17), (6, 18))
+# The PAF channels (x, y) of each limb: PAF_CHANNELS[k] belongs to OPENPOSE_LIMBS[k].
 PAF_CHANNELS = ((12, 13), (20, 21), (14, 15), (16, 17), (22, 23), (24, 25), (0, 1), (2, 3), (4, 5), (6, 7),
                 (8, 9), (10, 11), (28, 29), (30, 31), (34, 35), (32, 33), (36, 37), (18, 19), (26, 27))
 PEAK_THRESHOLD = 0.1
 PAF_THRESHOLD = 0.05
 PAF_SAMPLES = 10
-NUM_PARTS = 18
+NUM_PARTS = NUM_JOINTS
 
 
 def find_peaks(heatmaps: np.ndarray, threshold: float = PEAK_THRESHOLD) -> list[list[tuple]]:
@@ -68,8 +68,8 @@ def _round_half_away(values: np.ndarray) -> np.ndarray:
 def connect_limbs(peaks: list, pafs: np.ndarray, image_height: int) -> tuple[list, set]:
     """Per limb, accepted connections ``[id A, id B, score, i, j]``; and the limbs with no candidates."""
     connections, absent = [], set()
-    for k, ((a, b), (cx, cy)) in enumerate(zip(LIMBS, PAF_CHANNELS)):
-        cand_a, cand_b = peaks[a - 1], peaks[b - 1]
+    for k, ((a, b), (cx, cy)) in enumerate(zip(OPENPOSE_LIMBS, PAF_CHANNELS)):
+        cand_a, cand_b = peaks[a], peaks[b]
         if not cand_a or not cand_b:
             absent.add(k)
             connections.append(np.zeros((0, 5)))
@@ -105,10 +105,9 @@ def assemble_people(peaks: list, connections: list, absent: set) -> tuple[np.nda
     """Subsets ``(n, 20)``: 18 candidate ids (``-1`` none), total score, part count; and the candidates."""
     candidates = np.array([p for part in peaks for p in part], dtype=np.float64).reshape(-1, 4)
     subset = -np.ones((0, NUM_PARTS + 2))
-    for k, (a, b) in enumerate(LIMBS):
+    for k, (index_a, index_b) in enumerate(OPENPOSE_LIMBS):
         if k in absent:
             continue
-        index_a, index_b = a - 1, b - 1
         for conn in connections[k]:
             part_a, part_b, score = conn[0], conn[1], conn[2]
             hits = [s for s in range(len(subset))

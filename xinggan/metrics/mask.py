@@ -4,10 +4,11 @@ Reproduces ``produce_ma_mask(kp_array, img_size, point_radius=4)`` of the Deform
 tool code, which XingGAN's Market-1501 evaluation (and GFLA's mask-LPIPS) applied to the TARGET
 keypoints:
 
-1. for each of the 23 joint pairs in :data:`MASK_LIMBS` with both ends present, the
-   quadrilateral with corners ``from + n, from - n, to - n, to + n`` (``n`` = the unit
-   perpendicular of the segment times 4), rasterised as ``skimage.draw.polygon`` does; a pair
-   whose ends coincide has no perpendicular and draws nothing;
+1. for each of the 23 joint pairs in :data:`xinggan.joints.MASK_LIMBS` (the released code's
+   1-based list minus one) with both ends present, the quadrilateral with corners
+   ``from + n, from - n, to - n, to + n`` (``n`` = the unit perpendicular of the segment times
+   4), rasterised as ``skimage.draw.polygon`` does; a pair whose ends coincide has no
+   perpendicular and draws nothing;
 2. a disk ``(r - y)^2 + (c - x)^2 < 16`` at every present joint (``skimage.draw.circle`` of
    scikit-image 0.14 with radius 4);
 3. a 5 x 5 dilation followed by a 5 x 5 erosion (``skimage.morphology.dilation`` / ``erosion``
@@ -29,15 +30,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.annotations import MISSING
+from ..joints import MASK_LIMBS
 
 __all__ = ["MASK_LIMBS", "POINT_RADIUS", "PoseMaskCache", "pose_mask", "pose_masks", "limb_quadrilaterals"]
 
-# 0-based COCO-18 joint pairs of the released mask code (its 1-based list minus one).
-MASK_LIMBS = (
-    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12),
-    (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (1, 16), (1, 17), (8, 11), (11, 5),
-    (8, 2), (16, 17),
-)
 POINT_RADIUS = 4
 _CLOSING_SIZE = 5
 _TOLERANCE = 1e-6      # pixels closer than this to the outline get skimage's exact test

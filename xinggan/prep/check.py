@@ -16,8 +16,8 @@ from typing import Iterable
 from PIL import Image
 from tqdm import tqdm
 
-from .annotations import DataError, build_pairs, deepfashion_flat_name, parse_annotation_file, parse_pairs_file
-from .dataset import LAYOUTS, detect_layout
+from ..data.annotations import DataError, build_pairs, deepfashion_flat_name, parse_annotation_file, parse_pairs_file
+from ..data.dataset import LAYOUTS, detect_layout
 
 __all__ = ["check_dataset"]
 

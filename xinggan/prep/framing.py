@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .annotations import JOINT_NAMES, MISSING, NUM_JOINTS, DataError
+from ..data.annotations import MISSING, DataError
+from ..joints import JOINT_NAMES, NUM_JOINTS
 
 __all__ = ["FILLS", "FRAME_PRESETS", "DEFAULT_MARGIN", "MIN_JOINTS", "Framed", "check_joints",
            "fit_keypoints", "fit_to_frame", "frame_box", "present_joints", "read_photo"]

@@ -4,7 +4,7 @@ Input: a folder with one subfolder per identity (a person, or an outfit as in De
 holding that identity's photos, of any size and format. For every photo the keypoints come from
 a detector (:mod:`xinggan.keypoints`); a photo that cannot be read or whose pose has fewer than
 ``min_joints`` joints is reported and left out. The others are fitted into the frame of the
-chosen preset (:mod:`xinggan.data.framing`: 128 x 64 with border fill like Market-1501, or
+chosen preset (:mod:`xinggan.prep.framing`: 128 x 64 with border fill like Market-1501, or
 256 x 176 with white fill like DeepFashion) and written with their keypoints in that frame.
 
 Output: the prepared layout of the preset (``train/``, ``test/``, its annotation and pair CSV
@@ -13,7 +13,7 @@ names; :data:`xinggan.data.dataset.LAYOUTS`), split by identity as PATN split bo
 identity. ``config.yaml`` beside them is a config overlay that points ``data`` at the folder,
 so that ``train.py --config configs/deepfashion.yaml --config <out>/config.yaml`` trains on it;
 ``left-out.txt`` lists the photos left out and why. The result is verified with
-:func:`~xinggan.data.check.check_dataset`.
+:func:`~xinggan.prep.check.check_dataset`.
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from .annotations import DataError, write_annotations, write_pairs
+from ..data.annotations import DataError, write_annotations, write_pairs
+from ..data.dataset import LAYOUTS
 from .check import check_dataset
-from .dataset import LAYOUTS
 from .framing import DEFAULT_MARGIN, FRAME_PRESETS, MIN_JOINTS, check_joints, fit_to_frame, read_photo
 
 __all__ = ["CustomDataset", "prepare_custom"]

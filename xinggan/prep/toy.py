@@ -27,15 +27,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .annotations import MISSING, NUM_JOINTS, build_pairs, write_annotations, write_pairs
+from ..data.annotations import MISSING, build_pairs, write_annotations, write_pairs
+from ..joints import JOINT_NAMES, NUM_JOINTS
 
 __all__ = ["POSES", "draw_person", "make_toy_dataset", "toy_pose"]
 
-# Joint indices (OpenPose COCO-18).
-NOSE, NECK = 0, 1
-R_SHOULDER, R_ELBOW, R_WRIST, L_SHOULDER, L_ELBOW, L_WRIST = 2, 3, 4, 5, 6, 7
-R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE = 8, 9, 10, 11, 12, 13
-R_EYE, L_EYE, R_EAR, L_EAR = 14, 15, 16, 17
+# Joint indices, by name (:mod:`xinggan.joints`).
+NOSE, NECK = JOINT_NAMES.index("nose"), JOINT_NAMES.index("neck")
+R_SHOULDER, R_ELBOW, R_WRIST = (JOINT_NAMES.index(f"right_{j}") for j in ("shoulder", "elbow", "wrist"))
+L_SHOULDER, L_ELBOW, L_WRIST = (JOINT_NAMES.index(f"left_{j}") for j in ("shoulder", "elbow", "wrist"))
+R_HIP, R_KNEE, R_ANKLE = (JOINT_NAMES.index(f"right_{j}") for j in ("hip", "knee", "ankle"))
+L_HIP, L_KNEE, L_ANKLE = (JOINT_NAMES.index(f"left_{j}") for j in ("hip", "knee", "ankle"))
+R_EYE, L_EYE, R_EAR, L_EAR = (JOINT_NAMES.index(n) for n in ("right_eye", "left_eye", "right_ear", "left_ear"))
 
 POSES = ("stand", "walk", "side_left", "side_right", "arms_up", "arms_out", "wave", "hips", "back")
 _REF_HEIGHT = 128  # the body model is laid out for a 128-pixel-high frame and scaled

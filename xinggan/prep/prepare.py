@@ -15,7 +15,7 @@ downloaded, and say exactly which file is missing and where it comes from.
   raw paths are rewritten with flat names.
 
 A source folder that is already prepared is accepted as is: it is verified (and copied when
-``out`` is another folder). Every function ends with :func:`~xinggan.data.check.check_dataset`
+``out`` is another folder). Every function ends with :func:`~xinggan.prep.check.check_dataset`
 on the output and returns its problems.
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Iterable, Sequence
 from PIL import Image
 from tqdm import tqdm
 
-from .annotations import (DataError, build_pairs, deepfashion_flat_name, read_annotations, read_pairs,
-                          write_annotations, write_pairs)
+from ..data.annotations import (DataError, build_pairs, deepfashion_flat_name, read_annotations, read_pairs,
+                                write_annotations, write_pairs)
 from .check import check_dataset
 
 __all__ = ["prepare_deepfashion", "prepare_market"]
