@@ -10,6 +10,10 @@ A metric of the protocol that cannot run (missing Inception weights, no keypoint
 makes the command exit with status 1 after writing the others; ``eval.allow_missing_metrics=true``
 records it as skipped instead. PCKh: ``eval.pose_weights`` (OpenPose body weights, detected here)
 or ``eval.detected_keypoints`` (a CSV of detections).
+
+The backend flags are those of training (:func:`xinggan.runtime.configure_backends`): on CUDA,
+``train.tf32`` (default true) lets float32 products use TF32, for generation and for the
+metric networks alike; ``--set train.tf32=false`` runs both in strict float32.
 """
 from __future__ import annotations
 
@@ -58,6 +62,7 @@ def main(argv=None) -> int:
                                          evaluate_folder, report_missing_metrics, write_metrics)
     from xinggan.metrics.weights import MetricWeights
     from xinggan.precision import PrecisionError, resolve_amp
+    from xinggan.runtime import configure_backends
     from xinggan.training import pick_device
 
     out = Path(args.out)
@@ -65,6 +70,9 @@ def main(argv=None) -> int:
         state = load_checkpoint(args.checkpoint)
         cfg = resolve_config(state, args.config, args.set, args.checkpoint)
         device = pick_device(args.device)
+        # the backend flags training runs with (train.tf32), without the deterministic mode
+        backends = configure_backends(device, deterministic=False, tf32=cfg.train.tf32)
+        print("backends: " + "; ".join(backends), flush=True)
         dataset = PairDataset.from_config(cfg.data, "test")
         images = out / "images"
         if not args.skip_generation:

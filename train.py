@@ -9,7 +9,6 @@ gloo on CPU).  The newest checkpoint is always ``<run-dir>/checkpoints/latest.pt
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -101,31 +100,25 @@ def main(argv=None) -> int:
 
     rank, local_rank, world = distributed_context()
     try:
-        pick_device(cfg.train.device, local_rank)  # a device that is not there: one line, exit 2
+        device = pick_device(cfg.train.device, local_rank)  # not there: one line, exit 2
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    # Before the process group and any CUDA work: with train.deterministic this puts
+    # CUBLAS_WORKSPACE_CONFIG in the environment, which cuBLAS reads only when it starts.
+    from xinggan.runtime import configure_backends
+
+    backends = configure_backends(device, deterministic=cfg.train.deterministic,
+                                  tf32=cfg.train.tf32)
     if world > 1:
         import torch.distributed as dist
 
-        device = pick_device(cfg.train.device, local_rank)
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
-    else:
-        device = pick_device(cfg.train.device)
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = not cfg.train.deterministic
-    else:
-        # Denormal floats take a slow path on x86 CPUs; flushing them to zero changes nothing
-        # a GAN can notice and made the toy config's training about 30% faster on a 2-core CPU.
-        torch.set_flush_denormal(True)
+    if rank == 0:
+        print("backends: " + "; ".join(backends), flush=True)
 
     code = 0
     try:

@@ -2,10 +2,16 @@
 
     python scripts/benchmark.py [--quick] [--datasets market,deepfashion]
                                 [--models xinggan,xingganpp] [--batches 1,8] [--repeats 7]
-                                [--amp off,bf16] [--threads 2] [--out benchmarks/benchmark]
+                                [--amp off,bf16] [--tf32 on|off] [--device auto|cpu|cuda]
+                                [--threads 2] [--out benchmarks/benchmark]
 
-Measured on whatever device is present (CUDA if available, else CPU with ``--threads``
-threads and denormals flushed to zero, as ``train.py`` runs).  For each dataset x model x batch it records, each as the median and spread
+Measured on ``--device`` (``auto``: CUDA if available, else the CPU with ``--threads``
+threads), with the backend flags training sets (:func:`xinggan.runtime.configure_backends`
+with the configs' ``train.deterministic`` and ``train.tf32``: on CUDA TF32 products and
+``cudnn.benchmark``, on the CPU denormals flushed to zero), so that the projected hours are
+those of the configuration that trains. On CUDA, ``amp off`` is therefore float32 weights with
+TF32 matmuls and convolutions unless ``--tf32 off`` (default: the configs' ``train.tf32``);
+the report says which.  For each dataset x model x batch it records, each as the median and spread
 (min, max) of ``--repeats`` runs after a warm-up run:
 
 - ``g_eval``: generator forward in eval mode (seconds, images/s);
@@ -25,9 +31,9 @@ threads and denormals flushed to zero, as ``train.py`` runs).  For each dataset 
   affects both alike: the side-by-side reference;
 - every attention implementation (``auto`` as configured, plus ``sdpa``/``chunked`` and
   ``reference``) on the first batch size;
-- AMP (``--amp``; default ``off,bf16`` on GPU, and on a CPU where
-  :func:`xinggan.precision.resolve_amp` ``auto`` picks bf16, i.e. one with AMX-BF16 or
-  AVX512-BF16; ``off`` alone on other CPUs, whose bf16 is emulated): on CPU the AMP settings
+- AMP (``--amp``; default (:func:`default_amps`) ``off,bf16`` where
+  :func:`xinggan.precision.resolve_amp` ``auto`` picks bf16: a GPU with bf16 support, a CPU
+  with AMX-BF16 or AVX512-BF16; ``off`` alone elsewhere, e.g. on CPUs whose bf16 is emulated): on CPU the AMP settings
   of one dataset x model x batch are timed together, interleaved with each other and with the
   released fp32 pass (ours bf16, ours fp32, released, ours bf16, ...), for ``g_eval``,
   ``g_train`` and ``iteration``. Each non-fp32 row also records its ``deviation`` from our
@@ -141,6 +147,45 @@ def timed_interleaved(fns: dict, device: torch.device, repeats: int,
 
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def default_amps(device: torch.device) -> tuple[list[str], str]:
+    """The AMP settings timed when ``--amp`` is not given, and the line saying why: ``off`` and
+    ``bf16`` where :func:`xinggan.precision.resolve_amp` ``auto`` picks bf16 on ``device`` (a GPU
+    with bf16 support; a CPU with AMX-BF16 or AVX512-BF16 and oneDNN's bf16 path), else ``off``
+    alone (bf16 would be emulated, and slow)."""
+    from xinggan.precision import resolve_amp
+
+    auto_dtype, line = resolve_amp("auto", device)
+    return (["off", "bf16"] if auto_dtype is not None else ["off"]), line
+
+
+def backend_settings(cfgs, tf32: str | None = None) -> tuple[bool, bool]:
+    """``(deterministic, tf32)`` to time with: the configs' ``train.deterministic`` and
+    ``train.tf32`` (``tf32``, ``"on"`` or ``"off"``, overrides the latter). The flags are
+    process-wide, so the configs of one run must agree (ValueError naming the key otherwise)."""
+    cfgs = list(cfgs)
+    values = {}
+    for key in ("deterministic", "tf32"):
+        seen = {getattr(cfg.train, key) for cfg in cfgs}
+        if key == "tf32" and tf32 is not None:
+            seen = {tf32 == "on"}
+        if len(seen) > 1:
+            hint = "; pass --tf32 on or off" if key == "tf32" else ""
+            raise ValueError(f"train.{key} differs between the configs of this run{hint}")
+        values[key] = seen.pop() if seen else (key == "tf32")
+    return values["deterministic"], values["tf32"]
+
+
+def precision_note(results: dict) -> str | None:
+    """What ``amp off`` means in this report: on CUDA, float32 weights with TF32 products
+    unless TF32 was off."""
+    if not str(results.get("device", "")).startswith("cuda") or "tf32" not in results:
+        return None
+    if results["tf32"]:
+        return ("amp off on CUDA = float32 weights with TF32 matmuls (and TF32 cuDNN "
+                "convolutions), as `train.tf32: true` trains; `--tf32 off` times strict float32.")
+    return "amp off on CUDA = strict float32 (TF32 off: `--tf32 off` or `train.tf32: false`)."
 
 
 def bench_generator(cfg, batch: int, device: torch.device, repeats: int, amps,
@@ -265,7 +310,7 @@ def bench_iteration(cfg, batch: int, device: torch.device, repeats: int, amps) -
                      f"train.device={device}"]
         trainer = Trainer(cfg.replace(*overrides), "/nonexistent-benchmark-run", device=device,
                           progress=False, tensorboard=False)
-        steps[amp] = (lambda t: lambda: t.train_step(batch_dict))(trainer)
+        steps[amp] = (lambda t: lambda: t.step(batch_dict))(trainer)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = timed_interleaved(steps, device, repeats)
@@ -331,7 +376,10 @@ def memory_child(config: str, overrides: list[str], batch: int, released: bool) 
     """In a fresh process: the peak-RSS rise over one G forward + L1 backward (train mode)."""
     from xinggan.models import build_generator
 
+    from xinggan.runtime import configure_backends
+
     cfg = load(config, overrides)
+    configure_backends("cpu", deterministic=cfg.train.deterministic, tf32=cfg.train.tf32)
     image, pose, pose2, target = inputs(cfg, batch, torch.device("cpu"))
     if released:
         sd = official_weights(cfg, torch.device("cpu"))
@@ -393,6 +441,9 @@ def markdown(results: dict) -> str:
     where = m.get("gpu") or f"{m['cpu']}, {m['torch_threads']} threads"
     lines = [f"# Benchmark ({where}; torch {m['torch']}; commit {m['commit']})", "",
              f"Command: `{results.get('command', '')}`", "",
+             *([f"Backends: {'; '.join(results['backends'])}.", ""]
+               if results.get("backends") else []),
+             *([note, ""] if (note := precision_note(results)) else []),
              *(["**Incomplete: the run stopped before the end of its plan.**", ""]
                if results.get("complete") is False else []),
              "Seconds per call, median of the repeated runs after a warm-up, [min-max], "
@@ -521,7 +572,6 @@ def main(argv=None) -> int:
         c.add_argument("--set", action="append", default=[])
         a = c.parse_args(argv[1:])
         torch.set_num_threads(a.threads)
-        torch.set_flush_denormal(True)
         print(json.dumps(memory_child(a.config, a.set, a.batch, a.which == "released")))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -543,15 +593,22 @@ def main(argv=None) -> int:
     p.add_argument("--amp", default=None,
                    help="AMP settings, comma-separated from off,bf16,fp16 (default: off,bf16 on "
                         "GPU and on CPUs with native bf16 units, else off)")
+    p.add_argument("--tf32", choices=["on", "off"], default=None,
+                   help="CUDA: TF32 float32 matmuls and convolutions (default: the configs' "
+                        "train.tf32, as training runs)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: CUDA if available, else the CPU")
     p.add_argument("--deviation-pairs", type=int, default=16,
                    help="generated inputs for the SSIM of the AMP images against fp32")
     p.add_argument("--out", default="benchmarks/benchmark")
     args = p.parse_args(argv)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available here")
+    device = torch.device("cuda" if args.device == "cuda" or (
+        args.device == "auto" and torch.cuda.is_available()) else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-        torch.set_flush_denormal(True)  # as train.py runs on CPU; ours and released alike
     datasets = args.datasets.split(",")
     models = args.models.split(",")
     batches = [int(b) for b in (args.batches or ("1,32" if device.type == "cuda" else "1,8")).split(",")]
@@ -561,6 +618,25 @@ def main(argv=None) -> int:
     repeats = args.repeats
     global WARMUP
     WARMUP = args.warmup
+    if args.quick:
+        datasets, models, batches, repeats = ["market"], ["xinggan"], [1], 2
+        impls = ["auto", "sdpa"]
+    # The flags training sets (before any CUDA work), from the configs this run times.
+    from xinggan.runtime import configure_backends
+
+    missing = [f"{ds}/{m}" for ds in datasets for m in models if (ds, m) not in CONFIGS]
+    configs = sorted({CONFIGS[(ds, m)] for ds in datasets for m in models if (ds, m) in CONFIGS})
+    if not configs:
+        p.error(f"no config for {', '.join(missing)}; known: "
+                f"{', '.join(f'{ds}/{m}' for ds, m in CONFIGS)}")
+    if missing:
+        print(f"no config for {', '.join(missing)}: skipped", flush=True)
+    try:
+        deterministic, tf32 = backend_settings([load(c, []) for c in configs], args.tf32)
+    except ValueError as exc:
+        p.error(str(exc))
+    backends = configure_backends(device, deterministic=deterministic, tf32=tf32)
+    print("backends: " + "; ".join(backends), flush=True)
     if args.amp:
         amps = args.amp.split(",")
         unknown = [a for a in amps if a not in AMP_DTYPES]
@@ -569,16 +645,10 @@ def main(argv=None) -> int:
         if "fp16" in amps and device.type != "cuda":
             p.error("--amp: fp16 needs a CUDA device")
     else:
-        from xinggan.precision import resolve_amp
-
-        auto_dtype, line = resolve_amp("auto", device)
-        amps = ["off", "bf16"] if auto_dtype is not None else ["off"]
-        if device.type == "cpu" and auto_dtype is None:
+        amps, line = default_amps(device)
+        if device.type == "cpu" and amps == ["off"]:
             print(f"AMP rows: off only; {line}. Pass --amp bf16,off to time the emulated bf16 "
                   "path anyway", flush=True)
-    if args.quick:
-        datasets, models, batches, repeats = ["market"], ["xinggan"], [1], 2
-        impls = ["auto", "sdpa"]
     rows = []
     from tqdm import tqdm
 
@@ -588,6 +658,8 @@ def main(argv=None) -> int:
     plan = []
     for ds in datasets:
         for model in models:
+            if (ds, model) not in CONFIGS:
+                continue
             for bi, batch in enumerate(batches):
                 for group in groups:
                     for impl in impls if bi == 0 else impls[:1]:
@@ -598,6 +670,7 @@ def main(argv=None) -> int:
                         plan.append((ds, model, batch, group, impl))
     released_done = set()
     results = {"machine": machine(), "device": str(device), "quick": args.quick,
+               "backends": backends, "tf32": tf32, "deterministic": deterministic,
                "repeats": repeats, "warmup": args.warmup, "command": "python scripts/benchmark.py " + " ".join(argv),
                "memory_method": ("CUDA max allocated during G fwd+bwd" if device.type == "cuda"
                                  else "rise of the peak RSS over one G fwd+bwd in a fresh "

@@ -6,19 +6,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_quick_benchmark_writes_reports(tmp_path):
+    """The quick matrix on the CPU in float32, both named: without ``--amp`` the AMP rows
+    depend on the CPU (a bf16 row where it has AMX-BF16 or AVX512-BF16, tested below with the
+    CPU forced), and without ``--device`` on whether CUDA is present."""
     out = tmp_path / "bench"
     run = subprocess.run([sys.executable, "scripts/benchmark.py", "--quick", "--no-memory",
-                          "--out", str(out)], cwd=REPO, capture_output=True, text=True,
-                         timeout=600)
+                          "--device", "cpu", "--amp", "off", "--out", str(out)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads(out.with_suffix(".json").read_text())
     assert results["quick"] and results["machine"]["torch"] and results["complete"] is True
+    assert results["device"] == "cpu"
     rows = results["rows"]
-    assert [r["attention"] for r in rows] == ["auto", "sdpa"]
+    assert [(r["attention"], r["amp"]) for r in rows] == [("auto", "off"), ("sdpa", "off")]
+    # the flags train.py sets on the CPU (xinggan.runtime.configure_backends)
+    assert "cpu: denormals flushed to zero" in results["backends"]
     for row in rows:
         assert "error" not in row, row
         assert row["g_eval"]["median_s"] > 0 and row["g_train"]["median_s"] > 0
@@ -89,7 +98,8 @@ def test_amp_rows_are_timed_with_fp32_and_the_released_pass(tmp_path):
     run = subprocess.run([sys.executable, "scripts/benchmark.py", "--datasets", "toy",
                           "--models", "xinggan", "--batches", "1", "--amp", "bf16,off",
                           "--repeats", "1", "--warmup", "0", "--no-memory", "--no-iteration",
-                          "--attention", "auto", "--deviation-pairs", "3", "--out", str(out)],
+                          "--attention", "auto", "--deviation-pairs", "3", "--device", "cpu",
+                          "--out", str(out)],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads(out.with_suffix(".json").read_text())
@@ -124,3 +134,117 @@ def test_amp_section_of_the_report():
                    "2.000 / 6.000 / 7.500 (x3.00, x3.75) | 4.000 / 8.000 (x2.00) | 0.0470 | "
                    "0.00720 | 0.9900 (0.9800; 16) |"]
     assert bench.amp_section([fp32]) == []
+
+
+# -- choices that depend on the hardware, each branch forced --------------------------------
+
+
+def fake_cpu(monkeypatch, native: bool) -> None:
+    """A CPU with (AMX-BF16 and oneDNN's bf16 path) or without native bf16, whatever this one is."""
+    from xinggan import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda *a: ("amx_bf16",) if native else ())
+    monkeypatch.setattr(precision, "_onednn_bf16", lambda: native)
+
+
+def fake_gpu(monkeypatch, bf16: bool) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a GPU")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_default_amp_rows_on_cpu_follow_native_bf16(monkeypatch, native):
+    bench = _benchmark_module()
+    fake_cpu(monkeypatch, native)
+    amps, line = bench.default_amps(torch.device("cpu"))
+    assert amps == (["off", "bf16"] if native else ["off"])
+    assert ("bfloat16" in line) is native and ("float32 on cpu" in line) is not native
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_default_amp_rows_on_cuda_follow_bf16_support(monkeypatch, bf16):
+    bench = _benchmark_module()
+    fake_gpu(monkeypatch, bf16)
+    amps, _ = bench.default_amps(torch.device("cuda"))
+    assert amps == (["off", "bf16"] if bf16 else ["off"])
+
+
+def run_main_with_stand_ins(bench, monkeypatch, tmp_path, *args) -> tuple[dict, list]:
+    """``benchmark.main`` on the CPU with the timing replaced by a stand-in (its rows carry
+    made-up seconds) and configure_backends recorded: the plan and the flags, without the
+    minutes of measuring."""
+    from xinggan import runtime
+
+    cell = {"median_s": 1.0, "min_s": 1.0, "max_s": 1.0, "runs": 1, "images_per_s": 1.0}
+    configured = []
+
+    def bench_generator(cfg, batch, device, repeats, amps, released=False, deviation_pairs=0):
+        return {amp: {"g_eval": dict(cell), "g_train": dict(cell)} for amp in amps}
+
+    def configure(device, *, deterministic=False, tf32=True):
+        configured.append((torch.device(device), deterministic, tf32))
+        return ["recorded"]
+
+    monkeypatch.setattr(bench, "bench_generator", bench_generator)
+    monkeypatch.setattr(runtime, "configure_backends", configure)
+    out = tmp_path / "stand-in"
+    assert bench.main(["--datasets", "toy", "--models", "xinggan", "--batches", "1",
+                       "--attention", "auto", "--no-memory", "--no-iteration", "--no-released",
+                       "--device", "cpu", "--threads", str(torch.get_num_threads()),
+                       "--out", str(out), *args]) == 0
+    return json.loads(out.with_suffix(".json").read_text()), configured
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_without_amp_the_cpu_rows_follow_native_bf16(monkeypatch, tmp_path, native):
+    """What the issue saw on a Sapphire Rapids CPU: ``auto`` picks bf16 there, so the run
+    times a bf16 row beside fp32; on a CPU without native bf16, fp32 alone."""
+    bench = _benchmark_module()
+    fake_cpu(monkeypatch, native)
+    results, _ = run_main_with_stand_ins(bench, monkeypatch, tmp_path)
+    assert [r["amp"] for r in results["rows"]] == (["off", "bf16"] if native else ["off"])
+
+
+def test_backend_flags_are_the_configs_unless_tf32_is_given(monkeypatch, tmp_path):
+    """The benchmark sets the flags training sets: the configs' train.deterministic and
+    train.tf32 (here a config with TF32 off), ``--tf32`` overriding the latter; the report
+    keeps them."""
+    bench = _benchmark_module()
+    load = bench.load
+    monkeypatch.setattr(bench, "load", lambda path, overrides: load(
+        path, [*overrides, "train.tf32=false", "train.deterministic=true"]))
+    results, configured = run_main_with_stand_ins(bench, monkeypatch, tmp_path, "--amp", "off")
+    assert configured == [(torch.device("cpu"), True, False)]
+    assert results["tf32"] is False and results["backends"] == ["recorded"]
+    results, configured = run_main_with_stand_ins(bench, monkeypatch, tmp_path, "--amp", "off",
+                                                  "--tf32", "on")
+    assert configured == [(torch.device("cpu"), True, True)] and results["tf32"] is True
+
+
+def test_configs_that_disagree_on_tf32_need_the_option():
+    bench = _benchmark_module()
+    on = bench.load("configs/toy.yaml", [])
+    off = bench.load("configs/toy.yaml", ["train.tf32=false"])
+    assert bench.backend_settings([on, on]) == (False, True)
+    assert bench.backend_settings([off]) == (False, False)
+    with pytest.raises(ValueError, match="train.tf32 differs.*--tf32"):
+        bench.backend_settings([on, off])
+    assert bench.backend_settings([on, off], "off") == (False, False)
+
+
+@pytest.mark.parametrize("device, tf32, expected", [
+    ("cuda:0", True, "amp off on CUDA = float32 weights with TF32 matmuls"),
+    ("cuda:0", False, "amp off on CUDA = strict float32"),
+    ("cpu", True, None),
+])
+def test_report_says_what_amp_off_means(device, tf32, expected):
+    bench = _benchmark_module()
+    results = {"machine": {"gpu": "a GPU", "torch": "x", "commit": "c"}, "rows": [],
+               "device": device, "tf32": tf32, "backends": ["recorded"]}
+    md = bench.markdown(results)
+    assert "Backends: recorded." in md
+    if expected is None:
+        assert "amp off on CUDA" not in md
+    else:
+        assert expected in md

@@ -241,7 +241,7 @@ def test_every_product_of_the_generator_runs_in_bf16(config, extra):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    from xinggan.data.toy import make_toy_dataset
+    from xinggan.prep.toy import make_toy_dataset
     from xinggan.training import Trainer
 
     root = tmp_path_factory.mktemp("bf16_testpy")
@@ -252,7 +252,8 @@ def tiny_checkpoint(tmp_path_factory):
         "model.generator.ngf=4", "model.generator.n_blocks=1", "model.generator.num_candidates=2",
         "model.discriminator.ndf=4", "train.batch_size=2", "train.iterations=1",
         "train.checkpoint_every=1", "eval.batch_size=4"])
-    trainer = Trainer(cfg, root / "run", progress=False, tensorboard=False)
+    trainer = Trainer(cfg, root / "run", device=torch.device("cpu"), progress=False,
+                      tensorboard=False)  # on the CPU whether or not CUDA is present
     trainer.fit()
     return root, trainer.checkpoint_path
 

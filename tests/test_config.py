@@ -151,3 +151,24 @@ def test_model_name_follows_the_switches():
         load_config(CONFIGS / "market.yaml", ["model.name=xingganpp"])
     with pytest.raises(ConfigError, match="these XingGAN\\+\\+ parts are on: scales"):
         load_config(CONFIGS / "market_xingganpp.yaml", ["model.name=xinggan"])
+
+
+def test_train_tf32_is_a_checked_switch(tmp_path):
+    """``train.tf32`` (CUDA: TF32 float32 products, as training runs; also read by test.py and
+    scripts/benchmark.py): on in every shipped config, a boolean like train.deterministic, and
+    a config saved before the key existed (e.g. in an older checkpoint) reads as on."""
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        assert load_config(path).train.tf32 is True, path.name
+        assert "tf32:" in path.read_text(), f"{path.name} does not spell out train.tf32"
+    assert load_config(CONFIGS / "market.yaml", ["train.tf32=false"]).train.tf32 is False
+    over = write(tmp_path, "strict.yaml", "train:\n  tf32: off\n")  # YAML 1.1: off is false
+    assert load_config([CONFIGS / "market.yaml", over]).train.tf32 is False
+    with pytest.raises(ConfigError, match=r"train\.tf32: expected true or false, got 'fast'"):
+        load_config(CONFIGS / "market.yaml", ["train.tf32=fast"])
+    bad = write(tmp_path, "bad.yaml", "train:\n  seed: 1\n  tf32: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config([CONFIGS / "market.yaml", bad])
+    assert "train.tf32" in str(info.value) and f"{bad}:3" in str(info.value)
+    older = load_config(CONFIGS / "market.yaml").to_dict()
+    del older["train"]["tf32"]
+    assert config_from_dict(older).train.tf32 is True

@@ -246,7 +246,7 @@ def test_bad_override_fails_before_work(tmp_path):
     ("deepfashion.yaml", 256, 176, 1),
 ])
 def test_full_size_configs_start_training(config, height, width, batch, tmp_path):
-    from xinggan.data.toy import make_toy_dataset
+    from xinggan.prep.toy import make_toy_dataset
 
     make_toy_dataset(tmp_path / "data", seed=2, identities=2, test_identities=1, poses=2,
                      test_pairs=2, height=height, width=width)
@@ -292,14 +292,24 @@ def test_bf16_autocast_training_runs_on_cpu(tiny_data, tmp_path):
                 progress=False, tensorboard=False)
 
 
-def test_amp_auto_says_what_it_chose(tiny_data, tmp_path):
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_says_what_it_chose(tiny_data, tmp_path, monkeypatch, native):
     """``train.amp=auto`` picks bf16 only where the device has native bf16 units, and one
-    line, kept in the run folder, says which precision runs."""
-    from xinggan.precision import resolve_amp
+    line, kept in the run folder, says which precision runs. Both branches on any machine:
+    the CPU's bf16 flags and oneDNN's answer are forced (AMX-BF16 with oneDNN bf16, or
+    neither), and the trainer is put on the CPU."""
+    from xinggan import precision
 
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda *a: ("amx_bf16",) if native else ())
+    monkeypatch.setattr(precision, "_onednn_bf16", lambda: native)
     cfg = tiny_config(tiny_data, **{"train.amp": "auto", "train.iterations": 1})
-    trainer = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
-    expected_dtype, line = resolve_amp("auto", "cpu")
-    assert trainer.amp_dtype is expected_dtype
+    trainer = Trainer(cfg, tmp_path, device=torch.device("cpu"), progress=False,
+                      tensorboard=False)
+    assert trainer.amp_dtype is (torch.bfloat16 if native else None)
     trainer.fit()
-    assert (tmp_path / "notices.txt").read_text().splitlines() == [f"train.amp=auto: {line}"]
+    lines = (tmp_path / "notices.txt").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train.amp=auto: precision: ")
+    if native:
+        assert "bfloat16 autocast on cpu" in lines[0] and "amx_bf16" in lines[0]
+    else:
+        assert "float32 on cpu" in lines[0] and "without amx_bf16" in lines[0]

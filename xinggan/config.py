@@ -140,6 +140,10 @@ class TrainConfig:
     channels_last: bool = False
     sync_batchnorm: bool = False
     deterministic: bool = False
+    # CUDA: TF32 for float32 matmuls and cuDNN convolutions (Ampere and newer), so amp off on
+    # CUDA is float32 weights with TF32 products; false: strict float32. test.py and
+    # scripts/benchmark.py read it too (xinggan.runtime.configure_backends). No effect on CPU.
+    tf32: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 
