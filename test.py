@@ -58,12 +58,11 @@ def main(argv=None) -> int:
     from xinggan.config import ConfigError
     from xinggan.data import DataError, PairDataset, write_pairs
     from xinggan.inference import generate_pairs, load_generator
-    from xinggan.metrics.evaluate import (EvaluationInputError, MetricUnavailable,
-                                         evaluate_folder, report_missing_metrics, write_metrics)
+    from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder
+    from xinggan.metrics.report import report_missing_metrics, write_metrics
     from xinggan.metrics.weights import MetricWeights
     from xinggan.precision import PrecisionError, resolve_amp
-    from xinggan.runtime import configure_backends
-    from xinggan.training import pick_device
+    from xinggan.runtime import configure_backends, pick_device
 
     out = Path(args.out)
     try:
@@ -97,16 +96,14 @@ def main(argv=None) -> int:
             metrics=list(cfg.eval.metrics) or None,
             jpeg_roundtrip=cfg.eval.jpeg_roundtrip,
             detected_keypoints=cfg.eval.detected_keypoints or None,
-            pose_weights=cfg.eval.pose_weights or None,
             detections_csv=out / "keypoints-detected.csv" if cfg.eval.pose_weights else None,
             real_dir=root / "train" if (root / "train").is_dir() else None,
-            # eval.inception_weights: the TF-ported Inception for the patn presets, torchvision's
-            # Inception-v3 for the gfla preset's FID
-            weights=MetricWeights(
-                inception=(cfg.eval.inception_weights or None) if cfg.eval.protocol != "gfla" else None,
-                torchvision_inception=(cfg.eval.inception_weights or None)
-                if cfg.eval.protocol == "gfla" else None,
-                alexnet=cfg.eval.lpips_weights or None),
+            # eval.inception_weights goes to the network of the protocol's FID, eval.pose_weights
+            # to PCKh's OpenPose (the rule scripts/evaluate.py follows too)
+            weights=MetricWeights.for_protocol(cfg.eval.protocol,
+                                               inception=cfg.eval.inception_weights,
+                                               lpips=cfg.eval.lpips_weights,
+                                               pose=cfg.eval.pose_weights),
             device=str(device), batch_size=cfg.eval.batch_size, progress=not args.no_progress,
         )
         results["checkpoint"] = str(args.checkpoint)

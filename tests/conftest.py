@@ -53,7 +53,7 @@ TINY_TRAINING = {
     "model.generator.ngf": 8, "model.generator.n_blocks": 2,
     "model.generator.num_candidates": 2, "model.discriminator.ndf": 8,
     "model.discriminator.n_blocks": 1, "train.batch_size": 2, "train.log_every": 1,
-    "train.grid_pairs": 2,
+    "train.grid_pairs": 2, "train.device": "cpu",
 }
 
 
