@@ -25,6 +25,7 @@ from xinggan.checkpoint import CheckpointError, load_checkpoint
 from xinggan.config import ConfigError, config_from_dict
 from xinggan.data.pairs import PAIR_SEPARATOR, result_stem  # noqa: F401  (the naming rule lives in the data layer)
 from xinggan.precision import autocast
+from xinggan.progress import progress as progress_bar
 from xinggan.visualize import pair_grid, to_uint8
 
 
@@ -97,11 +98,7 @@ def generate_pairs(generator: torch.nn.Module, dataset, out_dir: str | Path, *,
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
     generator.eval()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(dataset), unit="img", desc="generating", dynamic_ncols=True)
+    bar = progress_bar(total=len(dataset), unit="img", desc="generating", disable=not progress)
     written = 0
     grid_rows: list[dict] = []
     for batch in loader:
@@ -121,10 +118,8 @@ def generate_pairs(generator: torch.nn.Module, dataset, out_dir: str | Path, *,
                                   "source_pose": batch["source_pose"][i],
                                   "target_pose": batch["target_pose"][i],
                                   "generated": fake[i].cpu(), "target_image": batch["target_image"][i]})
-        if bar is not None:
-            bar.update(len(images))
-    if bar is not None:
-        bar.close()
+        bar.update(len(images))
+    bar.close()
     if grid_path is not None and grid_rows:
         stack = {k: torch.stack([r[k] for r in grid_rows]) for k in grid_rows[0]}
         grid = pair_grid(stack["source_image"], stack["source_pose"], stack["target_pose"],

@@ -182,7 +182,7 @@ def real_statistics(paths: Sequence[Path], protocol: str, network: str, resoluti
 
     ``extract(paths)`` loads a batch of image files and returns their ``(B, 2048)`` features.
     """
-    from tqdm import tqdm
+    from xinggan.progress import progress as progress_bar
 
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = statistics_cache_key(protocol, network, [Path(p).name for p in paths], resolution)
@@ -195,7 +195,8 @@ def real_statistics(paths: Sequence[Path], protocol: str, network: str, resoluti
         warnings.warn(f"FID cache {cache_file} has a different key; recomputing it")
     running = RunningStatistics()
     batches = range(0, len(paths), batch_size)
-    for start in tqdm(batches, desc=f"FID real statistics ({network})", disable=not progress, unit="batch"):
+    for start in progress_bar(batches, desc=f"FID real statistics ({network})", disable=not progress,
+                              unit="batch"):
         running.add(extract(paths[start:start + batch_size]))
     mu, sigma = running.statistics()
     cache_dir.mkdir(parents=True, exist_ok=True)
