@@ -6,7 +6,10 @@ says what was chosen and why; callers print that line once at start.
 
 ``auto`` picks bfloat16 only where the hardware multiplies bfloat16 natively, else float32:
 
-- CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and newer);
+- CUDA: ``torch.cuda.is_bf16_supported(including_emulation=False)`` for the current GPU, which
+  ``train.py`` and ``test.py`` make the run's own first (Ampere and newer; the default,
+  ``including_emulation=True``, also says yes on older GPUs, where bfloat16 tensors exist but
+  run emulated and slow);
 - CPU: the CPU flags ``amx_bf16`` (Intel AMX, Sapphire Rapids and newer) or ``avx512_bf16``
   (Cooper Lake, Sapphire Rapids, AMD Zen 4 and newer), read from ``/proc/cpuinfo``, *and*
   ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, i.e. PyTorch's oneDNN can run bfloat16
@@ -66,8 +69,10 @@ def native_bf16(device: Union[str, torch.device]) -> tuple[bool, str]:
     """Whether ``device`` multiplies bfloat16 natively, and the evidence in words."""
     device = torch.device(device)
     if device.type == "cuda":
-        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else "no CUDA"
+        if not torch.cuda.is_available():
+            return False, "no CUDA: no bf16 support"
+        ok = bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        name = torch.cuda.get_device_name(device)
         return ok, f"{name}: {'bf16 supported' if ok else 'no bf16 support'}"
     if device.type != "cpu":
         return False, f"{device.type}: no bf16 check for this device type"

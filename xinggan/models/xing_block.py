@@ -115,8 +115,8 @@ class XingBlock(nn.Module):
         a_new, s_new = a, s
         if self.appearance_update:  # SA: queries/values from A, keys from S
             attn, gamma = self._direction("appearance")
-            a_new = a + gamma * attn(a, s)
+            a_new = a + (gamma * attn(a, s)).to(a.dtype)  # gamma (float32) keeps autocast's dtype
         if self.shape_update:  # AS: queries/values from S, keys from A
             attn, gamma = self._direction("shape")
-            s_new = s + gamma * attn(s, a)
+            s_new = s + (gamma * attn(s, a)).to(s.dtype)
         return a_new, torch.cat([a_new, s_new], dim=1)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from xinggan.checkpoint import load_checkpoint, save_checkpoint
@@ -30,7 +31,7 @@ from xinggan.training.runlog import RunLog
 from xinggan.training.signals import StopGuard
 from xinggan.training.state import (gather_to_main, init_loader_worker, loader_seed, rank_state,
                                     restore_training_state, training_state)
-from xinggan.training.step import lr_factor, train_step
+from xinggan.training.step import TrainingError, lr_factor, train_step
 from xinggan.visualize import pair_grid
 
 __all__ = ["Trainer"]
@@ -60,6 +61,11 @@ class Trainer:
         # before the first compiled step on CUDA, ask which fused attention kernels run
         self._probe_pending = bool(cfg.train.compile) and self.device.type == "cuda"
         self._grid_batch: Optional[dict] = None
+        self._collectives = world_size > 1 and dist.is_available() and dist.is_initialized()
+        # small collectives of Python objects (checkpoint state, the resume decision) go over
+        # gloo on the CPU: over NCCL they would stage every rank's pools on rank 0's GPU
+        self._cpu_group = (dist.new_group(backend="gloo")
+                           if self._collectives and dist.get_backend() == "nccl" else None)
 
     # -- what the parts are called from outside ----------------------------------------
     notices = property(lambda self: self.log.notices)
@@ -90,7 +96,7 @@ class Trainer:
     def save(self) -> Optional[Path]:
         """Write the checkpoint (a collective: every rank sends its own state to rank 0)."""
         per_rank = gather_to_main(rank_state(self.parts, self.device), self.rank,
-                                  self.world_size)
+                                  self.world_size, group=self._cpu_group)
         if not self.is_main:
             return None
         with self.stop.saving():
@@ -99,8 +105,22 @@ class Trainer:
                                    self.checkpoint_path)
 
     def resume(self) -> bool:
-        """Continue from ``latest.pt`` when there is one (read to the CPU first)."""
-        if not self.checkpoint_path.is_file():
+        """Continue from ``latest.pt`` when there is one (read to the CPU first).  Rank 0, which
+        writes the checkpoint, decides for every rank: when it resumes and another rank cannot
+        see the file, every rank stops with an error naming those ranks, instead of some
+        training from iteration 0 beside the others."""
+        found = self.checkpoint_path.is_file()
+        if self._collectives:
+            seen = [None] * self.world_size
+            dist.all_gather_object(seen, found, group=self._cpu_group)
+            blind = [r for r, ok in enumerate(seen) if not ok]
+            if seen[0] and blind:
+                raise TrainingError(
+                    f"rank 0 resumes from {self.checkpoint_path}, which rank(s) "
+                    f"{', '.join(map(str, blind))} cannot read: every process needs the run "
+                    "folder (a shared file system)")
+            found = seen[0]
+        if not found:
             return False
         state = load_checkpoint(self.checkpoint_path, map_location="cpu")
         self.iteration = restore_training_state(
@@ -146,7 +166,15 @@ class Trainer:
     # -- image grids -------------------------------------------------------------------------
     def _log_images(self) -> None:
         """A grid of the first ``train.grid_pairs`` test pairs (train pairs without a test
-        split): source, poses, generated, target."""
+        split): source, poses, generated, target.  Rank 0 only, so a failure here (an unreadable
+        test image, no memory for the forward) becomes a notice: it must not stop one rank."""
+        try:
+            self.log.grid(self._grid(), self.iteration)
+        except Exception as error:  # noqa: BLE001 - see above
+            self.log.notice(f"image grid at iteration {self.iteration} skipped: "
+                            f"{type(error).__name__}: {error}")
+
+    def _grid(self):
         if self._grid_batch is None:
             try:
                 data = PairDataset.from_config(self.cfg.data, "test")
@@ -157,11 +185,14 @@ class Trainer:
         b = self._to_device(self._grid_batch)
         was_training = self.generator.training
         self.generator.eval()
-        with torch.no_grad(), self.parts.autocast():
-            fake = self.generator(b["source_image"], b["source_pose"], b["target_pose"]).float()
-        self.generator.train(was_training)
-        self.log.grid(pair_grid(b["source_image"], b["source_pose"], b["target_pose"], fake,
-                                b["target_image"]), self.iteration)
+        try:
+            with torch.no_grad(), self.parts.autocast():
+                fake = self.generator(b["source_image"], b["source_pose"],
+                                      b["target_pose"]).float()
+        finally:
+            self.generator.train(was_training)
+        return pair_grid(b["source_image"], b["source_pose"], b["target_pose"], fake,
+                         b["target_image"])
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, resume: bool = False, max_iterations: Optional[int] = None) -> dict:

@@ -92,15 +92,15 @@ def seed_process(seed: int, rank: int, iteration: int = 0) -> None:
     np.random.seed((seed + rank + 7919 * iteration) % 2**32)
 
 
-def gather_to_main(value: Any, rank: int, world_size: int) -> Optional[list]:
+def gather_to_main(value: Any, rank: int, world_size: int, group=None) -> Optional[list]:
     """``[value of rank 0, value of rank 1, ...]`` on rank 0, None elsewhere (a collective:
-    every rank must call it).  One process: ``[value]``."""
+    every rank must call it).  One process: ``[value]``.  Tensors travel as CPU tensors, over
+    ``group`` when given (a gloo group beside NCCL, so that nothing is staged on a GPU)."""
     if world_size == 1 or not dist.is_initialized():
         return [value]
-    if dist.get_backend() == "nccl":  # gather_object moves its buffers to the current device
-        value = _to_cpu(value)
+    value = _to_cpu(value)
     out = [None] * world_size if rank == 0 else None
-    dist.gather_object(value, out, dst=0)
+    dist.gather_object(value, out, dst=0, group=group)
     return out
 
 
