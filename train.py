@@ -36,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def module_summary(cfg) -> str:
     """Parameters and output shapes of each top-level module, from one batch-1 forward."""
-    from xinggan.models import build_discriminators, build_generator
+    from xinggan.models import build_discriminators, build_generator, count_parameters
 
     generator = build_generator(cfg).eval()
     shape_d, appearance_d = build_discriminators(cfg)
@@ -47,7 +47,7 @@ def module_summary(cfg) -> str:
     def record(name):
         def hook(module, inputs, output):
             shape = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
-            rows.append((name, sum(p.numel() for p in module.parameters()), str(shape)))
+            rows.append((name, count_parameters(module), str(shape)))
         return hook
 
     for prefix, net in (("generator", generator), ("shape_discriminator", shape_d.eval()),
@@ -72,7 +72,7 @@ def module_summary(cfg) -> str:
         lines.append(f"{name:<44} {n:>12,}  {shape}")
     for label, net in (("generator", generator), ("shape_discriminator", shape_d),
                        ("appearance_discriminator", appearance_d)):
-        lines.append(f"{label + ' total':<44} {sum(p.numel() for p in net.parameters()):>12,}")
+        lines.append(f"{label + ' total':<44} {count_parameters(net):>12,}")
     return "\n".join(lines)
 
 

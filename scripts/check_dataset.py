@@ -14,9 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from xinggan.prep.check import check_dataset  # noqa: E402
+from xinggan.prep.check import check_dataset
 
 
 def main(argv=None) -> int:

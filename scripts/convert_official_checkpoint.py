@@ -17,15 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from xinggan.checkpoint import CheckpointError, save_checkpoint  # noqa: E402
-from xinggan.config import load_config_or_exit  # noqa: E402
-from xinggan.models import build_discriminators, build_generator  # noqa: E402
-from xinggan.official.convert import (  # noqa: E402
+from xinggan.checkpoint import CheckpointError, save_checkpoint
+from xinggan.config import load_config_or_exit
+from xinggan.models import build_discriminators, build_generator, count_parameters
+from xinggan.official.convert import (
     convert_official_state_dict,
     load_official_state_dict,
 )
@@ -70,7 +67,7 @@ def main(argv=None) -> int:
             network.load_state_dict(converted, strict=True, assign=True)
             state[kind] = converted
             print(f"{kind}: {path} -> {len(converted)} tensors, "
-                  f"{sum(p.numel() for p in network.parameters()):,} parameters")
+                  f"{count_parameters(network):,} parameters")
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -19,12 +19,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from xinggan.data.annotations import NUM_JOINTS, DataError, write_annotations  # noqa: E402
-from xinggan.prep.framing import present_joints, read_photo  # noqa: E402
+from xinggan.data.annotations import NUM_JOINTS, DataError, write_annotations
+from xinggan.prep.framing import present_joints, read_photo
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -24,17 +24,15 @@ XingGAN paper's), gfla (FID/LPIPS/SSIM-51/PSNR), toy. See xinggan/metrics/evalua
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder  # noqa: E402
-from xinggan.metrics.layouts import LAYOUTS  # noqa: E402
-from xinggan.metrics.protocols import ALL_METRICS, PROTOCOLS  # noqa: E402
-from xinggan.metrics.report import format_table, report_missing_metrics, write_metrics  # noqa: E402
-from xinggan.metrics.weights import MetricWeights  # noqa: E402
+from xinggan.hints import closest
+from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder
+from xinggan.metrics.layouts import LAYOUTS
+from xinggan.metrics.protocols import ALL_METRICS, PROTOCOLS
+from xinggan.metrics.report import format_table, report_missing_metrics, write_metrics
+from xinggan.metrics.weights import MetricWeights
 
 EXIT_ERROR = 2    # bad input: nothing was scored
 EXIT_MISSING = 1  # a metric of the protocol could not run; the others were written
@@ -85,8 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.protocol not in PROTOCOLS:
-        hint = difflib.get_close_matches(args.protocol, list(PROTOCOLS), n=1, cutoff=0.4)
-        nearest = f"did you mean {hint[0]!r}? " if hint else ""
+        hint = closest(args.protocol, PROTOCOLS)
+        nearest = f"did you mean {hint!r}? " if hint else ""
         print(f"error: --protocol {args.protocol!r} is not an evaluation protocol; {nearest}choose one of "
               f"{', '.join(sorted(PROTOCOLS))}", file=sys.stderr)
         return EXIT_ERROR

@@ -52,7 +52,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 TOTAL_LIMIT_S = 480
 # cuBLAS reads this once, when a process first uses it; deterministic algorithms need it.

@@ -14,9 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from xinggan.prep.toy import make_toy_dataset  # noqa: E402
+from xinggan.prep.toy import make_toy_dataset
 
 
 def main(argv=None) -> int:

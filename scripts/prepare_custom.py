@@ -22,10 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from xinggan.data.annotations import DataError  # noqa: E402
-from xinggan.prep.framing import FRAME_PRESETS, MIN_JOINTS  # noqa: E402
+from xinggan.data.annotations import DataError
+from xinggan.prep.framing import FRAME_PRESETS, MIN_JOINTS
 
 
 def parse_args(argv=None) -> argparse.Namespace:

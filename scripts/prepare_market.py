@@ -9,11 +9,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from xinggan.prep.prepare import prepare_cli, prepare_market  # noqa: E402
+from xinggan.prep.prepare import prepare_cli, prepare_market
 
 
 def main(argv=None) -> int:

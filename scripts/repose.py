@@ -23,12 +23,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from PIL import Image
 
-from PIL import Image  # noqa: E402
-
-from xinggan.data.annotations import DataError  # noqa: E402
-from xinggan.prep.framing import FILLS, MIN_JOINTS, read_photo  # noqa: E402
+from xinggan.data.annotations import DataError
+from xinggan.prep.framing import FILLS, MIN_JOINTS, read_photo
 
 
 def parse_args(argv=None) -> argparse.Namespace:

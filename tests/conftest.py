@@ -1,10 +1,14 @@
-"""Shared test fixtures."""
+"""Shared test fixtures (the plain helpers they use are in helpers.py)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+
+# tiny_training_overrides is re-exported for the test files that still import it from here
+# (test_figure.py, test_sweep.py); other files import it from helpers.
+from helpers import TOY, tiny_training_overrides  # noqa: F401
 
 # Deterministic cuBLAS needs this workspace setting, and cuBLAS reads it once, when a process
 # first uses it: set here, when the test session starts and before any test touches CUDA.
@@ -27,10 +31,6 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
-# The small toy dataset shared by the data tests (generated once per test session).
-TOY = dict(seed=0, identities=6, test_identities=3, poses=5, test_pairs=20)
-
-
 @pytest.fixture(scope="session")
 def toy_params() -> dict:
     return dict(TOY)
@@ -47,22 +47,6 @@ def toy_root(tmp_path_factory) -> Path:
     return root
 
 
-# A CPU-second-sized training setup on 64 x 32 toy data, shared by the training tests.
-TINY_TRAINING = {
-    "data.height": 64, "data.width": 32, "data.num_workers": 0,
-    "model.generator.ngf": 8, "model.generator.n_blocks": 2,
-    "model.generator.num_candidates": 2, "model.discriminator.ndf": 8,
-    "model.discriminator.n_blocks": 1, "train.batch_size": 2, "train.log_every": 1,
-    "train.grid_pairs": 2, "train.device": "cpu",
-}
-
-
-def tiny_training_overrides(root: Path, **extra) -> list[str]:
-    """``key=value`` overrides of configs/toy.yaml for a tiny run on the data in ``root``."""
-    values = {"data.root": str(root), **TINY_TRAINING, **extra}
-    return [f"{k}={v}" for k, v in values.items()]
-
-
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """Toy data at 64 x 32 (3 train and 2 test identities), made once per session."""
@@ -72,13 +56,3 @@ def tiny_data(tmp_path_factory) -> Path:
     make_toy_dataset(root, seed=1, identities=3, test_identities=2, poses=3, test_pairs=6,
                      height=64, width=32)
     return root
-
-
-def smooth_image(rng, height: int = 128, width: int = 64):
-    """A uint8 RGB image with natural-image-like structure (smooth colour fields plus noise)."""
-    import numpy as np
-    from scipy import ndimage
-
-    field = ndimage.gaussian_filter(rng.normal(size=(height, width, 3)), sigma=(4, 4, 0))
-    field = (field - field.min()) / (field.max() - field.min()) * 200 + 20 + rng.normal(scale=5, size=field.shape)
-    return np.clip(field, 0, 255).astype(np.uint8)

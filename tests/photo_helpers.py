@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import tiny_training_overrides
+from helpers import tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -233,7 +233,27 @@ def test_sdpa_kernel_probe_off_cuda_warns_and_falls_back(monkeypatch):
         warnings.simplefilter("error")
         assert attention._fused_sdpa_ok(q, k, v) is False
     assert attention.resolve_attention_impl("auto", q, k, v) == "chunked"
-    assert attention.resolve_attention_impl("sdpa", q, k, v) == "sdpa"
+
+
+def test_explicit_impl_is_honoured_where_auto_picks_another(monkeypatch):
+    """On CPU ``auto`` runs the chunked kernel and never calls SDPA; an explicit ``sdpa`` still
+    runs PyTorch's SDPA there, and ``reference`` / ``chunked`` do not call it."""
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def counting_sdpa(*args, **kwargs):
+        calls.append(args[0].shape)
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", counting_sdpa)
+    q, k, v = random_qkv(torch.float64, n=12)
+    expected = torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v  # no 1/sqrt(d) scaling
+    assert attention.resolve_attention_impl("auto", q, k, v) == "chunked"
+    for impl, runs_sdpa in (("auto", False), ("chunked", False), ("reference", False),
+                            ("sdpa", True)):
+        calls.clear()
+        torch.testing.assert_close(dot_product_attention(q, k, v, impl), expected)
+        assert bool(calls) is runs_sdpa, impl
 
 
 # --------------------------------------------------------------------------------------

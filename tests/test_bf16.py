@@ -62,13 +62,31 @@ def test_explicit_choices_on_cpu(monkeypatch):
         precision.resolve_amp("fp8", "cpu")
 
 
-@pytest.mark.parametrize("supported", [True, False])
-def test_auto_on_cuda_follows_is_bf16_supported(monkeypatch, supported):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
+@pytest.mark.parametrize("available,supported", [(True, True), (True, False), (False, True)])
+def test_cuda_choices_follow_gpu_bf16_support(monkeypatch, available, supported):
+    """On CUDA bf16 is native only on an available GPU that reports bf16 support. Then ``auto``
+    picks bfloat16 and ``bf16`` is honoured; otherwise ``auto`` stays on float32 and ``bf16``
+    is refused (no emulation on a GPU). ``fp16`` does not depend on it."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: asked.append(including_emulation) or supported)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a GPU")
+    native = available and supported
+    ok, evidence = precision.native_bf16("cuda")
+    assert ok is native
+    # emulated bf16 (pre-Ampere GPUs) does not count as native
+    assert set(asked) <= {False} and bool(asked) is available
+    assert ("a GPU" in evidence) is available and ("no CUDA" in evidence) is (not available)
     dtype, line = precision.resolve_amp("auto", "cuda")
-    assert dtype is (torch.bfloat16 if supported else None)
+    if native:
+        assert dtype is torch.bfloat16 and "bfloat16" in line
+        dtype, line = precision.resolve_amp("bf16", "cuda")
+        assert dtype is torch.bfloat16 and "emulated" not in line
+    else:
+        assert dtype is None and "float32" in line
+        with pytest.raises(precision.PrecisionError, match="not supported by this GPU"):
+            precision.resolve_amp("bf16", "cuda")
     assert precision.resolve_amp("fp16", "cuda")[0] is torch.float16
 
 

@@ -2,6 +2,7 @@
 world-size changes, and torch.compile equal to eager mode."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ from xinggan.checkpoint import load_checkpoint, save_checkpoint
 from xinggan.config import load_config
 from xinggan.training import Trainer, TrainingError
 
-from conftest import tiny_training_overrides
+from helpers import tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -188,11 +189,9 @@ def test_gpu_check_dry_run_checks_the_plan():
 
 def test_gpu_check_target_reading(tmp_path):
     """The targets are read from the benchmark report's rows (row layout of scripts/benchmark.py)."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import gpu_check
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
     row = {"dataset": "deepfashion", "model": "xinggan", "batch": 32, "amp": "bf16",
            "attention": "auto", "g_eval": {"images_per_s": 120.0},
            "iteration": {"peak_memory_gb": 30.5, "projected": {"hours": 7.25}}}

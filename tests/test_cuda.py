@@ -25,7 +25,7 @@ from xinggan.config import load_config
 from xinggan.ops.attention import dot_product_attention
 from xinggan.training import Trainer
 
-from conftest import tiny_training_overrides
+from helpers import tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -20,7 +20,7 @@ from xinggan.models.layers import ReflectPadConv2d
 from xinggan.ops.reflection import reflect_pad, reflection_pad2d_fold
 from xinggan.training import Trainer
 
-from conftest import tiny_training_overrides
+from helpers import tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 PAD_BACKWARD = torch.ops.aten.reflection_pad2d_backward.default

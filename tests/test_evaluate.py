@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from xinggan.data import write_annotations, write_pairs
-from conftest import smooth_image
+from helpers import smooth_image
 from xinggan.data.pairs import result_stem
 from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder
 from xinggan.metrics.inception_score import TF_INCEPTION_FILE

@@ -16,7 +16,7 @@ from xinggan.config import ConfigError, load_config
 from xinggan.training import Trainer, TrainingError, pick_device
 from xinggan.training.state import rng_state, set_rng_state
 
-from conftest import tiny_training_overrides
+from helpers import tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 RANDOM = {"model.generator.dropout": 0.5, "model.discriminator.dropout": 0.5,
@@ -196,3 +196,42 @@ def test_non_finite_loss_on_one_rank_stops_every_rank(tiny_data, tmp_path):
         assert "g_gan=nan" in report["error"]
         assert report["unchanged"], report
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["iteration"] == 2
+
+
+def _blind_rank_worker(rank: int, world: int, init_file: str, root: str, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    report = {"rank": rank}
+    try:
+        cfg = config(Path(root), **{"train.batch_size": 4})
+        kw = dict(rank=rank, world_size=world, progress=False, tensorboard=False)
+        Trainer(cfg, Path(out) / "shared", **kw).fit(max_iterations=2)
+        # rank 1 looks at a run folder of its own, as a node without the shared file system
+        run = Path(out) / ("shared" if rank == 0 else "node-local")
+        try:
+            Trainer(cfg, run, **kw).fit(resume=True)
+        except TrainingError as error:
+            report["error"] = str(error)
+    finally:
+        (Path(out) / f"rank{rank}.json").write_text(json.dumps(report))
+        dist.destroy_process_group()
+
+
+def test_a_rank_that_cannot_see_the_checkpoint_stops_every_rank(tiny_data, tmp_path):
+    """Rank 0 resumes, rank 1 cannot read the checkpoint: both stop with one error naming rank
+    1 (without the common decision rank 1 would train from iteration 0 beside rank 0)."""
+    import torch.multiprocessing as mp
+
+    context = mp.spawn(_blind_rank_worker, nprocs=2, join=False,
+                       args=(2, str(tmp_path / "init"), str(tiny_data), str(tmp_path)))
+    deadline = time.monotonic() + 180
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the ranks did not stop together")
+    for r in range(2):
+        report = json.loads((tmp_path / f"rank{r}.json").read_text())
+        assert "rank(s) 1 cannot read" in report.get("error", ""), report

@@ -17,7 +17,7 @@ from xinggan.metrics.evaluate import EvaluationInputError, evaluate_folder
 from xinggan.metrics.layouts import LAYOUTS, LayoutError, infer_layout, resolve_results
 from xinggan.metrics.mask import pose_mask
 
-from conftest import smooth_image
+from helpers import smooth_image
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_PAIRS = [
@@ -250,10 +250,10 @@ def test_script_names_the_nearest_protocol_and_metric(tmp_path, capsys):
 def test_config_rejects_misspelt_protocol_and_metric():
     from xinggan.config import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match=r"eval.protocol: unknown evaluation protocol 'patn-fashion'; "
+    with pytest.raises(ConfigError, match=r"eval\.protocol\b.*'patn-fashion'.*"
                                           r"did you mean 'patn-deepfashion'\?"):
         load_config(REPO / "configs" / "market.yaml", ["eval.protocol=patn-fashion"])
-    with pytest.raises(ConfigError, match=r"eval.metrics: unknown metric 'pkch'; did you mean 'pckh'\?"):
+    with pytest.raises(ConfigError, match=r"eval\.metrics\b.*'pkch'.*did you mean 'pckh'\?"):
         load_config(REPO / "configs" / "market.yaml", ["eval.metrics=[ssim, pkch]"])
     cfg = load_config(REPO / "configs" / "market.yaml", ["eval.allow_missing_metrics=true",
                                                          "eval.pose_weights=pose_estimator.h5"])

@@ -82,7 +82,7 @@ def test_state_dicts_map_one_to_one_onto_official_keys(dataset):
         listing = key_listing(dataset, name)
         ours = {k: tuple(v.shape) for k, v in net.state_dict().items()}
         assert len(ours) == listing["num_state_dict_entries"]
-        assert sum(p.numel() for p in net.parameters()) == listing["num_parameters"]
+        assert count_parameters(net) == listing["num_parameters"]
         mapped = {}
         for key, entry in listing["state_dict"].items():
             target = map_official_key(kinds[name], key)
@@ -184,6 +184,13 @@ def test_dropout_is_on_in_training_and_off_in_eval():
         assert not torch.equal(g(*inputs), g(*inputs))  # dropout draws differ
         g.eval()
         assert torch.equal(g(*inputs), g(*inputs))
+
+
+def test_count_parameters_counts_a_shared_module_once_and_no_buffers():
+    linear = torch.nn.Linear(3, 4)  # 3 x 4 weights + 4 biases
+    net = torch.nn.Sequential(linear, torch.nn.BatchNorm1d(4), linear)  # BatchNorm: 4 + 4
+    assert count_parameters(net) == (3 * 4 + 4) + (4 + 4)  # running statistics not counted
+    assert count_parameters(torch.nn.ReLU()) == 0
 
 
 def test_separate_projections_add_exactly_one_attention_and_gamma_per_block():

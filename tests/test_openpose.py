@@ -11,6 +11,7 @@ from xinggan.joints import OPENPOSE_LIMBS
 from xinggan.keypoints import DetectorUnavailable, build_detector
 from xinggan.keypoints.openpose import OpenPoseBody, load_openpose_weights
 from xinggan.keypoints.openpose_post import PAF_CHANNELS, best_person
+from xinggan.models import count_parameters
 
 
 def published_definition() -> dict:
@@ -56,7 +57,7 @@ def test_architecture_matches_the_published_definition():
         expected[f"{module_of(layer)}.{layer}.bias"] = (cout,)
     assert state == expected
     count = sum(cin * cout * k * k + cout for cin, cout, k in published_definition().values())
-    assert sum(p.numel() for p in model.parameters()) == count
+    assert count_parameters(model) == count
     # a ReLU after every convolution but the last of each stage branch
     relus = {name[len("relu_"):] for _, module in model.named_children() for name, _ in module.named_children()
              if name.startswith("relu_")}

@@ -11,7 +11,7 @@ from xinggan.config import load_config
 from xinggan.progress import PlainProgress, progress
 from xinggan.training import Trainer
 
-from conftest import tiny_training_overrides
+from helpers import tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from xinggan.checkpoint import load_checkpoint, save_checkpoint
 from xinggan.config import ConfigError, load_config
 from xinggan.training import Trainer, TrainingError, lr_factor, rng_state
 
-from conftest import tiny_training_overrides
+from helpers import tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 

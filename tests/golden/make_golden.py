@@ -9,13 +9,11 @@ commit: the test exists to catch unintended ones.  The outputs are those of
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))  # the repository, for ``import xinggan``
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ reason; a metric asked for explicitly that cannot run raises :class:`MetricUnava
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -27,6 +26,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..hints import closest
 from .fid import TorchvisionInception
 from .inception_score import IS_SPLITS, TFInception
 from .inputs import EvaluationInputError, EvaluationInputs, detections_by_pair, image_files, target_keypoints
@@ -53,8 +53,8 @@ def select_metrics(protocol: Protocol, metrics: Optional[Sequence[str]]) -> tupl
     names = [m.strip().lower().replace("-", "_") for m in metrics if m.strip()]
     unknown = [m for m in names if m not in ALL_METRICS]
     if unknown:
-        hints = [difflib.get_close_matches(m, ALL_METRICS, n=1, cutoff=0.4) for m in unknown]
-        nearest = "; ".join(f"did you mean {h[0]!r} for {m!r}?" for m, h in zip(unknown, hints) if h)
+        hints = [closest(m, ALL_METRICS) for m in unknown]
+        nearest = "; ".join(f"did you mean {h!r} for {m!r}?" for m, h in zip(unknown, hints) if h)
         raise ValueError(f"unknown metric(s) {unknown}{'; ' + nearest if nearest else ''}; "
                          f"available: {list(ALL_METRICS)}")
     return list(dict.fromkeys(names)), True

@@ -32,7 +32,6 @@ name is printed beside every number.
 """
 from __future__ import annotations
 
-import difflib
 import io
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..hints import closest
 from .ssim import GFLA_SSIM, PATN_SSIM, SSIMSettings
 
 __all__ = [
@@ -153,8 +153,8 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        hint = difflib.get_close_matches(str(name), list(PROTOCOLS), n=1, cutoff=0.4)
-        nearest = f"did you mean {hint[0]!r}? " if hint else ""
+        hint = closest(name, PROTOCOLS)
+        nearest = f"did you mean {hint!r}? " if hint else ""
         raise ValueError(f"unknown evaluation protocol {name!r}; {nearest}choose one of {sorted(PROTOCOLS)}") from None
 
 

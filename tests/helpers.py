@@ -1,0 +1,33 @@
+"""Plain helpers shared by several test files (``from helpers import ...``); the fixtures that
+use them are in conftest.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+# The small toy dataset shared by the data tests (generated once per test session).
+TOY = dict(seed=0, identities=6, test_identities=3, poses=5, test_pairs=20)
+
+# A CPU-second-sized training setup on 64 x 32 toy data, shared by the training tests.
+TINY_TRAINING = {
+    "data.height": 64, "data.width": 32, "data.num_workers": 0,
+    "model.generator.ngf": 8, "model.generator.n_blocks": 2,
+    "model.generator.num_candidates": 2, "model.discriminator.ndf": 8,
+    "model.discriminator.n_blocks": 1, "train.batch_size": 2, "train.log_every": 1,
+    "train.grid_pairs": 2, "train.device": "cpu",
+}
+
+
+def tiny_training_overrides(root: Path, **extra) -> list[str]:
+    """``key=value`` overrides of configs/toy.yaml for a tiny run on the data in ``root``."""
+    values = {"data.root": str(root), **TINY_TRAINING, **extra}
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def smooth_image(rng, height: int = 128, width: int = 64):
+    """A uint8 RGB image with natural-image-like structure (smooth colour fields plus noise)."""
+    import numpy as np
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(rng.normal(size=(height, width, 3)), sigma=(4, 4, 0))
+    field = (field - field.min()) / (field.max() - field.min()) * 200 + 20 + rng.normal(scale=5, size=field.shape)
+    return np.clip(field, 0, 255).astype(np.uint8)
