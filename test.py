@@ -69,6 +69,8 @@ def main(argv=None) -> int:
         state = load_checkpoint(args.checkpoint)
         cfg = resolve_config(state, args.config, args.set, args.checkpoint)
         device = pick_device(args.device)
+        if device.type == "cuda":  # the current GPU is the one asked for (cuda:N)
+            torch.cuda.set_device(device)
         # the backend flags training runs with (train.tf32), without the deterministic mode
         backends = configure_backends(device, deterministic=False, tf32=cfg.train.tf32)
         print("backends: " + "; ".join(backends), flush=True)

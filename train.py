@@ -110,13 +110,12 @@ def main(argv=None) -> int:
 
     backends = configure_backends(device, deterministic=cfg.train.deterministic,
                                   tf32=cfg.train.tf32)
+    if device.type == "cuda":  # this process's GPU is the current one (pinned-memory thread,
+        torch.cuda.set_device(device)  # bf16 support check), for one process as for several
     if world > 1:
         import torch.distributed as dist
 
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if rank == 0:
         print("backends: " + "; ".join(backends), flush=True)
 

@@ -1,11 +1,15 @@
 """The strict config loader: overlays, overrides, errors that name key, file and line."""
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
+import yaml
 
-from xinggan.config import Config, ConfigError, config_from_dict, load_config
+from xinggan.config import (Config, ConfigError, MetricName, ProtocolName, config_from_dict,
+                            load_config, to_dict)
+from xinggan.hints import closest, did_you_mean
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -36,6 +40,101 @@ def test_dataset_configs_spell_out_the_released_recipe():
         assert cfg.model.generator.num_candidates == 10
         assert cfg.train.batch_size == 32
         assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2) == (2e-4, 0.5, 0.999)
+
+
+def leaves(tree, prefix=()):
+    """The (key path, value) pairs of a nested mapping."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from leaves(value, prefix + (key,))
+    else:
+        yield prefix, tree
+
+
+def test_dataset_configs_set_every_key():
+    """The dataset configs write out every key, so a recipe never takes a value from the
+    dataclass defaults (which only fill keys of older saved configs and partial trees)."""
+    schema = {key for key, _ in leaves(to_dict(Config()))}
+    complete = [p for p in sorted(CONFIGS.glob("*.yaml"))
+                if "_base_" not in yaml.safe_load(p.read_text())]
+    assert {p.name for p in complete} == {"market.yaml", "deepfashion.yaml", "toy.yaml"}
+    for path in complete:
+        assert {key for key, _ in leaves(yaml.safe_load(path.read_text()))} == schema, path.name
+
+
+XINGGANPP_SWITCHES = {("model", "name")} | {
+    ("model", "generator", key) for key in ("share_projections", "scales", "enhanced_attention",
+                                            "enhanced_attention_scales", "dense_fusion")}
+
+
+@pytest.mark.parametrize("dataset", ["market", "deepfashion"])
+def test_xingganpp_configs_hold_only_the_switches(dataset):
+    """configs/<dataset>_xingganpp.yaml is the dataset's XingGAN recipe (through _base_) plus
+    the XingGAN++ switches, and nothing else."""
+    raw = yaml.safe_load((CONFIGS / f"{dataset}_xingganpp.yaml").read_text())
+    assert raw.pop("_base_") == f"{dataset}.yaml"
+    assert {key for key, _ in leaves(raw)} == XINGGANPP_SWITCHES
+    xinggan = load_config(CONFIGS / f"{dataset}.yaml")
+    pp = load_config(CONFIGS / f"{dataset}_xingganpp.yaml")
+    assert pp == xinggan.replace(*(f"{'.'.join(key)}={value}" for key, value in leaves(raw)))
+    # and every switch changes the XingGAN recipe
+    before, after = dict(leaves(to_dict(xinggan))), dict(leaves(to_dict(pp)))
+    assert {key for key in before if before[key] != after[key]} == XINGGANPP_SWITCHES
+
+
+def test_base_is_resolved_relative_to_the_file_and_overlaid(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path, "recipe.yaml",
+          f"_base_: {CONFIGS / 'market.yaml'}\ntrain:\n  batch_size: 16\n  seed: 3\n")
+    child = write(tmp_path / "sub", "child.yaml", "_base_: ../recipe.yaml\ntrain:\n  seed: 7\n")
+    cfg = load_config(child)
+    assert (cfg.train.batch_size, cfg.train.seed) == (16, 7)  # the nearest file wins
+    assert cfg.replace("train.batch_size=32", "train.seed=0") == load_config(CONFIGS / "market.yaml")
+    # a file with a base given after another config overlays that config with the whole chain
+    over = load_config([CONFIGS / "deepfashion.yaml", child])
+    assert over.data.dataset == "market" and over.train.seed == 7
+    # later files and overrides still go on top
+    later = load_config([child, CONFIGS / "ablations" / "blocks_6.yaml"], ["train.seed=1"])
+    assert later.train.seed == 1 and later.model.generator.n_blocks == 6
+
+
+def test_errors_through_a_base_name_the_file_and_line(tmp_path):
+    base = write(tmp_path, "base.yaml", "train:\n  seed: 0\n  batch_size: -2\n")
+    child = write(tmp_path, "child.yaml", "# on base.yaml\n_base_: base.yaml\ntrain:\n  seed: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(child)
+    assert "train.batch_size: must be positive" in str(info.value) and f"{base}:3" in str(info.value)
+    fixed = write(tmp_path, "fixed.yaml", "_base_: base.yaml\ntrain:\n  batch_size: 2\n  sed: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(fixed)
+    assert "train.sed: unknown key (did you mean 'train.seed'?)" in str(info.value)
+    assert f"{fixed}:4" in str(info.value)
+
+
+def test_base_cycles_and_bad_bases_are_refused(tmp_path):
+    write(tmp_path, "a.yaml", "_base_: b.yaml\n")
+    b = write(tmp_path, "b.yaml", "train:\n  seed: 1\n_base_: a.yaml\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "a.yaml")
+    msg = str(info.value)
+    assert msg.startswith("_base_: 'a.yaml' makes a cycle of bases") and f"({b}:3)" in msg
+    assert f"{tmp_path / 'a.yaml'} -> {b} -> {tmp_path / 'a.yaml'}" in msg
+    itself = write(tmp_path, "self.yaml", "_base_: ./self.yaml\n")
+    with pytest.raises(ConfigError, match=r"makes a cycle of bases"):
+        load_config(itself)
+    missing = write(tmp_path, "missing.yaml", "model:\n  norm: batch\n_base_: nowhere.yaml\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    assert "nowhere.yaml: config file not found" in str(info.value) and f"{missing}:3" in str(info.value)
+    for value in ("[market.yaml]", "''", "null"):
+        bad = write(tmp_path, "bad.yaml", f"_base_: {value}\n")
+        with pytest.raises(ConfigError, match=rf"_base_: expected the file name .* \({bad}:1\)"):
+            load_config(bad)
+    nested = write(tmp_path, "nested.yaml", "train:\n  _base_: market.yaml\n")
+    with pytest.raises(ConfigError, match="train._base_: unknown key"):
+        load_config(nested)
+    with pytest.raises(ConfigError, match="_base_: unknown key"):
+        load_config(CONFIGS / "market.yaml", ["_base_=deepfashion.yaml"])
 
 
 def test_every_yaml_in_configs_loads():
@@ -84,6 +183,12 @@ def test_unknown_override_key_suggests():
         ("model.generator.qk_reduction=7", "must divide the code width"),
         ("model.generator.enhanced_attention_scales=[2]", "not in scales"),
         ("train.iterations=0", "must be positive"),
+        ("data.num_workers=-1", "must be zero or positive"),
+        ("model.discriminator.n_blocks=-1", "must be zero or positive"),
+        ("optim.beta2=1.0", "must be in [0, 1)"),
+        ("train.device=tpu", "must be auto, cpu, cuda or cuda:N"),
+        ("data.width=30", "must be divisible by 4"),
+        ("eval.batch_size=0", "must be positive"),
     ],
 )
 def test_invalid_values(override, fragment):
@@ -157,9 +262,8 @@ def test_train_tf32_is_a_checked_switch(tmp_path):
     """``train.tf32`` (CUDA: TF32 float32 products, as training runs; also read by test.py and
     scripts/benchmark.py): on in every shipped config, a boolean like train.deterministic, and
     a config saved before the key existed (e.g. in an older checkpoint) reads as on."""
-    for path in sorted(CONFIGS.glob("*.yaml")):
+    for path in sorted(CONFIGS.glob("*.yaml")):  # (the dataset configs write it out)
         assert load_config(path).train.tf32 is True, path.name
-        assert "tf32:" in path.read_text(), f"{path.name} does not spell out train.tf32"
     assert load_config(CONFIGS / "market.yaml", ["train.tf32=false"]).train.tf32 is False
     over = write(tmp_path, "strict.yaml", "train:\n  tf32: off\n")  # YAML 1.1: off is false
     assert load_config([CONFIGS / "market.yaml", over]).train.tf32 is False
@@ -172,3 +276,42 @@ def test_train_tf32_is_a_checked_switch(tmp_path):
     older = load_config(CONFIGS / "market.yaml").to_dict()
     del older["train"]["tf32"]
     assert config_from_dict(older).train.tf32 is True
+
+
+def test_zero_is_allowed_where_it_means_something():
+    cfg = load_config(CONFIGS / "market.yaml", ["data.num_workers=0", "model.generator.n_blocks=0",
+                                                "loss.pool_size=0", "train.image_every=0",
+                                                "eval.max_pairs=0", "optim.lr_constant_iterations=0"])
+    assert cfg.data.num_workers == 0 and cfg.model.generator.n_blocks == 0
+
+
+def test_protocol_and_metric_names_are_the_protocol_table():
+    """The config checks eval.protocol and eval.metrics without importing the metrics package:
+    its lists of names must stay those of xinggan/metrics/protocols.py."""
+    from xinggan.metrics.protocols import ALL_METRICS, PROTOCOLS
+
+    assert typing.get_args(ProtocolName) == tuple(PROTOCOLS)
+    assert typing.get_args(MetricName) == ALL_METRICS
+
+
+def test_misspelt_protocol_and_metric_name_the_nearest():
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIGS / "market.yaml", ["eval.protocol=patn-fashion"])
+    msg = str(info.value)
+    assert msg.startswith("eval.protocol: 'patn-fashion' is not one of 'patn-market', ")
+    assert "(did you mean 'patn-deepfashion'?) (--set eval.protocol=patn-fashion)" in msg
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIGS / "market.yaml", ["eval.metrics=[ssim, pkch]"])
+    assert str(info.value).startswith("eval.metrics[1]: 'pkch' is not one of 'ssim', ")
+    assert "(did you mean 'pckh'?)" in str(info.value)
+    with pytest.raises(ConfigError, match=r"eval.metrics: expected a list of names \('ssim', "):
+        load_config(CONFIGS / "market.yaml", ["eval.metrics=ssim"])
+    gfla = load_config(CONFIGS / "market.yaml", ["eval.protocol=gfla", "eval.metrics=[fid, is]"])
+    assert gfla.eval.protocol == "gfla" and gfla.eval.metrics == ("fid", "is")
+
+
+def test_did_you_mean():
+    assert did_you_mean("patn-markt", ["patn-market", "gfla"]) == " (did you mean 'patn-market'?)"
+    assert did_you_mean("zzz", ["patn-market", "gfla"]) == ""
+    assert did_you_mean(3, [1, 2, 3]) == " (did you mean '3'?)"  # compared as strings
+    assert closest("on", ["off", "auto"]) == "off" and closest("on", ["off", "auto"], cutoff=0.5) is None

@@ -373,3 +373,26 @@ def test_script_gives_the_inception_file_to_the_protocols_fid_network(folder, ca
     assert module.main(argv) == 2
     error = capsys.readouterr().err
     assert f"{network}" in error and str(absent) in error and f"protocol {name}" in error
+
+
+def test_metrics_run_without_tf32_whatever_the_caller_set(folder, monkeypatch):
+    """The metric networks and measures run in strict float32 (a run may train with TF32 on),
+    and the caller's TF32 settings come back afterwards."""
+    import xinggan.metrics.evaluate as evaluate_module
+
+    seen = []
+    read = evaluate_module.BatchReader.read
+
+    def recording(self, *args):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return read(self, *args)
+
+    monkeypatch.setattr(evaluate_module.BatchReader, "read", recording)
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        run(folder, protocol="patn-market", metrics=["ssim"])
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert seen and set(seen) == {(False, False)}

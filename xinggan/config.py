@@ -3,15 +3,30 @@
 ``load_config(paths, overrides)`` reads one or more YAML files (later files overlay earlier
 ones) and then ``key.path=value`` overrides, checks every key and type, and returns a frozen
 :class:`Config`.  Any problem raises :class:`ConfigError` naming the full key path, the file
-(and line) the value came from and, for a misspelt key, the closest valid key.
+(and line) the value came from and, for a misspelt key or choice, the closest valid one.
 
-The dataset YAML files in ``configs/`` spell out every value of the released recipe
-(``docs/architecture.md``); the defaults below are the Market-1501 recipe.
+A file may build on another one: a top-level ``_base_: market.yaml`` (a path relative to the
+file) loads that file first and overlays the rest of this one on it, as if both had been given
+in that order; a base may have its own base, and a cycle is an error.  The XingGAN++ configs
+are such overlays: ``configs/market_xingganpp.yaml`` is ``_base_: market.yaml`` plus the
+XingGAN++ switches.
+
+Where the values live: the dataset configs (``configs/market.yaml``, ``deepfashion.yaml``,
+``toy.yaml``) set every key, so a run's recipe is read from its YAML, never from the defaults
+below (``tests/test_config.py`` checks that those files are complete).  The defaults only fill
+keys that a tree does not set: a config saved before a key existed (e.g. one embedded in an
+older checkpoint, which is why a new key must default to the behaviour from before it) and
+partial configs built in code.  They are XingGAN's Market-1501 recipe
+(``docs/architecture.md``), except for the two machine-side data settings: the file names
+default to "" (the layout's standard names, the ones ``configs/market.yaml`` writes out) and
+``num_workers`` to 2.
+
+Each section checks its own values in its ``validate`` method, beside its fields; the checks
+that involve several sections are :meth:`Config.validate`.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import io
 import sys
 import typing
@@ -21,13 +36,60 @@ from typing import Any, Iterable, Literal, Optional, Sequence, Union
 
 import yaml
 
+from xinggan.hints import closest, did_you_mean
+
 
 class ConfigError(ValueError):
     """A configuration key is unknown, of the wrong type or has an invalid value."""
 
 
+Origin = str  # "file.yaml:12" or "--set key=value" or the source of a rebuilt tree
+
+
+def _where(origins: dict, path: tuple[str, ...]) -> Origin:
+    """The closest recorded origin of this key or of one of its parents."""
+    for i in range(len(path), 0, -1):
+        if path[:i] in origins:
+            return origins[path[:i]]
+    return "defaults"
+
+
+class Checks:
+    """The value checks of one config section (the section at ``path``); every failure is a
+    :class:`ConfigError` naming the key, and the file and line it was set in."""
+
+    def __init__(self, section: object, path: tuple[str, ...], origins: dict) -> None:
+        self.section, self.path, self.origins = section, path, origins
+
+    def error(self, key: str, message: str) -> ConfigError:
+        """The error for ``key`` (a field of the section, or a dotted path below it)."""
+        sub = self.path + tuple(key.split("."))
+        return ConfigError(f"{'.'.join(sub)}: {message} ({_where(self.origins, sub)})")
+
+    def positive(self, *keys: str) -> None:
+        """Each of ``keys`` is greater than zero."""
+        for key in keys:
+            value = getattr(self.section, key)
+            if value <= 0:
+                raise self.error(key, f"must be positive, got {value!r}")
+
+    def non_negative(self, *keys: str) -> None:
+        """Each of ``keys`` is zero or greater."""
+        for key in keys:
+            value = getattr(self.section, key)
+            if value < 0:
+                raise self.error(key, f"must be zero or positive, got {value!r}")
+
+    def fraction(self, *keys: str) -> None:
+        """Each of ``keys`` is in [0, 1) (a dropout rate, an Adam beta)."""
+        for key in keys:
+            value = getattr(self.section, key)
+            if not 0.0 <= value < 1.0:
+                raise self.error(key, f"must be in [0, 1), got {value}")
+
+
 # --------------------------------------------------------------------------------------
-# The schema
+# The schema, section by section: the fields, then their checks
 # --------------------------------------------------------------------------------------
 
 
@@ -47,6 +109,13 @@ class DataConfig:
     heatmap_sigma: float = 6.0
     num_workers: int = 2
 
+    def validate(self, check: Checks) -> None:
+        check.positive("height", "width", "heatmap_sigma")
+        check.non_negative("num_workers")
+        for key in ("height", "width"):
+            if getattr(self, key) % 4:
+                raise check.error(key, f"image size {self.height}x{self.width} must be divisible by 4")
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -60,8 +129,10 @@ class GeneratorConfig:
     # Released code: one set of projections and one gamma shared by SA and AS.
     # Paper's prose: separate SA and AS blocks.  false gives separate ones.
     share_projections: bool = True
-    appearance_update: bool = True  # SA: the shape code updates the appearance code
-    shape_update: bool = True  # AS: the appearance code updates the shape code
+    # SA: the shape code updates the appearance code; AS: the appearance code updates the
+    # shape code.  Both off is a valid (attention-free) ablation.
+    appearance_update: bool = True
+    shape_update: bool = True
     fusion: bool = True  # co-attention fusion head; false -> appearance decoder's first image
     attention_impl: Literal["auto", "sdpa", "reference", "chunked"] = "auto"
     attention_chunk: int = 1024  # query chunk length of the "chunked" implementation
@@ -72,6 +143,21 @@ class GeneratorConfig:
     enhanced_attention_dim: int = 64
     dense_fusion: bool = False
     dense_channels: int = 32
+
+    def validate(self, check: Checks) -> None:
+        check.positive("ngf", "num_candidates", "qk_reduction", "attention_chunk",
+                       "enhanced_attention_dim", "dense_channels")
+        check.non_negative("n_blocks")
+        check.fraction("dropout")
+        if (4 * self.ngf) % self.qk_reduction:
+            raise check.error("qk_reduction", f"must divide the code width {4 * self.ngf}")
+        scales = list(self.scales)
+        if not scales or any(s < 1 for s in scales) or len(set(scales)) != len(scales):
+            raise check.error("scales", f"must be distinct positive integers, got {scales}")
+        bad = [s for s in self.enhanced_attention_scales if s not in self.scales]
+        if bad:
+            raise check.error("enhanced_attention_scales", f"{bad} are not in scales {scales}")
+        # (that every scale divides the feature grid is checked with the image size, in Config)
 
 
 @dataclass(frozen=True)
@@ -84,6 +170,11 @@ class DiscriminatorConfig:
     # Released code: no final 1-channel conv, the (B, 4*ndf, h, w) map is the output.
     head: Literal["features", "patch"] = "features"
     sigmoid: bool = True  # Market: sigmoid + BCE; DeepFashion: no sigmoid, least squares
+
+    def validate(self, check: Checks) -> None:
+        check.positive("ndf")
+        check.non_negative("n_blocks")
+        check.fraction("dropout")
 
 
 @dataclass(frozen=True)
@@ -98,6 +189,10 @@ class ModelConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 
+    def validate(self, check: Checks) -> None:
+        check.positive("init_gain")
+        # model.name against the generator switches: _with_model_name, after every check
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -109,6 +204,9 @@ class LossConfig:
     # torchvision cache / download.  "random" builds an untrained VGG19 (tests only).
     vgg_weights: str = ""
     pool_size: int = 50  # history pool per discriminator; 0 disables it
+
+    def validate(self, check: Checks) -> None:
+        check.non_negative("lambda_gan", "lambda_l1", "lambda_perceptual", "pool_size")
 
 
 @dataclass(frozen=True)
@@ -122,6 +220,11 @@ class OptimConfig:
     lr_constant_iterations: int = 62500
     lr_decay_iterations: int = 25000
     lr_step_iterations: int = 125
+
+    def validate(self, check: Checks) -> None:
+        check.positive("lr", "lr_step_iterations")
+        check.non_negative("lr_constant_iterations", "lr_decay_iterations", "weight_decay")
+        check.fraction("beta1", "beta2")
 
 
 @dataclass(frozen=True)
@@ -146,12 +249,26 @@ class TrainConfig:
     tf32: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
+    def validate(self, check: Checks) -> None:
+        check.positive("iterations", "batch_size", "checkpoint_every", "log_every", "grid_pairs")
+        check.non_negative("image_every")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise check.error("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+# The names of the evaluation protocols and metrics (xinggan/metrics/protocols.py: PROTOCOLS
+# and ALL_METRICS), spelled out so that loading a config never imports the metrics package
+# (torch and the metric networks); tests/test_config.py keeps the two lists equal to that table.
+ProtocolName = Literal["patn-market", "patn-deepfashion", "gfla", "toy"]
+MetricName = Literal["ssim", "mask_ssim", "is", "mask_is", "fid", "lpips", "mask_lpips", "psnr",
+                     "pckh", "l1"]
+
 
 @dataclass(frozen=True)
 class EvalConfig:
-    protocol: str = "patn-market"
+    protocol: ProtocolName = "patn-market"
     batch_size: int = 32
-    metrics: tuple[str, ...] = ()  # empty: the protocol's defaults
+    metrics: tuple[MetricName, ...] = ()  # empty: the protocol's defaults
     jpeg_roundtrip: Optional[bool] = None  # None: the protocol's default
     inception_weights: str = ""
     lpips_weights: str = ""
@@ -166,6 +283,11 @@ class EvalConfig:
     # bf16 units, else float32). Scoring always runs in float32.
     amp: Literal["off", "bf16", "fp16", "auto"] = "off"
 
+    def validate(self, check: Checks) -> None:
+        check.positive("batch_size")
+        check.non_negative("max_pairs")
+        # protocol and metric names: checked by their types
+
 
 @dataclass(frozen=True)
 class Config:
@@ -175,6 +297,15 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self, check: Checks) -> None:
+        """The checks that involve several sections (run after each section's own)."""
+        h, w = self.data.height // 4, self.data.width // 4
+        for s in self.model.generator.scales:
+            if h % s or w % s:
+                raise check.error("model.generator.scales",
+                                  f"scale {s} does not divide the {h} x {w} feature grid of "
+                                  f"{self.data.height} x {self.data.width} images")
 
     # convenience -----------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -188,11 +319,23 @@ class Config:
         return _build(_overlay(to_dict(self), _parse_overrides(overrides)), {})
 
 
+def xingganpp_parts(gen: "GeneratorConfig") -> list[str]:
+    """The XingGAN++ switches that are on in ``model.generator`` (empty: plain XingGAN)."""
+    parts = []
+    if tuple(gen.scales) != (1,):
+        parts.append(f"scales {list(gen.scales)}")
+    if gen.enhanced_attention:
+        parts.append("enhanced_attention")
+    if gen.dense_fusion:
+        parts.append("dense_fusion")
+    return parts
+
+
 # --------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------
 
-Origin = str  # "file.yaml:12" or "--set" or "default"
+BASE_KEY = "_base_"  # top-level key: the file this one overlays (relative to this file)
 
 
 def _yaml_with_lines(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], Origin]]:
@@ -231,6 +374,36 @@ def _yaml_with_lines(text: str, source: str) -> tuple[Any, dict[tuple[str, ...],
     return convert(node, ()), origins
 
 
+def _read_file(path: Path, chain: tuple[tuple[Path, str], ...] = ()) -> tuple[dict, dict]:
+    """The tree of one YAML file, on top of its ``_base_`` file(s), and the origin of each key.
+
+    ``chain``: the files that (through ``_base_``) asked for this one, as (resolved, shown)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    data, lines = _yaml_with_lines(path.read_text(), str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    if BASE_KEY not in data:
+        return data, lines
+    base = data.pop(BASE_KEY)
+    where = lines.pop((BASE_KEY,))
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{BASE_KEY}: expected the file name of the config that this file "
+                          f"overlays, got {base!r} ({where})")
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"{BASE_KEY}: {base_path}: config file not found ({where})")
+    chain = chain + ((path.resolve(), str(path)),)
+    resolved = [p for p, _ in chain]
+    if base_path.resolve() in resolved:
+        loop = [shown for _, shown in chain[resolved.index(base_path.resolve()):]] + [str(base_path)]
+        raise ConfigError(f"{BASE_KEY}: {base!r} makes a cycle of bases "
+                          f"({' -> '.join(loop)}) ({where})")
+    tree, origins = _read_file(base_path, chain)
+    origins.update(lines)
+    return _overlay(tree, data), origins
+
+
 def _overlay(base: dict, top: dict) -> dict:
     out = dict(base)
     for key, value in top.items():
@@ -264,19 +437,13 @@ def _parse_overrides(overrides: Iterable[str]) -> dict:
     return tree
 
 
-def _where(origins: dict, path: tuple[str, ...]) -> str:
-    # the closest recorded origin of this key or one of its parents
-    for i in range(len(path), 0, -1):
-        if path[:i] in origins:
-            return origins[path[:i]]
-    return "defaults"
+_HINT_CUTOFF = 0.5  # similarity a misspelt key or choice needs to get a "did you mean"
 
 
 def _check_type(value: Any, tp: Any, path: str, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it converted (lists -> tuples)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    name = getattr(tp, "__name__", str(tp))
 
     def fail(expected: str) -> ConfigError:
         return ConfigError(f"{path}: expected {expected}, got {value!r} ({where})")
@@ -288,9 +455,8 @@ def _check_type(value: Any, tp: Any, path: str, where: str) -> Any:
             value = next((a for a in args if a in spellings), value)
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
-            hint = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
-            extra = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ConfigError(f"{path}: {value!r} is not one of {choices} ({where}){extra}")
+            hint = did_you_mean(value, args, _HINT_CUTOFF)
+            raise ConfigError(f"{path}: {value!r} is not one of {choices}{hint} ({where})")
         return value
     if origin is Union:
         if value is None and type(None) in args:
@@ -299,7 +465,9 @@ def _check_type(value: Any, tp: Any, path: str, where: str) -> Any:
         return _check_type(value, inner[0], path, where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise fail(f"a list of {getattr(args[0], '__name__', args[0])}")
+            item = args[0]
+            raise fail("a list of " + (f"names ({', '.join(map(repr, typing.get_args(item)))})"
+                                       if typing.get_origin(item) is Literal else item.__name__))
         return tuple(_check_type(v, args[0], f"{path}[{i}]", where) for i, v in enumerate(value))
     if tp is bool:
         if not isinstance(value, bool):
@@ -317,27 +485,27 @@ def _check_type(value: Any, tp: Any, path: str, where: str) -> Any:
         if not isinstance(value, str):
             raise fail("a string")
         return value
-    raise ConfigError(f"{path}: unsupported type {name}")  # pragma: no cover
+    raise ConfigError(f"{path}: unsupported type {tp}")  # pragma: no cover
 
 
 def _build_node(cls: type, data: Any, path: tuple[str, ...], origins: dict) -> Any:
+    """One section from its tree: every key known and of its type, then the section's checks."""
     dotted = ".".join(path) or "<top>"
     if not isinstance(data, dict):
         raise ConfigError(
             f"{dotted}: expected a mapping of keys, got {data!r} ({_where(origins, path)})"
         )
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
         sub = path + (key,)
         if key not in fields:
-            hint = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
-            extra = f"; did you mean '{'.'.join(path + (hint[0],))}'?" if hint else ""
-            valid = ", ".join(fields)
+            near = closest(key, fields, _HINT_CUTOFF)
+            hint = f" (did you mean {'.'.join(path + (near,))!r}?)" if near else ""
             raise ConfigError(
-                f"{'.'.join(sub)}: unknown key ({_where(origins, sub)}){extra} "
-                f"[valid keys under {dotted}: {valid}]"
+                f"{'.'.join(sub)}: unknown key{hint} ({_where(origins, sub)}) "
+                f"[valid keys under {dotted}: {', '.join(fields)}]"
             )
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
@@ -345,118 +513,12 @@ def _build_node(cls: type, data: Any, path: tuple[str, ...], origins: dict) -> A
         else:
             kwargs[key] = _check_type(value, tp, ".".join(sub), _where(origins, sub))
     obj = cls(**kwargs)
-    _validate(obj, path, origins)
+    obj.validate(Checks(obj, path, origins))
     return obj
 
 
-def _positive(obj: Any, names: Sequence[str], path: tuple[str, ...], origins: dict,
-              allow_zero: bool = False) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value < 0 or (value == 0 and not allow_zero):
-            sub = path + (name,)
-            need = "zero or positive" if allow_zero else "positive"
-            raise ConfigError(f"{'.'.join(sub)}: must be {need}, got {value!r} ({_where(origins, sub)})")
-
-
-def _validate(obj: Any, path: tuple[str, ...], origins: dict) -> None:
-    """Value checks of one section (cross-section checks are in ``_validate_config``)."""
-
-    def err(name: str, msg: str) -> ConfigError:
-        sub = path + (name,)
-        return ConfigError(f"{'.'.join(sub)}: {msg} ({_where(origins, sub)})")
-
-    if isinstance(obj, DataConfig):
-        _positive(obj, ["height", "width", "heatmap_sigma"], path, origins)
-        _positive(obj, ["num_workers"], path, origins, allow_zero=True)
-        if obj.height % 4 or obj.width % 4:
-            raise err("height", f"image size {obj.height}x{obj.width} must be divisible by 4")
-    elif isinstance(obj, GeneratorConfig):
-        _positive(obj, ["ngf", "num_candidates", "qk_reduction", "attention_chunk",
-                        "enhanced_attention_dim", "dense_channels"], path, origins)
-        _positive(obj, ["n_blocks"], path, origins, allow_zero=True)
-        if not 0.0 <= obj.dropout < 1.0:
-            raise err("dropout", f"must be in [0, 1), got {obj.dropout}")
-        if (4 * obj.ngf) % obj.qk_reduction:
-            raise err("qk_reduction", f"must divide the code width {4 * obj.ngf}")
-        if not obj.scales or any(s < 1 for s in obj.scales) or len(set(obj.scales)) != len(obj.scales):
-            raise err("scales", f"must be distinct positive integers, got {list(obj.scales)}")
-        bad = [s for s in obj.enhanced_attention_scales if s not in obj.scales]
-        if bad:
-            raise err("enhanced_attention_scales", f"{bad} are not in scales {list(obj.scales)}")
-        if not (obj.appearance_update or obj.shape_update) and obj.n_blocks > 0:
-            pass  # both directions off is a valid (attention-free) ablation
-    elif isinstance(obj, DiscriminatorConfig):
-        _positive(obj, ["ndf"], path, origins)
-        _positive(obj, ["n_blocks"], path, origins, allow_zero=True)
-        if not 0.0 <= obj.dropout < 1.0:
-            raise err("dropout", f"must be in [0, 1), got {obj.dropout}")
-    elif isinstance(obj, ModelConfig):
-        _positive(obj, ["init_gain"], path, origins)
-    elif isinstance(obj, LossConfig):
-        _positive(obj, ["lambda_gan", "lambda_l1", "lambda_perceptual", "pool_size"], path,
-                  origins, allow_zero=True)
-    elif isinstance(obj, OptimConfig):
-        _positive(obj, ["lr", "lr_step_iterations"], path, origins)
-        _positive(obj, ["lr_constant_iterations", "lr_decay_iterations", "weight_decay"], path,
-                  origins, allow_zero=True)
-        for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(obj, name) < 1.0:
-                raise err(name, f"must be in [0, 1), got {getattr(obj, name)}")
-    elif isinstance(obj, TrainConfig):
-        _positive(obj, ["iterations", "batch_size", "checkpoint_every", "log_every",
-                        "grid_pairs"], path, origins)
-        _positive(obj, ["image_every"], path, origins, allow_zero=True)
-        if obj.device != "auto" and obj.device != "cpu" and not obj.device.startswith("cuda"):
-            raise err("device", f"must be auto, cpu, cuda or cuda:N, got {obj.device!r}")
-    elif isinstance(obj, EvalConfig):
-        _positive(obj, ["batch_size"], path, origins)
-        _positive(obj, ["max_pairs"], path, origins, allow_zero=True)
-        # imported here: the metrics package imports torch and the metric networks
-        from xinggan.metrics.protocols import ALL_METRICS, PROTOCOLS
-
-        def nearest(value: str, valid) -> str:
-            hint = difflib.get_close_matches(value, list(valid), n=1, cutoff=0.4)
-            return f"; did you mean {hint[0]!r}?" if hint else ""
-
-        if obj.protocol not in PROTOCOLS:
-            raise err("protocol", f"unknown evaluation protocol {obj.protocol!r}{nearest(obj.protocol, PROTOCOLS)} "
-                                  f"[valid: {', '.join(sorted(PROTOCOLS))}]")
-        for metric in obj.metrics:
-            if metric not in ALL_METRICS:
-                raise err("metrics", f"unknown metric {metric!r}{nearest(metric, ALL_METRICS)} "
-                                     f"[valid: {', '.join(ALL_METRICS)}]")
-
-
-def xingganpp_parts(gen: "GeneratorConfig") -> list[str]:
-    """The XingGAN++ switches that are on in ``model.generator`` (empty: plain XingGAN)."""
-    parts = []
-    if tuple(gen.scales) != (1,):
-        parts.append(f"scales {list(gen.scales)}")
-    if gen.enhanced_attention:
-        parts.append("enhanced_attention")
-    if gen.dense_fusion:
-        parts.append("dense_fusion")
-    return parts
-
-
-def _validate_config(cfg: Config, origins: dict) -> None:
-    """Checks that involve several sections."""
-    g = cfg.model.generator
-    h, w = cfg.data.height // 4, cfg.data.width // 4
-    for s in g.scales:
-        if h % s or w % s:
-            sub = ("model", "generator", "scales")
-            raise ConfigError(
-                f"model.generator.scales: scale {s} does not divide the {h} x {w} feature grid "
-                f"of {cfg.data.height} x {cfg.data.width} images ({_where(origins, sub)})"
-            )
-
-
 def _build(tree: dict, origins: dict) -> Config:
-    cfg = _build_node(Config, tree, (), origins)
-    _validate_config(cfg, origins)
-    return _with_model_name(cfg, origins)
+    return _with_model_name(_build_node(Config, tree, (), origins), origins)
 
 
 def _with_model_name(cfg: Config, origins: dict) -> Config:
@@ -482,7 +544,8 @@ def _with_model_name(cfg: Config, origins: dict) -> Config:
 
 def load_config(paths: Union[str, Path, Sequence[Union[str, Path]]] = (),
                 overrides: Iterable[str] = ()) -> Config:
-    """Load YAML files (later ones overlay earlier ones) then ``key.path=value`` overrides."""
+    """Load YAML files (later ones overlay earlier ones, each on top of its ``_base_`` if it
+    names one) then ``key.path=value`` overrides."""
     return _load({}, {}, paths, overrides)
 
 
@@ -509,12 +572,7 @@ def _load(tree: dict, origins: dict, paths, overrides: Iterable[str]) -> Config:
         paths = [paths]
     overrides = list(overrides)
     for p in paths:
-        p = Path(p)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        data, lines = _yaml_with_lines(p.read_text(), str(p))
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        data, lines = _read_file(Path(p))
         tree = _overlay(tree, data)
         origins.update(lines)
     over = _parse_overrides(overrides)

@@ -27,6 +27,7 @@ CPU it raises :class:`PrecisionError` with a one-line reason.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional, Union
 
@@ -37,7 +38,7 @@ CPUINFO = Path("/proc/cpuinfo")
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 __all__ = ["AMP_CHOICES", "PrecisionError", "cpu_bf16_flags", "native_bf16", "resolve_amp",
-           "autocast"]
+           "autocast", "strict_float32"]
 
 
 class PrecisionError(ValueError):
@@ -116,3 +117,16 @@ def autocast(device: Union[str, torch.device], dtype: Optional[torch.dtype]):
     if dtype is None:
         return torch.autocast(device_type, enabled=False)
     return torch.autocast(device_type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def strict_float32():
+    """float32 matrix products and cuDNN convolutions without TF32 inside the block (the
+    previous settings come back after it): metrics are computed the same way whatever the run's
+    ``train.tf32`` and whichever entry point scores them.  Changes nothing on the CPU."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn

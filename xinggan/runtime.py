@@ -31,12 +31,11 @@ keep in a report.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -45,8 +44,8 @@ from xinggan.config import ConfigError
 
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 
-__all__ = ["CUBLAS_WORKSPACE_CONFIG", "DeviceError", "configure_backends", "did_you_mean",
-           "distributed_context", "machine", "pick_device", "versions"]
+__all__ = ["CUBLAS_WORKSPACE_CONFIG", "DeviceError", "configure_backends", "distributed_context",
+           "machine", "pick_device", "versions"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -189,12 +188,3 @@ def machine(device: Union[torch.device, str, None] = None) -> dict:
     except OSError:
         info["commit"] = "unknown"
     return info
-
-
-# -- messages -------------------------------------------------------------------------------
-
-
-def did_you_mean(value: object, choices: Iterable[object], cutoff: float = 0.4) -> str:
-    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``."""
-    hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=cutoff)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""

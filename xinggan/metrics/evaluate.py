@@ -41,6 +41,8 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
+from ..precision import strict_float32
+from ..progress import progress as progress_bar
 from .accumulators import (RESULT_ORDER, Accumulator, FIDAccumulator, InceptionScoreAccumulator, L1Accumulator,
                            LPIPSAccumulator, MaskedInceptionScoreAccumulator, MaskedLPIPSAccumulator,
                            MaskedSSIMAccumulator, PCKhAccumulator, PSNRAccumulator, SSIMAccumulator)
@@ -130,25 +132,26 @@ def evaluate_folder(
     inputs = resolve_inputs(spec, generated_dir, targets_dir, pairs_csv, layout, panel, file_order, log)
     plan = plan_metrics(spec, inputs, requested, explicit, weights, annotations_csv=annotations_csv,
                         detected_keypoints=detected_keypoints, real_dir=real_dir, device=device)
-    accumulators = _accumulators(plan, inputs, roundtrip, device, batch_size, cache_dir, progress, detections_csv)
-
-    streaming = [acc for acc in accumulators if acc.streams]
-    reader = BatchReader(inputs, spec, roundtrip, device, plan.target_keypoints if plan.needs_masks else None)
-    from tqdm import tqdm
-
-    starts = range(0, len(inputs.pairs), batch_size) if streaming else range(0)
-    with torch.no_grad():
-        for start in tqdm(starts, desc=f"evaluate [{spec.name}]", unit="batch", disable=not progress):
+    # the metric networks run in strict float32 on CUDA (no TF32), whatever the caller set
+    with strict_float32(), torch.no_grad():
+        accumulators = _accumulators(plan, inputs, roundtrip, device, batch_size, cache_dir, progress,
+                                     detections_csv)
+        streaming = [acc for acc in accumulators if acc.streams]
+        reader = BatchReader(inputs, spec, roundtrip, device,
+                             plan.target_keypoints if plan.needs_masks else None)
+        starts = range(0, len(inputs.pairs), batch_size) if streaming else range(0)
+        for start in progress_bar(starts, desc=f"evaluate [{spec.name}]", unit="batch",
+                                  disable=not progress):
             batch = reader.read(start, min(start + batch_size, len(inputs.pairs)))
             for acc in streaming:
                 acc.update(batch)
 
-    results = {"protocol": spec.name, "num_pairs": len(inputs.pairs), "jpeg_roundtrip": roundtrip,
-               "layout": inputs.layout}
-    details = inputs.details()
-    for acc in accumulators:
-        results.update(acc.result())
-        details.update(acc.details())
+        results = {"protocol": spec.name, "num_pairs": len(inputs.pairs), "jpeg_roundtrip": roundtrip,
+                   "layout": inputs.layout}
+        details = inputs.details()
+        for acc in accumulators:
+            results.update(acc.result())
+            details.update(acc.details())
     if plan.runs("ssim") or plan.runs("mask_ssim"):
         details["ssim_settings"] = spec.ssim.name
     results["skipped"] = plan.skipped
