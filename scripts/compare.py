@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-r"""One Markdown table of many evaluation runs, in the layout of XingGAN's Table 1.
+r"""One table of many evaluation runs, in the layout of XingGAN's Table 1 (Markdown, CSV, LaTeX).
 
     python scripts/compare.py results/market results/deepfashion patn_market.json --out table.md
-    python scripts/compare.py ours=results/market ours=results/deepfashion PATN=patn_market.json --out table.md
+    python scripts/compare.py ours=results/market ours=results/deepfashion PATN=patn_market.json \
+        --out table.md --out table.csv --out table.tex
 
 Each argument is a run folder (its metrics.json is used) or a metrics.json written by test.py or
 scripts/evaluate.py, optionally prefixed with ``LABEL=``; runs with the same label share a row (a
@@ -10,19 +11,22 @@ Market run and a DeepFashion run of one method). Runs of the PATN presets go in 
 columns (Market: SSIM, IS, mask-SSIM, mask-IS, PCKh; DeepFashion: SSIM, IS, PCKh) below the
 numbers the papers reported, which are labelled as such; runs of other presets (gfla...) get a
 table of their own. The preset (protocol) of every table is named above it.
+
+The best value of each column is in bold (Markdown, LaTeX) or named in the CSV's ``best`` column;
+the tables are written by :mod:`xinggan.tables`, as the ablation tables of ``scripts/sweep.py``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xinggan.metrics.evaluate import METRIC_LABELS  # noqa: E402
-from xinggan.metrics.protocols import PAPER_RESULTS, PROTOCOLS, TABLE_ORDER  # noqa: E402
+from xinggan.metrics.report import METRIC_LABELS
+from xinggan.metrics.protocols import PAPER_RESULTS, PROTOCOLS, TABLE_ORDER
+from xinggan.tables import (METRIC_DIRECTIONS, Column, Row, Table, render, table_format,
+                            write_tables)
 
 TABLE1 = (("market", ("ssim", "is", "mask_ssim", "mask_is", "pckh")), ("deepfashion", ("ssim", "is", "pckh")))
 TABLE1_PRESETS = {"patn-market": "market", "patn-deepfashion": "deepfashion"}
@@ -55,89 +59,87 @@ def load_run(argument: str) -> tuple[str, Path, dict]:
     return label, path, results
 
 
-def _cell(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
-
-
-def table1(runs: list) -> list[str]:
-    columns = [(dataset, metric) for dataset, metrics in TABLE1 for metric in metrics]
-    lines = ["## XingGAN Table 1 (presets patn-market and patn-deepfashion)", "",
-             "| method | " + " | ".join(f"{DATASET_NAMES[d]} {METRIC_LABELS[m]}" for d, m in columns) + " |",
-             "|---|" + "---|" * len(columns)]
+def table1(runs: list) -> Table:
+    columns = [Column(f"{dataset}/{metric}", f"{DATASET_NAMES[dataset]} {METRIC_LABELS[metric]}",
+                      METRIC_DIRECTIONS.get(metric))
+               for dataset, metrics in TABLE1 for metric in metrics]
+    table = Table("XingGAN Table 1 (presets patn-market and patn-deepfashion)", ["method"], columns)
     paper: dict[str, dict] = {}
     for preset, dataset in TABLE1_PRESETS.items():
         for method, paper_dataset, values in PAPER_RESULTS.get(preset, []):
-            paper.setdefault(method, {}).update({(paper_dataset, m): v for m, v in values.items()})
+            paper.setdefault(method, {}).update({f"{paper_dataset}/{m}": v for m, v in values.items()})
     for method, values in paper.items():
-        cells = [f"{values[c]:g}" if c in values else "–" for c in columns]
-        lines.append(f"| {method.replace('(paper)', '(paper, reported)')} | " + " | ".join(cells) + " |")
+        table.rows.append(Row([method.replace("(paper)", "(paper, reported)")], values, reported=True))
     rows: dict[str, dict] = {}
-    notes = []
     for label, path, results in runs:
         dataset = TABLE1_PRESETS[results["protocol"]]
         row = rows.setdefault(label, {})
         for metric in dict(TABLE1)[dataset]:
             if metric in results:
-                row[(dataset, metric)] = _cell(results[metric])
+                row[f"{dataset}/{metric}"] = results[metric]
             elif metric in results.get("skipped", {}):
-                row[(dataset, metric)] = "not run"
-        notes.append(f"- {label}, {DATASET_NAMES[dataset]}: `{path}` ({results['protocol']}, "
-                     f"{results.get('num_pairs', '?')} pairs"
-                     + (f", layout {results['layout']}" if results.get("layout") else "") + ")")
-    for label, row in rows.items():
-        lines.append(f"| {label} | " + " | ".join(row.get(c, "–") for c in columns) + " |")
-    return lines + [""] + notes
+                row[f"{dataset}/{metric}"] = "not run"
+        table.notes.append(f"- {label}, {DATASET_NAMES[dataset]}: `{path}` ({results['protocol']}, "
+                           f"{results.get('num_pairs', '?')} pairs"
+                           + (f", layout {results['layout']}" if results.get("layout") else "") + ")")
+    table.rows += [Row([label], cells) for label, cells in rows.items()]
+    return table
 
 
-def other_table(preset: str, runs: list) -> list[str]:
+def other_table(preset: str, runs: list) -> Table:
     shown = [m for m in TABLE_ORDER if any(m in r for _, _, r in runs)
              or any(m in values for _, _, values in PAPER_RESULTS.get(preset, []))]
-    lines = [f"## Preset {preset}", "", PROTOCOLS[preset].description if preset in PROTOCOLS else "", "",
-             "| method | dataset | " + " | ".join(METRIC_LABELS[m] for m in shown) + " |",
-             "|---|---|" + "---|" * len(shown)]
+    table = Table(f"Preset {preset}", ["method", "dataset"],
+                  [Column(m, METRIC_LABELS[m], METRIC_DIRECTIONS.get(m)) for m in shown],
+                  description=PROTOCOLS[preset].description if preset in PROTOCOLS else "")
     for method, dataset, values in PAPER_RESULTS.get(preset, []):
-        cells = [f"{values[m]:g}" if m in values else "–" for m in shown]
-        lines.append(f"| {method.replace('(paper)', '(paper, reported)')} | {dataset} | " + " | ".join(cells) + " |")
+        table.rows.append(Row([method.replace("(paper)", "(paper, reported)"), dataset], values, reported=True))
     for label, path, results in runs:
         dataset = results.get("details", {}).get("dataset", "?")
-        cells = [_cell(results[m]) if m in results else "not run" if m in results.get("skipped", {}) else "–"
-                 for m in shown]
-        lines.append(f"| {label} | {dataset} | " + " | ".join(cells) + " |")
-    return lines
+        cells = {m: results[m] if m in results else "not run" if m in results.get("skipped", {}) else None
+                 for m in shown}
+        table.rows.append(Row([label, dataset], cells))
+    return table
 
 
-def compare(arguments: list[str]) -> str:
-    runs = [load_run(a) for a in arguments]
-    text = ["# Evaluation runs", "",
-            "Rows marked (paper, reported) are the numbers printed in the papers, not recomputed here; "
+PREAMBLE = ["Rows marked (paper, reported) are the numbers printed in the papers, not recomputed here; "
             "the other rows are our runs, scored under the preset named above each table. "
-            "'not run': the metric could not be computed for that run (see its metrics.md).", ""]
+            "'not run': the metric could not be computed for that run (see its metrics.md)."]
+
+
+def build_tables(arguments: list[str]) -> list[Table]:
+    runs = [load_run(a) for a in arguments]
+    tables = []
     patn = [r for r in runs if r[2]["protocol"] in TABLE1_PRESETS]
     if patn:
-        text += table1(patn) + [""]
+        tables.append(table1(patn))
     for preset in sorted({r[2]["protocol"] for r in runs} - set(TABLE1_PRESETS)):
-        text += other_table(preset, [r for r in runs if r[2]["protocol"] == preset]) + [""]
-    return "\n".join(text)
+        tables.append(other_table(preset, [r for r in runs if r[2]["protocol"] == preset]))
+    return tables
+
+
+def compare(arguments: list[str], fmt: str = "markdown") -> str:
+    """The tables of the runs in ``fmt`` (markdown, csv or latex)."""
+    return render(build_tables(arguments), fmt, heading="Evaluation runs", preamble=PREAMBLE)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN_OR_JSON", help="[LABEL=]run folder or metrics.json")
-    parser.add_argument("--out", help="Markdown file to write (default: print only)")
+    parser.add_argument("--out", action="append", default=[],
+                        help="file to write, in the format its name ends with: .md (Markdown), .csv or "
+                             ".tex (LaTeX, booktabs); repeat for several (default: print Markdown only)")
     args = parser.parse_args(argv)
     try:
-        text = compare(args.runs)
-    except CompareError as error:
+        for path in args.out:
+            table_format(path)
+        tables = build_tables(args.runs)
+    except (CompareError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-        print(f"wrote {args.out}")
+    print(render(tables, "markdown", heading="Evaluation runs", preamble=PREAMBLE))
+    for path in write_tables(tables, args.out, heading="Evaluation runs", preamble=PREAMBLE):
+        print(f"wrote {path}")
     return 0
 
 

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-# tiny_training_overrides is re-exported for the test files that still import it from here
-# (test_figure.py, test_sweep.py); other files import it from helpers.
-from helpers import TOY, tiny_training_overrides  # noqa: F401
+from helpers import TOY
 
 # Deterministic cuBLAS needs this workspace setting, and cuBLAS reads it once, when a process
 # first uses it: set here, when the test session starts and before any test touches CUDA.
