@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,11 +37,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from xinggan.metrics.mask import MASK_LIMBS, PoseMaskCache, pose_masks
+from xinggan.metrics.ssim import PATN_SSIM, SKIMAGE_SSIM, ssim
+from xinggan.runtime import machine
 
-from xinggan.metrics.mask import MASK_LIMBS, PoseMaskCache, pose_masks  # noqa: E402
-from xinggan.metrics.ssim import PATN_SSIM, SKIMAGE_SSIM, ssim  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 HEIGHT, WIDTH = 128, 64
 SHARED_MARKET = REPO.parent / "shared" / "data" / "market"
@@ -188,16 +187,6 @@ def run_pipeline(gen_pool, tgt_pool, keypoints, names, pairs, batch_size, folder
     return times
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=12000)
@@ -205,7 +194,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pipeline-pairs", type=int, default=2000,
                         help="pairs for the per-stage profile from image files (0: skip)")
-    parser.add_argument("--out-dir", default=str(REPO / "benchmarks"))
+    parser.add_argument("--out-dir", default=str(REPO / "runs" / "benchmarks"),
+                        help="where ssim.json / ssim.md go (default runs/benchmarks, untracked)")
     args = parser.parse_args(argv)
 
     gen_pool, tgt_pool = image_pool(256, seed=1), image_pool(256, seed=2)
@@ -242,10 +232,9 @@ def main(argv=None) -> int:
         "pairs": args.pairs,
         "image_size": [HEIGHT, WIDTH],
         "keypoints": keypoint_source,
-        "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "machine": {**machine(), "logical_cpus": os.cpu_count(),
                     "load_average_before": [round(v, 2) for v in load_before],
                     "load_average_after": [round(v, 2) for v in load_after],
-                    "python": platform.python_version(), "torch": torch.__version__,
                     "scikit_image": __import__("skimage").__version__},
         "ours": {"batch_size": args.batch_size, "seconds": {k: round(v, 3) for k, v in ours_times.items()},
                  "ssim_settings": PATN_SSIM.name, "mean_ssim": ours_scores["ssim"],

@@ -1,7 +1,7 @@
 """Model table: parameters, generator GFLOPs and training memory for every config and ablation.
 
     python scripts/model_table.py [--configs C.yaml ...] [--overlays] [--device auto]
-                                  [--no-memory] [--out benchmarks/model_table]
+                                  [--no-memory] [--out runs/benchmarks/model_table]
 
 For every config (default: the four paper configs ``configs/{market,deepfashion}{,_xingganpp}
 .yaml``) and, with ``--overlays``, every overlay of ``configs/ablations/`` on top of each of
@@ -18,19 +18,18 @@ XingGAN), it records:
   a random target, backward; a proxy for the full step, which adds the discriminators and VGG).
   On CUDA: ``max_memory_allocated`` during the step (weights, gradients and activations) and its
   rise above the memory held before the step.  On CPU: the rise of the process's peak resident
-  set size over the step, measured in a fresh subprocess per row (``VmHWM`` reset through
-  ``/proc/self/clear_refs`` where the kernel allows it).
+  set size over the step, measured in a fresh subprocess per row
+  (``python -m xinggan.bench.memory``; ``VmHWM`` reset through ``/proc/self/clear_refs`` where
+  the kernel allows it).
 
 A config whose networks cannot be built yet gets its error in the table instead of numbers.
-The table is printed as Markdown and written to ``<out>.md`` and ``<out>.json``.
+The table is printed as Markdown and written to ``<out>.md`` and ``<out>.json``; ``--out``
+defaults to ``runs/benchmarks/model_table`` (git-ignored): the stored table of ``benchmarks/``
+is rewritten only with ``--out benchmarks/model_table``.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,11 +37,12 @@ from typing import Optional
 
 import torch
 
+from xinggan import runtime
+from xinggan.bench import harness, report
+from xinggan.bench.workloads import seeded_inputs
+from xinggan.config import ConfigError, load_config
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from xinggan.config import ConfigError, load_config  # noqa: E402
-
 DEFAULT_CONFIGS = ["configs/market.yaml", "configs/deepfashion.yaml",
                    "configs/market_xingganpp.yaml", "configs/deepfashion_xingganpp.yaml"]
 OVERLAY_DIR = REPO / "configs" / "ablations"
@@ -88,18 +88,6 @@ def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def generator_inputs(cfg, device: torch.device, batch: int = 1):
-    from xinggan.models.generator import NUM_KEYPOINTS
-
-    g = torch.Generator().manual_seed(0)
-    h, w = cfg.data.height, cfg.data.width
-    source_image = torch.rand(batch, 3, h, w, generator=g) * 2 - 1
-    source_pose = torch.rand(batch, NUM_KEYPOINTS, h, w, generator=g)
-    target_pose = torch.rand(batch, NUM_KEYPOINTS, h, w, generator=g)
-    target_image = torch.rand(batch, 3, h, w, generator=g) * 2 - 1
-    return [t.to(device) for t in (source_image, source_pose, target_pose, target_image)]
-
-
 def _image(output):
     return output[0] if isinstance(output, (tuple, list)) else output
 
@@ -108,53 +96,38 @@ def generator_gflops(generator: torch.nn.Module, cfg, device: torch.device) -> f
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    source_image, source_pose, target_pose, _ = generator_inputs(cfg, device)
+    source_image, source_pose, target_pose, _ = seeded_inputs(cfg, 1, device)
     generator.eval()
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         generator(source_image, source_pose, target_pose)
     return counter.get_total_flops() / 1e9
 
 
-def training_step(generator: torch.nn.Module, cfg, device: torch.device) -> None:
-    """Generator forward in train mode + L1 loss + backward, batch 1."""
-    source_image, source_pose, target_pose, target_image = generator_inputs(cfg, device)
-    generator.train()
-    fake = _image(generator(source_image, source_pose, target_pose))
-    (fake - target_image).abs().mean().backward()
-
-
 def cuda_peak_memory(generator: torch.nn.Module, cfg, device: torch.device) -> dict:
+    """Peak and rise of CUDA's allocated memory over one generator training step at batch 1
+    (train mode, forward, L1 loss against a random target, backward)."""
+    source_image, source_pose, target_pose, target_image = seeded_inputs(cfg, 1, device)
+    generator.train()
     generator.zero_grad(set_to_none=True)
-    torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    training_step(generator, cfg, device)
-    torch.cuda.synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device)
+
+    def step():
+        fake = _image(generator(source_image, source_pose, target_pose))
+        (fake - target_image).abs().mean().backward()
+
+    res = harness.cuda_peak_over(step, device)
     generator.zero_grad(set_to_none=True)
-    return {"peak_mb": peak / 2**20, "rise_mb": (peak - before) / 2**20,
+    return {"peak_mb": res["peak_bytes"] / 2**20, "rise_mb": res["rise_bytes"] / 2**20,
             "method": "cuda max_memory_allocated"}
 
 
-def cpu_memory_child(config: str, overlay: Optional[str]) -> dict:
-    """Runs in a fresh process: peak RSS rise over one training step."""
-    cfg = load(config, overlay)
-    generator = build(cfg)[0]
-    device = torch.device("cpu")
-    generator_inputs(cfg, device)  # import and allocate everything but the step itself
-    from scripts.memory_probe import peak_rss_over
-
-    res = peak_rss_over(lambda: training_step(generator, cfg, device))
+def cpu_peak_memory(config: str, overlay: Optional[str]) -> dict:
+    """Peak RSS and its rise over one generator training step at batch 1, measured in a fresh
+    process (``python -m xinggan.bench.memory``)."""
+    args = ["--config", config, *(["--config", overlay] if overlay else []), "--batch", "1"]
+    res = harness.measure_in_fresh_process("xinggan.bench.memory", args)
     return {"peak_mb": res["peak_kb"] / 1024, "rise_mb": res["rise_kb"] / 1024,
             "method": res["method"]}
-
-
-def cpu_peak_memory(config: str, overlay: Optional[str]) -> dict:
-    from scripts.memory_probe import measure_in_fresh_process
-
-    return measure_in_fresh_process(Path(__file__).resolve(),
-                                    ["--memory-child", config, *([overlay] if overlay else [])])
 
 
 def measure(config: str, overlay: Optional[str], device: torch.device, memory: bool) -> dict:
@@ -240,30 +213,11 @@ def markdown(rows: list[dict], device: str) -> str:
 
 
 def machine(device: torch.device) -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
-            "device": str(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                        capture_output=True, text=True).stdout.strip()
-    except OSError:
-        pass
-    return info
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """:func:`xinggan.runtime.machine`, with the ``cpu_threads`` key of the earlier reports."""
+    return {**runtime.machine(device), "cpu_threads": torch.get_num_threads()}
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--memory-child":  # internal: one CPU memory measurement
-        print(json.dumps(cpu_memory_child(argv[1], argv[2] if len(argv) > 2 else None)))
-        return 0
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, metavar="YAML")
@@ -271,27 +225,27 @@ def main(argv=None) -> int:
                    help="also every configs/ablations/*.yaml on top of each config")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-memory", action="store_true", help="skip the training-step memory")
-    p.add_argument("--out", default="benchmarks/model_table",
-                   help="output prefix: <out>.md and <out>.json")
+    p.add_argument("--out", default=None,
+                   help="output prefix: <out>.md and <out>.json (default: "
+                        "runs/benchmarks/model_table; relative to the repository root)")
     args = p.parse_args(argv)
 
     from tqdm import tqdm
 
-    device = pick_device(args.device)
+    try:
+        device = runtime.pick_device(args.device)
+    except runtime.DeviceError as exc:
+        p.error(str(exc))
     todo = rows_to_measure([resolve(c) for c in args.configs], args.overlays)
     rows = []
     for config, overlay in tqdm(todo, desc="model table", unit="config"):
         rows.append(measure(config, overlay, device, not args.no_memory))
-    table = markdown(rows, machine(device).get("gpu", "CPU") if device.type == "cuda" else "CPU")
+    info = machine(device)
+    table = markdown(rows, info.get("gpu", "CPU") if device.type == "cuda" else "CPU")
     print(table)
-    out = Path(args.out)
-    if not out.is_absolute():
-        out = REPO / out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(table)
-    out.with_suffix(".json").write_text(json.dumps(
-        {"machine": machine(device), "rows": rows}, indent=1) + "\n")
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    json_path, md_path = report.write_pair(report.resolve_out(args.out, "model_table"),
+                                           {"machine": info, "rows": rows}, table)
+    print(f"wrote {md_path} and {json_path}")
     return 0
 
 
