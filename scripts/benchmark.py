@@ -25,7 +25,7 @@ the report says which.  For each dataset x model x batch it records, each as the
   (``python -m xinggan.bench.memory``) whose high-water mark (``VmHWM``) is reset through
   ``/proc/self/clear_refs`` just before the step, so that building the model does not count;
 - ``released`` (XingGAN rows): the same ``g_eval``, ``g_train`` and peak memory for the literal
-  released forward pass (:mod:`xinggan.official.released`: functional ops, N x N attention maps
+  released forward pass (:mod:`xinggan.released.network`: functional ops, N x N attention maps
   materialised) on the same weights and inputs, timed by the same loop on the same machine,
   its runs interleaved with ours (ours, released, ours, ...) so that a drifting machine speed
   affects both alike: the side-by-side reference;

@@ -7,7 +7,7 @@
         --out checkpoints/xinggan_market_official.pt
 
 The released files are read with ``torch.load(weights_only=True)``; every key is mapped by an
-explicit rule (``xinggan/official/convert.py``), the weights are loaded strictly into the networks
+explicit rule (``xinggan/released/convert.py``), the weights are loaded strictly into the networks
 the config builds, and the result is written with the config embedded, so that
 ``python test.py --checkpoint <out>`` needs nothing else.
 """
@@ -22,7 +22,7 @@ import torch
 from xinggan.checkpoint import CheckpointError, save_checkpoint
 from xinggan.config import load_config_or_exit
 from xinggan.models import build_discriminators, build_generator, count_parameters
-from xinggan.official.convert import (
+from xinggan.released.convert import (
     convert_official_state_dict,
     load_official_state_dict,
 )

@@ -1,6 +1,6 @@
 """Converting the authors' checkpoints: key rules, leftovers, and equivalence of the forward pass.
 
-The released code cannot run here, so ``xinggan.official.released`` re-implements the released
+The released code cannot run here, so ``xinggan.released.network`` re-implements the released
 networks literally from the layer list of docs/architecture.md, in plain functional ops that read the
 OFFICIAL key names; it shares no code with the modules.  Synthetic checkpoints are made
 from the official key listings (every key and shape of the released files) with random values.
@@ -17,10 +17,10 @@ from xinggan.checkpoint import load_checkpoint
 from xinggan.config import load_config
 from xinggan.inference import load_generator
 from xinggan.models import build_discriminators, build_generator
-from xinggan.official import key_listing
-from xinggan.official.convert import (ConversionError, convert_official_state_dict,
+from xinggan.released import key_listing
+from xinggan.released.convert import (ConversionError, convert_official_state_dict,
                                       to_official_state_dict)
-from xinggan.official.released import (released_discriminator_forward as released_discriminator,
+from xinggan.released.network import (released_discriminator_forward as released_discriminator,
                                        released_generator_forward as released_forward)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from xinggan.models import (
     count_parameters,
     set_attention_impl,
 )
-from xinggan.official import key_listing
-from xinggan.official.convert import map_official_key
+from xinggan.released import key_listing
+from xinggan.released.convert import map_official_key
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny_generator.pt"
@@ -28,7 +28,7 @@ TINY = ["data.height=64", "data.width=32", "model.generator.ngf=8",
         "model.generator.n_blocks=2", "model.generator.num_candidates=2",
         "model.discriminator.ndf=8", "model.discriminator.n_blocks=2"]
 
-# Released parameter counts (docs/architecture.md; xinggan/official/keys/*.json)
+# Released parameter counts (docs/architecture.md; xinggan/released/keys/*.json)
 RELEASED = {
     "market": (44_853_189, 3_977_408, 3_930_368),
     "deepfashion": (44_844_634, 3_975_424, 3_928_384),

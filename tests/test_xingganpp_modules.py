@@ -27,7 +27,7 @@ from xinggan.models.multiscale_attention import (
     to_windows,
     uses_multiscale_attention,
 )
-from xinggan.official import key_listing
+from xinggan.released import key_listing
 
 REPO = Path(__file__).resolve().parents[1]
 BASES = sorted((REPO / "configs").glob("*.yaml"))

@@ -184,7 +184,7 @@ def _released_section(rows: list) -> list[str]:
     if not side:
         return []
     lines = ["", "## Side by side with the released forward pass (XingGAN, same machine)", "",
-             "`released`: the literal released forward (`xinggan/official/released.py`, N x N "
+             "`released`: the literal released forward (`xinggan/released/network.py`, N x N "
              "maps materialised) on the same weights and inputs, timed by the same loop. "
              "`reference`: the released code's cost (`benchmarks/reference_cost.json`; "
              "`docs/architecture.md`, Reference cost), for comparison.", "",

@@ -7,7 +7,7 @@ the AMP settings timed together; :func:`plan` lists the settings of a run and
 - :func:`bench_generator`: ``g_eval`` (generator forward, eval mode) and ``g_train`` (forward
   + backward of an L1 loss, train mode: the setting of the reference cost) under each AMP
   setting, timed interleaved, and with ``released`` the literal released forward pass
-  (:mod:`xinggan.official.released`, N x N attention maps materialised) on the same weights
+  (:mod:`xinggan.released.network`, N x N attention maps materialised) on the same weights
   and inputs, interleaved with ours; each reduced-precision row gets its :func:`deviation`
   from fp32;
 - :func:`bench_iteration`: one full training iteration (G step and both D steps) of
@@ -111,7 +111,7 @@ def official_weights(cfg, device: torch.device) -> dict:
     """Our generator's initial weights (seed 0) under the released key names; parameters
     require grad, buffers do not."""
     from xinggan.models import build_generator
-    from xinggan.official.convert import to_official_state_dict
+    from xinggan.released.convert import to_official_state_dict
 
     torch.manual_seed(0)
     generator = build_generator(cfg)
@@ -122,7 +122,7 @@ def official_weights(cfg, device: torch.device) -> dict:
 
 def released_step(cfg, sd: dict, training: bool):
     """A callable ``(image, pose, pose2) -> output`` running the released forward pass."""
-    from xinggan.official.released import released_generator_forward
+    from xinggan.released.network import released_generator_forward
 
     gen = cfg.model.generator
 

@@ -8,7 +8,7 @@
 
 With the released settings (ngf 64, T = 9, N = 10) this is exactly the released network, with
 its parameter counts (docs/architecture.md, Parameter counts and cost);
-``xinggan/official/convert.py`` maps the authors' checkpoints onto it.  The
+``xinggan/released/convert.py`` maps the authors' checkpoints onto it.  The
 per-block codes are kept in a list for the XingGAN++ dense fusion.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ modules in :mod:`xinggan.models`, which makes it
 - the numerical reference that the converted modules are tested against
   (``tests/test_convert.py``), and
 - the side-by-side reference for speed and memory in ``scripts/benchmark.py`` (same machine,
-  same timing loop; :func:`xinggan.official.convert.to_official_state_dict` gives it the weights
+  same timing loop; :func:`xinggan.released.convert.to_official_state_dict` gives it the weights
   of one of our generators).
 
 ``training=True`` runs the training-mode forward: BatchNorm on batch statistics (updating the

@@ -1,9 +1,9 @@
 """The released XingGAN code's networks, kept as references, not as models.
 
-- :mod:`xinggan.official.released`: the released forward passes written out literally in
+- :mod:`xinggan.released.network`: the released forward passes written out literally in
   functional ops on the official key names, with the N x N attention maps the released code
   forms: the numerical and speed reference for :mod:`xinggan.models`;
-- :mod:`xinggan.official.convert`: the explicit key mapping between the authors' checkpoints
+- :mod:`xinggan.released.convert`: the explicit key mapping between the authors' checkpoints
   (Ha0Tang/XingGAN, commit 10d6146) and our modules, both ways;
 - ``keys/``: every key, shape and dtype of the released Market-1501 and DeepFashion checkpoints
   (generator and both discriminators), as listed from the released networks, so that the

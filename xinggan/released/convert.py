@@ -163,7 +163,7 @@ def to_official_state_dict(kind: str, state_dict: Mapping[str, Tensor]
     """Our state dict of a released-architecture network under the official key names.
 
     The inverse of :func:`convert_official_state_dict` (each key is checked to map back to
-    itself); used to run the literal released forward pass (:mod:`xinggan.official.released`)
+    itself); used to run the literal released forward pass (:mod:`xinggan.released.network`)
     on our weights.  Raises :class:`ConversionError` for keys the released network lacks
     (a config that is not the released one).
     """
