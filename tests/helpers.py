@@ -2,7 +2,10 @@
 use them are in conftest.py."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The small toy dataset shared by the data tests (generated once per test session).
 TOY = dict(seed=0, identities=6, test_identities=3, poses=5, test_pairs=20)
@@ -31,3 +34,21 @@ def smooth_image(rng, height: int = 128, width: int = 64):
     field = ndimage.gaussian_filter(rng.normal(size=(height, width, 3)), sigma=(4, 4, 0))
     field = (field - field.min()) / (field.max() - field.min()) * 200 + 20 + rng.normal(scale=5, size=field.shape)
     return np.clip(field, 0, 255).astype(np.uint8)
+
+
+def load_script(name: str, module_name: str = ""):
+    """``scripts/<name>.py`` imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(module_name or f"script_{name}",
+                                                  REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def leaves(tree, prefix=()):
+    """The (key path, value) pairs of a nested mapping."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from leaves(value, prefix + (key,))
+    else:
+        yield prefix, tree

@@ -11,6 +11,8 @@ from xinggan.config import (Config, ConfigError, MetricName, ProtocolName, confi
                             load_config, to_dict)
 from xinggan.hints import closest, did_you_mean
 
+from helpers import leaves
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -40,15 +42,6 @@ def test_dataset_configs_spell_out_the_released_recipe():
         assert cfg.model.generator.num_candidates == 10
         assert cfg.train.batch_size == 32
         assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2) == (2e-4, 0.5, 0.999)
-
-
-def leaves(tree, prefix=()):
-    """The (key path, value) pairs of a nested mapping."""
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from leaves(value, prefix + (key,))
-    else:
-        yield prefix, tree
 
 
 def test_dataset_configs_set_every_key():

@@ -13,7 +13,6 @@ test session starts, before anything uses CUDA: cuBLAS reads it only once.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 from pathlib import Path
 from typing import Callable, Optional
@@ -25,7 +24,7 @@ from xinggan.config import load_config
 from xinggan.ops.attention import dot_product_attention
 from xinggan.training import Trainer
 
-from helpers import tiny_training_overrides
+from helpers import load_script, tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -189,14 +188,6 @@ def test_amp_training_steps(tiny_data, tmp_path, amp):
 # -- exact resume -----------------------------------------------------------------------------
 
 
-def _gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check_for_tests",
-                                                  REPO / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def training_tensors(trainer) -> dict:
     """Everything a continued run depends on: the networks' parameters and buffers and the
     optimizers' states."""
@@ -216,7 +207,7 @@ def check_exact_resume(make_trainer: Callable, root: Path, iterations: int) -> i
     resumed = make_trainer(root / "split")
     resumed.fit(resume=True)
     assert straight.iteration == resumed.iteration == iterations
-    count, diffs = _gpu_check().differing_tensors(training_tensors(straight),
+    count, diffs = load_script("gpu_check").differing_tensors(training_tensors(straight),
                                                   training_tensors(resumed))
     assert count > 0
     assert not diffs, f"{len(diffs)} tensors differ after the resume: {diffs[:8]}"

@@ -4,24 +4,21 @@ checkpoint comparison.  The parts themselves are faked; nothing here trains."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import load_script
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load_gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check_under_test",
-                                                  REPO / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_check", "gpu_check_under_test")
 
 
 @pytest.fixture()

@@ -146,6 +146,22 @@ def test_cuda_where_there_is_none(monkeypatch):
 # -- a non-finite loss on one rank ------------------------------------------------------------
 
 
+def run_two_ranks(worker, root: Path, out: Path, limit_s: float = 180) -> None:
+    """``worker(rank, 2, init_file, root, out)`` in 2 gloo processes; a failure when they have
+    not all ended within ``limit_s`` (a rank left waiting in a collective hangs)."""
+    import torch.multiprocessing as mp
+
+    context = mp.spawn(worker, nprocs=2, join=False,
+                       args=(2, str(out / "init"), str(root), str(out)))
+    deadline = time.monotonic() + limit_s
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the ranks had not all ended {limit_s:.0f} s later: they did not stop "
+                        "together")
+
+
 def _non_finite_worker(rank: int, world: int, init_file: str, root: str, out: str) -> None:
     import torch.distributed as dist
 
@@ -177,17 +193,7 @@ def test_non_finite_loss_on_one_rank_stops_every_rank(tiny_data, tmp_path):
     """2 gloo processes; rank 1's loss turns NaN at iteration 3.  Both ranks stop at iteration
     3 with an error naming rank 1 and its terms, no weight changes on either, the checkpoint of
     iteration 2 stays; and the run ends (a rank left waiting in a collective would hang)."""
-    import torch.multiprocessing as mp
-
-    context = mp.spawn(_non_finite_worker, nprocs=2, join=False,
-                       args=(2, str(tmp_path / "init"), str(tiny_data), str(tmp_path)))
-    deadline = time.monotonic() + 180
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("a rank was still running 180 s after the NaN: the ranks did not stop "
-                        "together")
+    run_two_ranks(_non_finite_worker, tiny_data, tmp_path)
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for report in reports:
         assert report["iteration"] == 2, report
@@ -222,16 +228,7 @@ def _blind_rank_worker(rank: int, world: int, init_file: str, root: str, out: st
 def test_a_rank_that_cannot_see_the_checkpoint_stops_every_rank(tiny_data, tmp_path):
     """Rank 0 resumes, rank 1 cannot read the checkpoint: both stop with one error naming rank
     1 (without the common decision rank 1 would train from iteration 0 beside rank 0)."""
-    import torch.multiprocessing as mp
-
-    context = mp.spawn(_blind_rank_worker, nprocs=2, join=False,
-                       args=(2, str(tmp_path / "init"), str(tiny_data), str(tmp_path)))
-    deadline = time.monotonic() + 180
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the ranks did not stop together")
+    run_two_ranks(_blind_rank_worker, tiny_data, tmp_path)
     for r in range(2):
         report = json.loads((tmp_path / f"rank{r}.json").read_text())
         assert "rank(s) 1 cannot read" in report.get("error", ""), report

@@ -309,14 +309,23 @@ def test_pckh_detects_on_the_generated_panel_re_saved_as_jpeg(tmp_path, monkeypa
     assert sorted(stored) == names
 
 
-def test_missing_pose_weights_name_the_file(tmp_path):
+@pytest.mark.parametrize("how", ["argument", "metric_weights"])
+def test_missing_pose_weights_name_the_file(tmp_path, how):
+    """The OpenPose file comes as ``pose_weights`` or inside MetricWeights (as the scripts pass
+    it, MetricWeights.for_protocol); either way a missing one is named with the file to get."""
+    from xinggan.metrics.weights import MetricWeights
+
     rng = np.random.default_rng(7)
     folder = tmp_path / "images"
     keypoints = write_released_strips(folder, SYNTHETIC_PAIRS[:2], rng)
     annotations = tmp_path / "ann.csv"
     write_annotations(annotations, keypoints)
-    results = evaluate_folder("patn-market", folder, annotations_csv=annotations, pose_weights=tmp_path / "nope.h5",
-                              metrics=None, progress=False, log=None)
+    given = tmp_path / "nope.h5"
+    kwargs = ({"pose_weights": given} if how == "argument" else
+              {"weights": MetricWeights.for_protocol("patn-market", pose=str(given),
+                                                     allow_download=False)})
+    results = evaluate_folder("patn-market", folder, annotations_csv=annotations, metrics=None,
+                              progress=False, log=None, **kwargs)
     assert "nope.h5" in results["skipped"]["pckh"] and "pose_estimator.h5" in results["skipped"]["pckh"]
 
 
@@ -327,18 +336,3 @@ def test_the_name_generation_writes_is_read_back_as_its_pair():
     assert name == "0002_c1s1_000451_03___0002_c5s1_000551_01.png"
     assert infer_layout([name], Path(".")).name == "stems"
     assert LAYOUTS["stems"].parse(name) == [("0002_c1s1_000451_03", "0002_c5s1_000551_01")]
-
-
-def test_pose_weights_given_in_the_metric_weights_are_used_for_pckh(tmp_path):
-    # The scripts pass the OpenPose file inside MetricWeights (MetricWeights.for_protocol).
-    from xinggan.metrics.weights import MetricWeights
-
-    rng = np.random.default_rng(8)
-    folder = tmp_path / "images"
-    keypoints = write_released_strips(folder, SYNTHETIC_PAIRS[:2], rng)
-    annotations = tmp_path / "ann.csv"
-    write_annotations(annotations, keypoints)
-    weights = MetricWeights.for_protocol("patn-market", pose=str(tmp_path / "nope.h5"), allow_download=False)
-    results = evaluate_folder("patn-market", folder, annotations_csv=annotations, weights=weights,
-                              metrics=None, progress=False, log=None)
-    assert "nope.h5" in results["skipped"]["pckh"]

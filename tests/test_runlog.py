@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from xinggan.config import load_config
 from xinggan.progress import PlainProgress, progress
 from xinggan.training import Trainer
@@ -16,20 +18,13 @@ from helpers import tiny_training_overrides
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_image_grids_follow_image_every_below_checkpoint_every(tiny_data, tmp_path):
+@pytest.mark.parametrize("checkpoint_every,image_every", [(4, 2), (2, 0)])
+def test_image_grids_follow_image_every(tiny_data, tmp_path, checkpoint_every, image_every):
+    """Grids every ``image_every`` iterations (0: at each checkpoint), and at the end: an
+    image_every below checkpoint_every used to give grids only at the checkpoints."""
     cfg = load_config(REPO / "configs" / "toy.yaml", tiny_training_overrides(
-        tiny_data, **{"train.iterations": 5, "train.checkpoint_every": 4,
-                      "train.image_every": 2}))
-    Trainer(cfg, tmp_path, progress=False, tensorboard=False).fit()
-    grids = sorted(p.name for p in (tmp_path / "samples").iterdir())
-    # every 2nd iteration, and the last one
-    assert grids == ["iter_0000002.png", "iter_0000004.png", "iter_0000005.png"]
-
-
-def test_image_every_zero_means_at_each_checkpoint(tiny_data, tmp_path):
-    cfg = load_config(REPO / "configs" / "toy.yaml", tiny_training_overrides(
-        tiny_data, **{"train.iterations": 5, "train.checkpoint_every": 2,
-                      "train.image_every": 0}))
+        tiny_data, **{"train.iterations": 5, "train.checkpoint_every": checkpoint_every,
+                      "train.image_every": image_every}))
     Trainer(cfg, tmp_path, progress=False, tensorboard=False).fit()
     grids = sorted(p.name for p in (tmp_path / "samples").iterdir())
     assert grids == ["iter_0000002.png", "iter_0000004.png", "iter_0000005.png"]

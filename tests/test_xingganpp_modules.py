@@ -29,6 +29,8 @@ from xinggan.models.multiscale_attention import (
 )
 from xinggan.released import key_listing
 
+from helpers import leaves
+
 REPO = Path(__file__).resolve().parents[1]
 BASES = sorted((REPO / "configs").glob("*.yaml"))
 OVERLAYS = sorted((REPO / "configs" / "ablations").glob("*.yaml"))
@@ -427,22 +429,14 @@ def test_dense_off_head_has_the_released_layer_shapes(dataset):
 # --------------------------------------------------------------------------------------
 
 
-def _leaves(tree, prefix=()):
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            yield from _leaves(v, prefix + (k,))
-    else:
-        yield prefix, tree
-
-
 @pytest.mark.parametrize("base", BASES, ids=lambda p: p.name)
 def test_every_config_and_overlay_loads(base):
     cfg = load_config(base)
     for overlay in OVERLAYS:
         overlaid = load_config([base, overlay])
-        changed = {k for (k, v), (_, w) in zip(_leaves(to_dict(cfg)), _leaves(to_dict(overlaid)))
+        changed = {k for (k, v), (_, w) in zip(leaves(to_dict(cfg)), leaves(to_dict(overlaid)))
                    if v != w}
-        keys = {k for k, _ in _leaves(yaml.safe_load(overlay.read_text()))}
+        keys = {k for k, _ in leaves(yaml.safe_load(overlay.read_text()))}
         assert changed <= keys, (overlay.name, changed - keys)
 
 
@@ -469,7 +463,7 @@ def test_xingganpp_config_is_xinggan_recipe_plus_extensions(dataset):
         ("model", "generator", k) for k in ("scales", "enhanced_attention",
                                             "enhanced_attention_scales", "share_projections",
                                             "dense_fusion", "dense_channels")}
-    changed = {k for (k, v), (_, w) in zip(_leaves(base), _leaves(pp)) if v != w}
+    changed = {k for (k, v), (_, w) in zip(leaves(base), leaves(pp)) if v != w}
     assert changed <= extension_keys
     g = pp["model"]["generator"]
     assert pp["model"]["name"] == "xingganpp" and g["scales"] == [1, 2, 4]
