@@ -13,7 +13,7 @@ XingGAN++ switches.
 
 Where the values live: the dataset configs (``configs/market.yaml``, ``deepfashion.yaml``,
 ``toy.yaml``) set every key, so a run's recipe is read from its YAML, never from the defaults
-below (``tests/test_config.py`` checks that those files are complete).  The defaults only fill
+below.  The defaults only fill
 keys that a tree does not set: a config saved before a key existed (e.g. one embedded in an
 older checkpoint, which is why a new key must default to the behaviour from before it) and
 partial configs built in code.  They are XingGAN's Market-1501 recipe
@@ -258,7 +258,7 @@ class TrainConfig:
 
 # The names of the evaluation protocols and metrics (xinggan/metrics/protocols.py: PROTOCOLS
 # and ALL_METRICS), spelled out so that loading a config never imports the metrics package
-# (torch and the metric networks); tests/test_config.py keeps the two lists equal to that table.
+# (torch and the metric networks); they must stay equal to that table.
 ProtocolName = Literal["patn-market", "patn-deepfashion", "gfla", "toy"]
 MetricName = Literal["ssim", "mask_ssim", "is", "mask_is", "fid", "lpips", "mask_lpips", "psnr",
                      "pckh", "l1"]

@@ -45,9 +45,8 @@ finite; SDPA's math path upcasts float16 / bfloat16 inputs to float32 unless
 ``torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)`` was set (off by default; this
 project never sets it), and on CPU it does the same.
 
-``tests/test_attention.py`` checks every implementation against the reference path, in float32,
-float64 and under autocast, forward and backward; ``tests/test_mixed_precision.py`` checks that
-float16 energies above 65504 stay finite.
+Every implementation computes what the reference path computes, forward and backward, in
+float32, float64 and under autocast.
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ Each computes exactly what the plain PyTorch layers compute, and keeps less for 
   (:class:`ReLUDropoutFunction`).
 
 The modules :class:`xinggan.models.layers.ReflectPadConv2d` and
-:class:`xinggan.models.layers.ReLUDropout` call them in training. ``tests/test_lean_layers.py``
-checks outputs and gradients against the plain layers, in float32 and under autocast.
+:class:`xinggan.models.layers.ReLUDropout` call them in training; outputs and gradients are
+those of the plain layers, in float32 and under autocast.
 """
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ top and bottom borders), then the columns of that result (the centre plus the mi
 right borders).  :func:`reflection_pad2d_backward` picks it whenever
 ``torch.are_deterministic_algorithms_enabled()`` is true, on any device (so a CPU run takes the
 same path as a CUDA run), and PyTorch's own kernel otherwise.  :func:`reflect_pad` is
-``F.pad(x, pad, mode="reflect")`` with that backward.  ``tests/test_determinism.py`` checks the
-fold against PyTorch's kernel and that a deterministic training step never calls the kernel.
+``F.pad(x, pad, mode="reflect")`` with that backward; the fold gives exactly what PyTorch's
+kernel gives.
 """
 from __future__ import annotations
 

@@ -6,8 +6,7 @@ official state dict (``model.stream1_down.1.weight``, ``model.att.0.query_conv.w
 and materialise the N x N attention maps as the released code does.  It shares no code with the
 modules in :mod:`xinggan.models`, which makes it
 
-- the numerical reference that the converted modules are tested against
-  (``tests/test_convert.py``), and
+- the numerical reference that the converted modules must equal, and
 - the side-by-side reference for speed and memory in ``scripts/benchmark.py`` (same machine,
   same timing loop; :func:`xinggan.released.convert.to_official_state_dict` gives it the weights
   of one of our generators).
