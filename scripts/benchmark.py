@@ -47,7 +47,8 @@ the report says which.  For each dataset x model x batch it records, each as the
 Results go to ``<out>.json`` and ``<out>.md`` with the machine, versions and commit; ``--out``
 defaults to ``runs/benchmarks/benchmark`` (git-ignored), relative paths are taken from the
 repository root, and the stored reports of ``benchmarks/`` are written only when named there.
-``--quick`` runs a reduced matrix (Market, batch 1, 2 repeats) in a couple of minutes on CPU.
+``--quick`` runs a reduced matrix (Market, batch 1, 2 repeats unless ``--repeats`` says
+otherwise) in a couple of minutes on CPU.
 ``--datasets toy`` times the CPU demo's network (``configs/toy.yaml``, 64 x 32).
 
 The measuring is :mod:`xinggan.bench` (``harness``: timing and memory; ``workloads``: what
@@ -69,14 +70,15 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="Market, XingGAN, batch 1, attention auto and sdpa, 2 repeats")
+                   help="Market, XingGAN, batch 1, attention auto and sdpa (or --attention), 2 repeats (or --repeats)")
     p.add_argument("--datasets", default="market,deepfashion")
     p.add_argument("--models", default="xinggan,xingganpp")
     p.add_argument("--batches", default=None, help="default 1,8 on CPU, 1,32 on GPU")
     p.add_argument("--attention", default=None,
                    help="attention implementations to time on the first batch (default: auto "
                         "and the two it does not resolve to)")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed runs per measurement (default 7; 2 with --quick)")
     p.add_argument("--warmup", type=int, default=1,
                    help="untimed runs before the timed ones (0: for very slow settings)")
     p.add_argument("--threads", type=int, default=2)
@@ -115,10 +117,10 @@ def main(argv=None) -> int:
     batches = [int(b) for b in (args.batches or ("1,32" if device.type == "cuda" else "1,8"))
                .split(",")]
     impls = args.attention.split(",") if args.attention else workloads.default_attention(device)
-    repeats = args.repeats
-    if args.quick:
-        datasets, models, batches, repeats = ["market"], ["xinggan"], [1], 2
-        impls = ["auto", "sdpa"]
+    repeats = args.repeats or (2 if args.quick else 7)
+    if args.quick:  # an --attention given explicitly still applies
+        datasets, models, batches = ["market"], ["xinggan"], [1]
+        impls = args.attention.split(",") if args.attention else ["auto", "sdpa"]
 
     missing = [f"{ds}/{m}" for ds in datasets for m in models if (ds, m) not in workloads.CONFIGS]
     configs = sorted({workloads.CONFIGS[(ds, m)] for ds in datasets for m in models

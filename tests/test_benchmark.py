@@ -417,16 +417,18 @@ def test_quick_benchmark_writes_reports(tmp_path):
     xinggan.bench.memory), ours and the released pass."""
     out = tmp_path / "bench"
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick",
-                          "--device", "cpu", "--amp", "off", "--out", str(out)], cwd=tmp_path,
+                          "--device", "cpu", "--amp", "off", "--attention", "auto", "--repeats", "1",
+                          "--warmup", "0",
+                          "--out", str(out)], cwd=tmp_path,
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     assert not list(tmp_path.glob("runs")), "wrote outside --out"
     results = json.loads(Path(f"{out}.json").read_text())
     assert results["quick"] and results["machine"]["torch"] and results["complete"] is True
-    assert results["device"] == "cpu" and results["repeats"] == 2
+    assert results["device"] == "cpu" and results["repeats"] == 1
     rows = results["rows"]
     assert [(r["dataset"], r["batch"], r["attention"], r["amp"]) for r in rows] == [
-        ("market", 1, "auto", "off"), ("market", 1, "sdpa", "off")]
+        ("market", 1, "auto", "off")]
     # the flags train.py sets on the CPU (xinggan.runtime.configure_backends)
     assert "cpu: denormals flushed to zero" in results["backends"]
     documented = json.loads((REPO / "benchmarks" / "reference_cost.json").read_text())
@@ -434,14 +436,14 @@ def test_quick_benchmark_writes_reports(tmp_path):
     for row in rows:
         assert "error" not in row and "memory_error" not in row, row
         for key in ("g_eval", "g_train"):
-            assert row[key]["runs"] == 2
+            assert row[key]["runs"] == 1
             assert row[key]["min_s"] <= row[key]["median_s"] <= row[key]["max_s"]
         assert row["peak_memory_gb"] > 0
         assert row["reference"] == {k: market_1[k] for k in ("g_eval", "g_train", "peak_gb")}
-    assert rows[0]["iteration"]["images_per_s"] > 0 and "iteration" not in rows[1]
+    assert rows[0]["iteration"]["images_per_s"] > 0
     released = rows[0]["released"]  # the side-by-side literal released forward
     assert released["g_eval"]["median_s"] > 0 and released["g_train"]["median_s"] > 0
-    assert released["peak_memory_gb"] > 0 and "released" not in rows[1]
+    assert released["peak_memory_gb"] > 0
     md = Path(f"{out}.md").read_text()
     assert "Side by side with the released forward pass" in md
     assert "| market | xinggan | 1 | off | auto |" in md
