@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     from xinggan.config import load_config
 
     from xinggan.precision import resolve_amp
-    from xinggan.training import pick_device
+    from xinggan.runtime import pick_device
 
     base = load_config(args.config, [f"data.root={toy}", *args.set])
     amp_dtype, line = resolve_amp(args.amp, pick_device(base.train.device))
@@ -91,8 +91,9 @@ def main(argv=None) -> int:
 
     # Baseline: answer every pair with the source image itself.
     from xinggan.data import read_pairs
-    from xinggan.inference import result_stem
-    from xinggan.metrics.evaluate import evaluate_folder, write_metrics
+    from xinggan.data.pairs import result_stem
+    from xinggan.metrics.evaluate import evaluate_folder
+    from xinggan.metrics.report import write_metrics
 
     base_dir = out / "copy_source_baseline" / "images"
     if base_dir.exists():

@@ -56,7 +56,7 @@ def summary(keypoints: dict[str, np.ndarray], unreadable: list[str]) -> list[str
 def main(argv=None, detector=None) -> int:
     """Run the command; ``detector`` (an object with ``name`` and ``detect``) replaces --detector."""
     args = parse_args(argv)
-    from tqdm import tqdm
+    from xinggan.progress import progress as progress_bar
 
     from xinggan.keypoints import DetectorUnavailable, build_detector
 
@@ -76,7 +76,7 @@ def main(argv=None, detector=None) -> int:
 
     keypoints: dict[str, np.ndarray] = {}
     unreadable: list[str] = []
-    for path in tqdm(files, desc=f"{detector.name} keypoints", unit="img", disable=args.no_progress):
+    for path in progress_bar(files, desc=f"{detector.name} keypoints", unit="img", disable=args.no_progress):
         try:
             image = read_photo(path, upright=False)
         except DataError as exc:

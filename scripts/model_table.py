@@ -230,7 +230,7 @@ def main(argv=None) -> int:
                         "runs/benchmarks/model_table; relative to the repository root)")
     args = p.parse_args(argv)
 
-    from tqdm import tqdm
+    from xinggan.progress import progress as progress_bar
 
     try:
         device = runtime.pick_device(args.device)
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
         p.error(str(exc))
     todo = rows_to_measure([resolve(c) for c in args.configs], args.overlays)
     rows = []
-    for config, overlay in tqdm(todo, desc="model table", unit="config"):
+    for config, overlay in progress_bar(todo, desc="model table", unit="config"):
         rows.append(measure(config, overlay, device, not args.no_memory))
     info = machine(device)
     table = markdown(rows, info.get("gpu", "CPU") if device.type == "cuda" else "CPU")

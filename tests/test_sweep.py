@@ -112,7 +112,7 @@ def test_local_sweep_scores_every_variant_and_writes_the_tables(local_sweep):
         assert load_config(out / name / "config.yaml") == expected
     assert load_config(out / "sa_only" / "config.yaml").model.generator.shape_update is False
 
-    # Markdown: the toy preset's columns with their directions, the base first, best in bold
+    # Markdown: the toy protocol's columns with their directions, the base first, best in bold
     md = (out / "ablation.md").read_text().splitlines()
     header = next(line for line in md if line.startswith("| variant"))
     assert header == "| variant | SSIM ↑ | mask-SSIM ↑ | L1 ↓ |"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from PIL import Image
-from tqdm import tqdm
+from xinggan.progress import progress as progress_bar
 
 from ..data.annotations import DataError, build_pairs, deepfashion_flat_name, parse_annotation_file, parse_pairs_file
 from ..data.dataset import LAYOUTS, detect_layout
@@ -138,7 +138,7 @@ def check_dataset(root: str | os.PathLike, height: int | None = None, width: int
         if not present:
             problems.add(f"{split}: empty", f"{image_dir}: no images (empty split)")
         to_read = [n for n in names if n in present]
-        for n in tqdm(to_read, desc=f"check {split} images", unit="img", disable=not progress,
+        for n in progress_bar(to_read, desc=f"check {split} images", unit="img", disable=not progress,
                       leave=False):
             problem = _check_image(image_dir / n, h, w, decode)
             if problem:

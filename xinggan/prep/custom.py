@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 import yaml
 from PIL import Image
-from tqdm import tqdm
+from xinggan.progress import progress as progress_bar
 
 from ..data.annotations import DataError, write_annotations, write_pairs
 from ..data.dataset import LAYOUTS
@@ -107,7 +107,7 @@ def prepare_custom(images: str | os.PathLike, out: str | os.PathLike, detector,
         staged.setdefault(_unique(_tag(folder.name, "person"), identity_tags), [])
     tag_of = dict(zip(folders, staged))
     names_taken: dict[str, set[str]] = {tag: set() for tag in staged}
-    for folder, path in tqdm(jobs, desc=f"{detector.name} keypoints", unit="img", disable=not progress):
+    for folder, path in progress_bar(jobs, desc=f"{detector.name} keypoints", unit="img", disable=not progress):
         tag = tag_of[folder]
         try:
             photo = read_photo(path)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from PIL import Image
-from tqdm import tqdm
+from xinggan.progress import progress as progress_bar
 
 from ..data.annotations import (DataError, build_pairs, deepfashion_flat_name, read_annotations, read_pairs,
                                 write_annotations, write_pairs)
@@ -167,7 +167,7 @@ def prepare_market(raw: str | os.PathLike, out: str | os.PathLike | None = None,
             log.warning("%s: %d images have no annotation and are skipped", sources[split], extra_images)
         dst_dir = out / split
         dst_dir.mkdir(exist_ok=True)
-        for name in tqdm(sorted(annotations), desc=f"Market {split}", unit="img", disable=not progress):
+        for name in progress_bar(sorted(annotations), desc=f"Market {split}", unit="img", disable=not progress):
             _copy(sources[split] / name, dst_dir / name)
         _copy(csvs[f"market-annotation-{split}.csv"], out / f"market-annotation-{split}.csv")
         counts[split] = len(annotations)
@@ -266,12 +266,12 @@ def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = 
         for split in ("train", "test"):
             names = sorted(read_annotations(out / f"fasion-resize-annotation-{split}.csv"))
             (out / split).mkdir(exist_ok=True)
-            for name in tqdm(names, desc=f"DeepFashion {split}", unit="img", disable=not progress):
+            for name in progress_bar(names, desc=f"DeepFashion {split}", unit="img", disable=not progress):
                 if (raw / split / name).is_file():
                     _copy(raw / split / name, out / split / name)
     else:
         index: dict[str, Path] = {}
-        for path in tqdm(sorted(image_root.rglob("*.jpg")), desc="index In-shop images", unit="img",
+        for path in progress_bar(sorted(image_root.rglob("*.jpg")), desc="index In-shop images", unit="img",
                          disable=not progress, leave=False):
             rel = path.relative_to(image_root).as_posix()
             try:
@@ -295,7 +295,7 @@ def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = 
                     f"{len(only_csv)} only in the annotations ({_listing(only_csv)})")
             dst_dir = out / split
             dst_dir.mkdir(exist_ok=True)
-            for name in tqdm(wanted, desc=f"DeepFashion {split}", unit="img", disable=not progress):
+            for name in progress_bar(wanted, desc=f"DeepFashion {split}", unit="img", disable=not progress):
                 dst = dst_dir / name
                 if not dst.is_file():
                     _convert_deepfashion(index[name], dst, quality)

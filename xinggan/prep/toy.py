@@ -431,7 +431,7 @@ def make_toy_dataset(out: str | Path, seed: int = 0, identities: int = 40, test_
     if identities < 1 or test_identities < 1 or poses < 2:
         raise ValueError("need at least one identity per split and two poses per identity")
     out = Path(out)
-    from tqdm import tqdm
+    from xinggan.progress import progress as progress_bar
 
     counts = {}
     splits = {"train": range(1, identities + 1),
@@ -439,7 +439,7 @@ def make_toy_dataset(out: str | Path, seed: int = 0, identities: int = 40, test_
     for split, person_ids in splits.items():
         (out / split).mkdir(parents=True, exist_ok=True)
         annotations = {}
-        for pid in tqdm(person_ids, desc=f"toy {split}", disable=not progress, leave=False):
+        for pid in progress_bar(person_ids, desc=f"toy {split}", disable=not progress, leave=False):
             identity = Identity.sample(np.random.default_rng([seed, pid, 0]))
             order = np.random.default_rng([seed, pid, 1]).permutation(len(POSES))
             for k in range(poses):

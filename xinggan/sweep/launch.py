@@ -342,11 +342,11 @@ def sweep_table(out: Path):
     base_name = Path(data["base"]).stem
     any_result = next(iter(results.values()))
     table = Table(
-        f"Ablation of {base_name} (preset {protocol.name})", ["variant"],
+        f"Ablation of {base_name} (protocol {protocol.name})", ["variant"],
         [Column(m, METRIC_LABELS[m], METRIC_DIRECTIONS.get(m)) for m in metrics],
         description=("Rows: " + (f"{base_name} (the base config), then " if data["variants"][0]["overlay"] is None
                                  else "") + f"{base_name} with one overlay each; every variant trained for "
-                     f"{data['variants'][0]['iterations']:,} iterations and scored under preset "
+                     f"{data['variants'][0]['iterations']:,} iterations and scored under protocol "
                      f"{protocol.name} on {any_result.get('num_pairs', '?')} test pairs"))
     for entry in data["variants"]:
         r = results[entry["name"]]
