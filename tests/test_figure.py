@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import zlib
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from xinggan.config import load_config
-from xinggan.data import PairDataset, read_annotations
+from xinggan.data import PairDataset, read_annotations, result_stem
 
-from helpers import tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 64, 32  # the tiny toy data's images
@@ -49,24 +47,19 @@ def write_strips(folder: Path, pairs, test_dir: Path, generated) -> None:
 
 @pytest.fixture(scope="module")
 def methods(tiny_data, tmp_path_factory):
-    """Three result folders of the tiny toy test pairs: a 1-iteration toy run and an untrained
-    generator, both written by test.py's generate_pairs (<from>___<to>.png), and released-style
-    strips whose generated panel is the target."""
-    from xinggan.inference import generate_pairs, load_generator
-    from xinggan.models import build_generator
-    from xinggan.training import Trainer
-
+    """Three result folders of the tiny toy test pairs: two in test.py's layout
+    (``<result_stem>.png``; one inside a run folder's ``images/``), one of released-style strips
+    whose generated panel is the target, mirrored."""
     root = tmp_path_factory.mktemp("figure_methods")
-    cfg = load_config(REPO / "configs" / "toy.yaml",
-                      tiny_training_overrides(tiny_data, **{"train.iterations": 1, "train.checkpoint_every": 1}))
-    trainer = Trainer(cfg, root / "run", progress=False, tensorboard=False)
-    trainer.fit()
-    dataset = PairDataset.from_config(cfg.data, "test")
-    generate_pairs(load_generator(trainer.checkpoint_path), dataset, root / "trained" / "images", progress=False)
-    torch.manual_seed(5)
-    generate_pairs(build_generator(cfg).eval(), dataset, root / "untrained", progress=False)
-    test_dir = tiny_data / "test"
-    write_strips(root / "strips", dataset.pairs, test_dir,  # "generated": the target, mirrored
+    dataset = PairDataset.from_config(load_config(REPO / "configs" / "toy.yaml", [f"data.root={tiny_data}"]).data,
+                                      "test")
+    test_dir, rng = tiny_data / "test", np.random.default_rng(5)
+    for folder in (root / "trained" / "images", root / "untrained"):
+        folder.mkdir(parents=True)
+        for source, target in dataset.pairs:
+            noisy = rgb(test_dir / target).astype(int) + rng.integers(-40, 41, (H, W, 3))
+            Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(folder / f"{result_stem(source, target)}.png")
+    write_strips(root / "strips", dataset.pairs, test_dir,
                  [np.ascontiguousarray(rgb(test_dir / t)[:, ::-1]) for _, t in dataset.pairs])
     return {"root": root, "data": tiny_data, "pairs": dataset.pairs, "test": test_dir}
 
@@ -125,69 +118,37 @@ def check_grid(png: np.ndarray, expected: list[list[np.ndarray]]) -> dict:
     return {"x": column_x, "y": row_y}
 
 
-class PDF:
-    """Just enough of a PDF reader for the figure's file: objects by number, streams inflated."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-        start = int(re.search(rb"startxref\s+(\d+)\s+%%EOF", data).group(1))
-        table = data[start:]
-        assert table.startswith(b"xref")
-        count = int(re.match(rb"xref\s+0\s+(\d+)", table).group(1))
-        entries = re.findall(rb"(\d{10}) (\d{5}) ([nf]) ?\r?\n", table)[:count]
-        self.objects = {}
-        for number, (offset, _, kind) in enumerate(entries):
-            if kind == b"n":
-                head = data[int(offset):int(offset) + 20]
-                assert head.startswith(b"%d 0 obj" % number), (number, head)
-                end = data.index(b"endobj", int(offset))
-                self.objects[number] = data[int(offset):end]
-
-    def dictionary(self, number: int) -> bytes:
-        body = self.objects[number]
-        return body[:body.index(b"stream")] if b"stream" in body else body
-
-    def stream(self, number: int) -> bytes:
-        body = self.objects[number]
-        length = int(re.search(rb"/Length (\d+)", body).group(1))
-        start = body.index(b"stream\n") + len(b"stream\n")
-        return zlib.decompress(body[start:start + length])
-
-
 def check_pdf(path: Path, png: np.ndarray, labels: list[str]) -> None:
-    """The PDF has the PNG's geometry (1 px = 1 pt): each image object holds, at its native
-    pixel size and uninterpolated, the pixels the PNG shows at that place; labels are
-    Helvetica text."""
-    pdf = PDF(path.read_bytes())
-    page = next(n for n in pdf.objects if b"/Type /Page " in pdf.dictionary(n) or
-                pdf.dictionary(n).rstrip().endswith(b"/Type /Page"))
-    page_dict = pdf.dictionary(page)
-    box = [int(v) for v in re.search(rb"/MediaBox \[([\d ]+)\]", page_dict).group(1).split()]
+    """The PDF (written uncompressed) has the PNG's geometry, 1 pixel = 1 point: each image is an
+    RGB image object of the panel's own pixel size, placed unscaled where the PNG shows the same
+    pixels; the labels are text."""
+    data = path.read_bytes()
+    box = [float(v) for v in re.search(rb"/MediaBox \[ ?([\d. ]+?) ?\]", data).group(1).split()]
     assert box == [0, 0, png.shape[1], png.shape[0]]
-    xobjects = dict(re.findall(rb"/(Im\d+) (\d+) 0 R", page_dict))
-    font = int(re.search(rb"/F1 (\d+) 0 R", page_dict).group(1))
-    assert b"/BaseFont /Helvetica" in pdf.dictionary(font)
-    content = pdf.stream(int(re.search(rb"/Contents (\d+) 0 R", page_dict).group(1)))
-    placed = re.findall(rb"q (\d+) 0 0 (\d+) (-?\d+) (-?\d+) cm /(Im\d+) Do Q", content)
-    assert len(placed) == len(xobjects)
-    for w, h, x, y, name in placed:
-        w, h, x, y = int(w), int(h), int(x), int(y)
-        obj = int(xobjects[name])
-        head = pdf.dictionary(obj)
-        assert b"/Subtype /Image" in head and b"/Interpolate false" in head and b"/BitsPerComponent 8" in head
-        assert int(re.search(rb"/Width (\d+)", head).group(1)) == w == W
-        assert int(re.search(rb"/Height (\d+)", head).group(1)) == h == H
-        pixels = np.frombuffer(pdf.stream(obj), np.uint8).reshape(h, w, 3)
-        top = png.shape[0] - y - h
-        np.testing.assert_array_equal(pixels, png[top:top + h, x:x + w])
-    shown = b" ".join(re.findall(rb"\((.*?)\) Tj", content)).decode("cp1252")
-    for label in labels:
-        for word in label.split():
-            assert word in shown, (label, shown)
-    assert b"/F1 " in content
+    objects = {}
+    for name, number in re.findall(rb"/(I\d+) (\d+) 0 R", data):
+        start = data.index(b"\n%s 0 obj\n" % number)
+        head = data[start:data.index(b"stream\n", start)]
+        assert b"/Subtype /Image" in head and b"/ColorSpace /DeviceRGB" in head, head
+        w, h = (int(re.search(rb"/%s (\d+)" % key, head).group(1)) for key in (b"Width", b"Height"))
+        pixels = data[start + len(head) + len(b"stream\n"):][:w * h * 3]
+        objects[name] = np.frombuffer(pixels, np.uint8).reshape(h, w, 3)
+    placed = re.findall(rb"q 1 0 0 1 (\S+) (\S+) cm (\d+) 0 0 (-?\d+) -?0 (\d+) cm /(I\d+) Do Q", data)
+    assert placed and len(placed) == len(objects)
+    for x, y, w, h, _, name in placed:
+        x, y, w, h = round(float(x)), round(float(y)), int(w), int(h)
+        assert objects[name].shape == (abs(h), w, 3) == (H, W, 3)  # native pixel size
+        pixels = objects[name][::-1] if h < 0 else objects[name]  # rows stored bottom-up
+        top = png.shape[0] - y - abs(h)
+        np.testing.assert_array_equal(pixels, png[top:top + abs(h), x:x + w])
+    shown = b"".join(b"".join(re.findall(rb"\((.*?)\)", t)) for t in re.findall(rb"\nBT\n(.*?)\nET\n", data, re.S))
+    text = shown.replace(b"\x00", b"").replace(b" ", b"").decode("latin-1")
+    assert text == "".join(label.replace(" ", "") for label in labels)
+    assert b"/FontFile2" in data  # the font travels with the file
 
 
-def test_figure_from_toy_runs_and_released_strips(methods, tmp_path, capsys):
+def test_figure_from_toy_runs_and_released_strips(methods, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(matplotlib.rcParams, "pdf.compression", 0)  # a PDF this test can read
     figure = load_script()
     pairs = methods["pairs"]
     chosen = [pairs[4], pairs[0], pairs[2]]  # the rows, in this order
@@ -219,7 +180,7 @@ def test_figure_from_toy_runs_and_released_strips(methods, tmp_path, capsys):
 def test_spread_picks_the_pairs_where_the_methods_disagree(methods, tmp_path):
     """'copy' reproduces every target (but one pixel); 'strips' reproduces all but two, which are noise: those two
     are the pairs whose SSIM differs most between the methods."""
-    from xinggan.figure import read_method, select_pairs
+    from xinggan.figure import read_methods, select_pairs
     from xinggan.visualize import draw_skeleton
 
     figure = load_script()
@@ -240,7 +201,7 @@ def test_spread_picks_the_pairs_where_the_methods_disagree(methods, tmp_path):
     write_strips(tmp_path / "strips", pairs, test_dir, generated)
     cfg = load_config(REPO / "configs" / "toy.yaml", [f"data.root={methods['data']}"])
     dataset = PairDataset.from_config(cfg.data, "test")
-    ms = [read_method("copy", copy, dataset.pairs, W), read_method("strips", tmp_path / "strips", dataset.pairs, W)]
+    ms = read_methods([f"copy={copy}", f"strips={tmp_path / 'strips'}"], dataset.pairs, W)
     chosen = select_pairs(dataset, ms, 2, "spread", protocol=cfg.eval.protocol)
     assert set(chosen) == noisy
 
@@ -256,12 +217,12 @@ def test_spread_picks_the_pairs_where_the_methods_disagree(methods, tmp_path):
 
 
 def test_random_rows_are_seeded(methods, tmp_path):
-    from xinggan.figure import read_method, select_pairs
+    from xinggan.figure import read_methods, select_pairs
 
     cfg = load_config(REPO / "configs" / "toy.yaml", [f"data.root={methods['data']}"])
     dataset = PairDataset.from_config(cfg.data, "test")
-    ms = [read_method("ours", methods["root"] / "trained", dataset.pairs, W),
-          read_method("XingGAN", methods["root"] / "strips", dataset.pairs, W)]
+    ms = read_methods([f"ours={methods['root'] / 'trained'}", f"XingGAN={methods['root'] / 'strips'}"],
+                      dataset.pairs, W)
     first = select_pairs(dataset, ms, 3, "random", seed=7)
     assert first == select_pairs(dataset, ms, 3, "random", seed=7)
     assert len(first) == 3 and len(set(first)) == 3 and set(first) <= set(dataset.pairs)
