@@ -14,10 +14,12 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision import transforms
 
 from xinggan.data import (DataError, IterationSampler, PairDataset, build_pairs, deepfashion_flat_name,
-                          official_epoch_iterations, pose_heatmaps, read_annotations, read_pairs,
-                          write_annotations, write_pairs)
+                          model_inputs, official_epoch_iterations, pose_heatmaps, read_annotations,
+                          read_pairs, write_annotations, write_pairs)
+from xinggan.data.dataset import image_tensor
 from xinggan.prep.check import check_dataset
 from xinggan.prep.toy import make_toy_dataset
 
@@ -294,9 +296,77 @@ def test_heatmaps_match_direct_formula():
         pose_heatmaps(np.zeros((18, 3)), 8, 8)
 
 
+def _numpy_heatmaps(kp, h, w, sigma):
+    """The loader's former CPU maps: float64 numpy profiles, their product in float32."""
+    kp = np.asarray(kp, dtype=np.float64)
+    rows = np.exp(-((np.arange(h)[None, :] - kp[:, :1]) ** 2) / (2.0 * sigma ** 2))
+    cols = np.exp(-((np.arange(w)[None, :] - kp[:, 1:]) ** 2) / (2.0 * sigma ** 2))
+    rows[(kp[:, 0] == -1) | (kp[:, 1] == -1)] = 0.0
+    return torch.from_numpy(rows.astype(np.float32))[:, :, None] * torch.from_numpy(cols.astype(np.float32))[:, None, :]
+
+
+def _random_batch(rng, batch, h, w):
+    """uint8 images and keypoints with missing joints (one coordinate or both) and joints
+    outside the frame, as a collated PairDataset batch."""
+    out = {"source_name": [f"a{i}.jpg" for i in range(batch)], "target_name": [f"b{i}.jpg" for i in range(batch)]}
+    for side in ("source", "target"):
+        kp = np.stack([rng.integers(-40, h + 40, (batch, 18)), rng.integers(-40, w + 40, (batch, 18))], -1)
+        kp[rng.random((batch, 18)) < 0.2] = -1
+        kp[:, 3, rng.integers(2)] = -1
+        out[f"{side}_keypoints"] = torch.from_numpy(kp.astype(np.float32))
+        out[f"{side}_image"] = torch.from_numpy(rng.integers(0, 256, (batch, 3, h, w), dtype=np.uint8))
+    return out
+
+
+@pytest.mark.parametrize("h, w, sigma", [(128, 64, 6.0), (256, 176, 6.0), (128, 64, 2.5)])
+def test_model_inputs_equal_cpu_heatmaps_and_released_normalisation(h, w, sigma):
+    rng = np.random.default_rng(h + w)
+    batch = _random_batch(rng, 4, h, w)
+    inputs = model_inputs(batch, "cpu", sigma, memory_format=torch.channels_last)
+    assert set(inputs) == {"source_image", "target_image", "source_pose", "target_pose", "source_name", "target_name"}
+    assert inputs["source_name"] is batch["source_name"]
+    for side in ("source", "target"):
+        pose = inputs[f"{side}_pose"]
+        assert pose.shape == (4, 18, h, w) and pose.dtype == torch.float32
+        assert pose.is_contiguous(memory_format=torch.channels_last)
+        expected = torch.stack([_numpy_heatmaps(k, h, w, sigma) for k in batch[f"{side}_keypoints"].numpy()])
+        torch.testing.assert_close(pose, expected, rtol=0, atol=1e-6)
+        assert (pose != expected).float().mean() < 1e-6  # bit-identical but for rare last-bit exps
+        # ToTensor + Normalize(0.5, 0.5), image by image, as the released loader did
+        normalise = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
+        pixels = batch[f"{side}_image"]
+        expected = torch.stack([normalise(Image.fromarray(p.permute(1, 2, 0).numpy())) for p in pixels])
+        assert torch.equal(inputs[f"{side}_image"], expected)
+        assert torch.equal(inputs[f"{side}_image"][1], image_tensor(pixels[1].permute(1, 2, 0).numpy()))
+
+
+def test_model_inputs_read_nothing_back_and_name_missing_keys():
+    """On the meta device any host read (item, tolist, bool, numpy, cpu) would raise."""
+    batch = _random_batch(np.random.default_rng(0), 2, 16, 8)
+    inputs = model_inputs(batch, "meta", 6.0, memory_format=torch.preserve_format)
+    assert inputs["target_pose"].shape == (2, 18, 16, 8) and inputs["target_image"].dtype == torch.float32
+    with pytest.raises(KeyError, match="source_keypoints"):
+        model_inputs({k: v for k, v in batch.items() if k != "source_keypoints"}, "cpu", 6.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_model_inputs_on_cuda_equal_cpu():
+    batch = _random_batch(np.random.default_rng(3), 3, 256, 176)
+    on_cpu = model_inputs(batch, "cpu", 6.0)
+    on_gpu = model_inputs({k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}, "cuda", 6.0)
+    for key in ("source_image", "target_image"):
+        assert torch.equal(on_gpu[key].cpu(), on_cpu[key])
+    for key in ("source_pose", "target_pose"):
+        torch.testing.assert_close(on_gpu[key].cpu(), on_cpu[key], rtol=0, atol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # PairDataset
 # --------------------------------------------------------------------------------------------
+
+
+def _item_bytes(item):
+    return sum(v.nbytes for v in item.values() if torch.is_tensor(v))
 
 
 def test_dataset_items(toy_root):
@@ -305,17 +375,25 @@ def test_dataset_items(toy_root):
     item = ds[3]
     a, b = ds.pairs[3]
     assert (item["source_name"], item["target_name"]) == (a, b)
-    for key in ("source_image", "target_image"):
-        assert item[key].shape == (3, 128, 64) and item[key].dtype == torch.float32
-        assert item[key].min() >= -1 and item[key].max() <= 1 and item[key].std() > 0.05
-    for key, name in (("source_pose", a), ("target_pose", b)):
-        assert item[key].shape == (18, 128, 64) and item[key].dtype == torch.float32
-        assert torch.equal(item[key], pose_heatmaps(ds.annotations[name], 128, 64))
+    for key, name in (("source_image", a), ("target_image", b)):
+        assert item[key].shape == (3, 128, 64) and item[key].dtype == torch.uint8
+        raw = np.array(Image.open(toy_root / "test" / name).convert("RGB"))
+        assert torch.equal(item[key], torch.from_numpy(raw).permute(2, 0, 1))
+    for key, name in (("source_keypoints", a), ("target_keypoints", b)):
+        assert item[key].shape == (18, 2) and item[key].dtype == torch.float32
+        np.testing.assert_array_equal(item[key].numpy(), ds.annotations[name])
+    one = model_inputs(item, "cpu", ds.sigma)  # an item keeps its own shapes
+    assert one["source_pose"].shape == (18, 128, 64) and one["target_image"].shape == (3, 128, 64)
     raw = np.asarray(Image.open(toy_root / "test" / a).convert("RGB"), dtype=np.float64)
-    np.testing.assert_allclose(item["source_image"].permute(1, 2, 0).double().numpy(),
-                               raw / 127.5 - 1, atol=1e-6)
+    np.testing.assert_allclose(one["source_image"].permute(1, 2, 0).double().numpy(), raw / 127.5 - 1, atol=1e-6)
+
     batch = next(iter(DataLoader(ds, batch_size=4)))
-    assert batch["source_pose"].shape == (4, 18, 128, 64) and len(batch["target_name"]) == 4
+    inputs = model_inputs(batch, "cpu", ds.sigma)
+    assert inputs["source_pose"].shape == (4, 18, 128, 64) and inputs["target_name"] == [p[1] for p in ds.pairs[:4]]
+    for i, (a, b) in enumerate(ds.pairs[:4]):
+        torch.testing.assert_close(inputs["target_pose"][i], _numpy_heatmaps(ds.annotations[b], 128, 64, 6.0),
+                                   rtol=0, atol=1e-6)
+        assert torch.equal(inputs["source_image"][i], model_inputs(ds[i], "cpu", ds.sigma)["source_image"])
 
 
 def test_dataset_from_config_and_rebuilt_pairs(toy_root, tmp_path, caplog):
@@ -383,7 +461,27 @@ def test_dataset_deepfashion_layout_with_raw_names(tmp_path):
     item = ds[0]
     assert ds.layout == "deepfashion"
     assert item["source_name"] == "fashionWOMENSkirtsid0000062904_3back.jpg"
-    assert item["source_pose"].shape == (18, 256, 176) and 0 < item["source_pose"][0].max() < 1
+    assert item["source_keypoints"][0].tolist() == [100, -31]
+    assert _item_bytes(item) <= 0.35 * 2**20  # 7.2 MiB with float images and heatmaps
+    pose = model_inputs(item, "cpu", ds.sigma)["source_pose"]
+    assert pose.shape == (18, 256, 176) and 0 < pose[0].max() < 1
+
+
+def test_deepfashion_sample_bytes_and_inputs(shared_data, tmp_path):
+    """A real DeepFashion image and its keypoints: bytes per item, and the networks' inputs."""
+    sample = shared_data / "samples" / "deepfashion"
+    name = "fashionMENSweatshirts_Hoodiesid0000600801_4full.jpg"
+    (tmp_path / "test").mkdir()
+    shutil.copy(sample / name, tmp_path / "test" / name)
+    shutil.copy(sample / "test-annotation-test.csv", tmp_path / "fasion-resize-annotation-test.csv")
+    ds = PairDataset(tmp_path, "test", 256, 176, pairs=[(name, name)])
+    item = ds[0]
+    assert _item_bytes(item) <= 0.35 * 2**20
+    inputs = model_inputs(item, "cpu", ds.sigma)
+    normalise = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
+    assert torch.equal(inputs["source_image"], normalise(Image.open(sample / name).convert("RGB")))
+    torch.testing.assert_close(inputs["target_pose"], _numpy_heatmaps(ds.annotations[name], 256, 176, 6.0),
+                               rtol=0, atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------

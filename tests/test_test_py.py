@@ -7,35 +7,36 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from xinggan.checkpoint import save_checkpoint
 from xinggan.config import load_config
 from xinggan.data import read_pairs
+from xinggan.models import build_generator
+from xinggan.prep.toy import make_toy_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from xinggan.prep.toy import make_toy_dataset
-    from xinggan.training import Trainer
-
+def toy_checkpoint(tmp_path_factory):
+    """Toy data and a checkpoint of a narrow, untrained generator with its config (all test.py reads)."""
     root = tmp_path_factory.mktemp("toy_testpy")
     make_toy_dataset(root / "data", seed=5, identities=2, test_identities=2, poses=3,
                      test_pairs=5, height=128, width=64)
     sets = [f"data.root={root / 'data'}", "data.num_workers=0", "data.height=128",
             "data.width=64", "data.heatmap_sigma=6", "eval.protocol=patn-market",
             "model.generator.ngf=8", "model.generator.n_blocks=1",
-            "model.generator.num_candidates=2", "model.discriminator.ndf=8",
-            "model.discriminator.n_blocks=1", "train.batch_size=2", "train.iterations=1",
-            "train.checkpoint_every=1", "train.grid_pairs=1", "eval.batch_size=2"]
+            "model.generator.num_candidates=2", "eval.batch_size=2"]
     cfg = load_config(REPO / "configs" / "toy.yaml", sets)
-    trainer = Trainer(cfg, root / "run", progress=False, tensorboard=False)
-    trainer.fit()
-    return root, trainer.checkpoint_path
+    torch.manual_seed(0)
+    checkpoint = root / "generator.pt"
+    save_checkpoint({"config": cfg.to_dict(), "generator": build_generator(cfg).state_dict()}, checkpoint)
+    return root, checkpoint
 
 
-def test_generate_and_score(trained, tmp_path):
-    root, ckpt = trained
+def test_generate_and_score(toy_checkpoint, tmp_path):
+    root, ckpt = toy_checkpoint
     out = tmp_path / "res"
     run = subprocess.run([sys.executable, "test.py", "--checkpoint", str(ckpt), "--out", str(out),
                           "--device", "cpu", "--no-progress"], cwd=REPO, capture_output=True,
@@ -53,11 +54,11 @@ def test_generate_and_score(trained, tmp_path):
     assert (out / "grid.png").is_file()
 
 
-def test_default_metrics_that_cannot_run_fail_after_writing_the_others(trained, tmp_path):
+def test_default_metrics_that_cannot_run_fail_after_writing_the_others(toy_checkpoint, tmp_path):
     """With the protocol's full list (eval.metrics empty), IS needs Inception weights and PCKh
     keypoints, which this machine does not have: test.py writes the metrics that ran, names what
     is missing and exits non-zero; eval.allow_missing_metrics=true records them as skipped."""
-    _, ckpt = trained
+    _, ckpt = toy_checkpoint
     out = tmp_path / "res"
     common = [sys.executable, "test.py", "--checkpoint", str(ckpt), "--out", str(out), "--set", "eval.metrics=[]",
               "--device", "cpu", "--no-progress", "--set", "eval.max_pairs=2"]
@@ -76,8 +77,8 @@ def test_default_metrics_that_cannot_run_fail_after_writing_the_others(trained, 
     assert "skipped pckh" in allowed.stdout
 
 
-def test_misspelt_protocol_is_a_config_error_before_generation(trained, tmp_path):
-    _, ckpt = trained
+def test_misspelt_protocol_is_a_config_error_before_generation(toy_checkpoint, tmp_path):
+    _, ckpt = toy_checkpoint
     out = tmp_path / "res"
     run = subprocess.run([sys.executable, "test.py", "--checkpoint", str(ckpt), "--out", str(out),
                           "--set", "eval.protocol=patn-markt", "--device", "cpu", "--no-progress"],

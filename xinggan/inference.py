@@ -23,10 +23,14 @@ from torch.utils.data import DataLoader, Subset
 
 from xinggan.checkpoint import CheckpointError, load_checkpoint
 from xinggan.config import ConfigError, config_from_dict
+from xinggan.data.dataset import model_inputs
 from xinggan.data.pairs import PAIR_SEPARATOR, result_stem  # noqa: F401  (the naming rule lives in the data layer)
 from xinggan.precision import autocast
 from xinggan.progress import progress as progress_bar
 from xinggan.visualize import pair_grid, to_uint8
+
+# The columns of the image grid, in pair_grid's order.
+_GRID_KEYS = ("source_image", "source_pose", "target_pose", "generated", "target_image")
 
 
 def embedded_config(state: dict, path: Union[str, Path]):
@@ -89,10 +93,12 @@ def generate_pairs(generator: torch.nn.Module, dataset, out_dir: str | Path, *,
                    num_workers: int = 0, max_pairs: int = 0, amp_dtype: Optional[torch.dtype] = None,
                    progress: bool = True, grid_path: Optional[str | Path] = None,
                    grid_pairs: int = 8) -> int:
-    """Run ``generator`` on every pair of ``dataset`` in order; return the number written."""
+    """Run ``generator`` on every pair of ``dataset`` (a :class:`PairDataset`) in order; return
+    the number written. Inputs are made on ``device`` by :func:`model_inputs`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
+    sigma = dataset.sigma
     if max_pairs:
         dataset = Subset(dataset, range(min(max_pairs, len(dataset))))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
@@ -102,27 +108,21 @@ def generate_pairs(generator: torch.nn.Module, dataset, out_dir: str | Path, *,
     written = 0
     grid_rows: list[dict] = []
     for batch in loader:
-        src = batch["source_image"].to(device)
-        sp = batch["source_pose"].to(device)
-        tp = batch["target_pose"].to(device)
+        inputs = model_inputs(batch, device, sigma)
         with autocast(device, amp_dtype):
-            fake = generator(src, sp, tp).float()
+            fake = generator(inputs["source_image"], inputs["source_pose"],
+                             inputs["target_pose"]).float()
         images = to_uint8(fake)
         for i, (a, b) in enumerate(zip(batch["source_name"], batch["target_name"])):
             Image.fromarray(images[i]).save(out_dir / f"{result_stem(a, b)}.png")
         written += len(images)
         if grid_path is not None and len(grid_rows) < grid_pairs:
+            inputs["generated"] = fake
             take = min(grid_pairs - len(grid_rows), len(images))
-            for i in range(take):
-                grid_rows.append({"source_image": batch["source_image"][i],
-                                  "source_pose": batch["source_pose"][i],
-                                  "target_pose": batch["target_pose"][i],
-                                  "generated": fake[i].cpu(), "target_image": batch["target_image"][i]})
+            grid_rows += [{k: inputs[k][i].cpu() for k in _GRID_KEYS} for i in range(take)]
         bar.update(len(images))
     bar.close()
     if grid_path is not None and grid_rows:
-        stack = {k: torch.stack([r[k] for r in grid_rows]) for k in grid_rows[0]}
-        grid = pair_grid(stack["source_image"], stack["source_pose"], stack["target_pose"],
-                         stack["generated"], stack["target_image"])
-        Image.fromarray(grid).save(grid_path)
+        stack = [torch.stack([row[k] for row in grid_rows]) for k in _GRID_KEYS]
+        Image.fromarray(pair_grid(*stack)).save(grid_path)
     return written

@@ -9,14 +9,17 @@ later works::
     <root>/market-annotation-{train,test}.csv        <root>/market-pairs-{train,test}.csv
     <root>/fasion-resize-annotation-{train,test}.csv <root>/fasion-resize-pairs-{train,test}.csv
 
-Images are scaled to [-1, 1] as the released code does (``ToTensor`` then
-``Normalize(0.5, 0.5)``); pose heatmaps are computed on the fly (:mod:`.heatmaps`). The released
-code draws training pairs at random inside ``__getitem__``; here the index picks the pair and
-the random draw belongs to :class:`xinggan.data.sampler.IterationSampler`. No flip augmentation:
-the released recipes train with ``--no_flip``.
+An item holds the two images as uint8 and the two poses as (18, 2) keypoints (0.26 MiB at
+256 x 176, against 7.2 MiB as float images and heatmaps); :func:`model_inputs` turns an item
+or a batch into the networks' inputs on the device: images in [-1, 1] with the released
+arithmetic (``ToTensor`` then ``Normalize(0.5, 0.5)``) and pose heatmaps (:mod:`.heatmaps`).
+The released code draws training pairs at random inside ``__getitem__``; here the index picks
+the pair and the random draw belongs to :class:`xinggan.data.sampler.IterationSampler`. No flip
+augmentation: the released recipes train with ``--no_flip``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -30,7 +33,8 @@ from torch.utils.data import Dataset
 from .annotations import DataError, build_pairs, deepfashion_flat_name, read_annotations, read_pairs
 from .heatmaps import pose_heatmaps
 
-__all__ = ["LAYOUTS", "PairDataset", "detect_layout", "image_tensor", "load_image", "resolve_files"]
+__all__ = ["LAYOUTS", "PairDataset", "detect_layout", "image_tensor", "load_image", "model_inputs",
+           "resolve_files"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,7 @@ def _summary(problems: Sequence[str], what: str) -> str:
 
 
 def load_image(path: Path, height: int, width: int) -> torch.Tensor:
-    """Decode an RGB image to a (3, H, W) float32 tensor in [-1, 1]; DataError naming the file."""
+    """Decode an RGB image to a (3, H, W) uint8 tensor; DataError naming the file."""
     try:
         with Image.open(path) as img:
             img.load()
@@ -101,22 +105,59 @@ def load_image(path: Path, height: int, width: int) -> torch.Tensor:
     if rgb.size != (width, height):
         raise DataError(f"{path}: image is {rgb.height} x {rgb.width} (H x W), "
                         f"expected {height} x {width}")
-    return image_tensor(np.asarray(rgb, dtype=np.uint8))
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def _normalise(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 in [-1, 1]: the arithmetic of ToTensor + Normalize((0.5,) * 3, (0.5,) * 3)."""
+    return (pixels.float().div(255.0) - 0.5) / 0.5
 
 
 def image_tensor(rgb: np.ndarray) -> torch.Tensor:
     """An (H, W, 3) RGB uint8 array as the model's (3, H, W) float32 input in [-1, 1]."""
-    array = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.uint8).copy())
-    # Same arithmetic as ToTensor + Normalize((0.5,) * 3, (0.5,) * 3) of the released code.
-    return (array.permute(2, 0, 1).float().div(255.0) - 0.5) / 0.5
+    return _normalise(torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1))
+
+
+@functools.lru_cache(maxsize=None)
+def _byte_values(device: torch.device) -> torch.Tensor:
+    """The 256 normalised byte values, computed on the CPU and kept on ``device``: CUDA divides
+    by a scalar as a product with its reciprocal, one bit off for half the bytes."""
+    return _normalise(torch.arange(256, dtype=torch.uint8)).to(device)
+
+
+_ITEM_TENSORS = ("source_image", "target_image", "source_keypoints", "target_keypoints")
+
+
+def model_inputs(batch: dict, device: str | torch.device, sigma: float,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> dict:
+    """The networks' inputs, on ``device``, from a :class:`PairDataset` item or a collated batch.
+
+    Images become float32 in [-1, 1] (bit for bit :func:`image_tensor`), keypoints (..., 18, 2)
+    pose heatmaps (..., 18, H, W); the names pass through. Copies are non-blocking and nothing
+    is read back to the host; ``memory_format`` applies to batched (4-D) tensors.
+    """
+    missing = [k for k in _ITEM_TENSORS if k not in batch]
+    if missing:
+        raise KeyError(f"model_inputs: the batch has no {', '.join(missing)} "
+                       f"(it has {', '.join(batch)})")
+    out = {k: v for k, v in batch.items() if k not in _ITEM_TENSORS}
+    for side in ("source", "target"):
+        pixels = batch[f"{side}_image"].to(device, non_blocking=True)
+        keypoints = batch[f"{side}_keypoints"].to(device, non_blocking=True)
+        image = _byte_values(pixels.device)[pixels.int()]
+        pose = pose_heatmaps(keypoints, pixels.shape[-2], pixels.shape[-1], sigma)
+        for key, value in ((f"{side}_image", image), (f"{side}_pose", pose)):
+            out[key] = value.to(memory_format=memory_format) if value.dim() == 4 else value
+    return out
 
 
 class PairDataset(Dataset):
-    """(source, target) pairs of one split with images in [-1, 1] and 18-channel pose heatmaps.
+    """(source, target) pairs of one split: uint8 images and (18, 2) keypoints (y, x), -1 missing.
 
-    ``pairs`` overrides the pairs file. DeepFashion names written as raw In-shop paths are
-    mapped to flat names. Construction checks that every pair has annotations and images and
-    reports all problems at once; loading checks each image's readability and size.
+    ``sigma``, the heatmap width of this data, is for :func:`model_inputs`. ``pairs`` overrides
+    the pairs file. DeepFashion names written as raw In-shop paths are mapped to flat names.
+    Construction checks that every pair has annotations and images and reports all problems at
+    once; loading checks each image's readability and size.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, height: int, width: int,
@@ -184,21 +225,21 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def pose(self, name: str) -> torch.Tensor:
-        """The (18, H, W) heatmaps of an image."""
-        return pose_heatmaps(self.annotations[name], self.height, self.width, self.sigma)
-
     def image(self, name: str) -> torch.Tensor:
-        """The (3, H, W) image in [-1, 1]."""
+        """The (3, H, W) uint8 image."""
         return load_image(self.image_dir / name, self.height, self.width)
+
+    def keypoints(self, name: str) -> torch.Tensor:
+        """The (18, 2) float32 keypoints (y, x) of an image, -1 for a missing joint."""
+        return torch.from_numpy(self.annotations[name].astype(np.float32))
 
     def __getitem__(self, index: int) -> dict:
         source, target = self.pairs[index]
         return {
             "source_image": self.image(source),
-            "source_pose": self.pose(source),
+            "source_keypoints": self.keypoints(source),
             "target_image": self.image(target),
-            "target_pose": self.pose(target),
+            "target_keypoints": self.keypoints(target),
             "source_name": source,
             "target_name": target,
         }
