@@ -1,14 +1,12 @@
 """The strict config loader: overlays, overrides, errors that name key, file and line."""
 from __future__ import annotations
 
-import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from xinggan.config import (Config, ConfigError, MetricName, ProtocolName, config_from_dict,
-                            load_config, to_dict)
+from xinggan.config import Config, ConfigError, config_from_dict, load_config, to_dict
 from xinggan.hints import closest, did_you_mean
 
 from helpers import leaves
@@ -276,15 +274,6 @@ def test_zero_is_allowed_where_it_means_something():
                                                 "loss.pool_size=0", "train.image_every=0",
                                                 "eval.max_pairs=0", "optim.lr_constant_iterations=0"])
     assert cfg.data.num_workers == 0 and cfg.model.generator.n_blocks == 0
-
-
-def test_protocol_and_metric_names_are_the_protocol_table():
-    """The config checks eval.protocol and eval.metrics without importing the metrics package:
-    its lists of names must stay those of xinggan/metrics/protocols.py."""
-    from xinggan.metrics.protocols import ALL_METRICS, PROTOCOLS
-
-    assert typing.get_args(ProtocolName) == tuple(PROTOCOLS)
-    assert typing.get_args(MetricName) == ALL_METRICS
 
 
 def test_misspelt_protocol_and_metric_name_the_nearest():

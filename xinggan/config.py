@@ -37,6 +37,7 @@ from typing import Any, Iterable, Literal, Optional, Sequence, Union
 import yaml
 
 from xinggan.hints import closest, did_you_mean
+from xinggan.metric_registry import METRICS, PROTOCOLS
 
 
 class ConfigError(ValueError):
@@ -256,12 +257,9 @@ class TrainConfig:
             raise check.error("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
-# The names of the evaluation protocols and metrics (xinggan/metrics/protocols.py: PROTOCOLS
-# and ALL_METRICS), spelled out so that loading a config never imports the metrics package
-# (torch and the metric networks); they must stay equal to that table.
-ProtocolName = Literal["patn-market", "patn-deepfashion", "gfla", "toy"]
-MetricName = Literal["ssim", "mask_ssim", "is", "mask_is", "fid", "lpips", "mask_lpips", "psnr",
-                     "pckh", "l1"]
+# The protocol and metric names, from the registry (plain data: loading a config imports no torch).
+ProtocolName = Literal[tuple(PROTOCOLS)]
+MetricName = Literal[tuple(METRICS)]
 
 
 @dataclass(frozen=True)
