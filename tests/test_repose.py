@@ -192,3 +192,45 @@ def test_an_error_in_a_real_run_is_one_line_without_traceback(checkpoint, photos
     assert run.stderr.strip().splitlines() == [run.stderr.strip()]  # one line
     assert f"{text}: not a readable image" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_three_targets_make_a_three_frame_gif(checkpoint, tiny_data, tmp_path, capsys):
+    script = load_script("repose")
+    csv = tiny_data / "market-annotation-test.csv"
+    names = sorted(read_annotations(csv))
+    out = tmp_path / "walk.gif"
+    argv = ["--checkpoint", str(checkpoint), "--source", str(tiny_data / "test" / names[0]),
+            "--source-keypoints", f"{csv}:{names[0]}", "--out", str(out), "--panel"]
+    for name in names[1:4]:
+        argv += ["--target", f"{csv}:{name}"]
+    assert script.main(argv) == 0, capsys.readouterr().err
+    with Image.open(out) as gif:
+        assert (gif.format, gif.n_frames, gif.size) == ("GIF", 3, (32, 64))
+    with Image.open(tmp_path / "walk_panel.gif") as gif:
+        assert (gif.n_frames, gif.size) == (3, (3 * 32 + 2 * 2, 64))
+    # Several targets with a PNG name are refused before anything runs.
+    code = script.main(argv[:6] + ["--out", str(tmp_path / "x.png"), "--target", f"{csv}:{names[1]}",
+                                   "--target", f"{csv}:{names[2]}"])
+    assert code == 2 and "give a .gif --out" in capsys.readouterr().err
+
+
+def test_joints_outside_the_photo_are_named(checkpoint, photos, tmp_path, capsys):
+    root, annotations, names = photos
+    script = load_script("repose")
+    source_kp = annotations[names[0]].copy()
+    source_kp[4] = (500, 20)  # below the 160 x 120 photo
+    pose = tmp_path / "source.json"
+    pose.write_text(json.dumps(source_kp.tolist()))
+    target = tmp_path / "target.json"
+    target.write_text(json.dumps(annotations[names[1]].tolist()))
+    err = run_error(script, ["--checkpoint", str(checkpoint), "--source", str(root / "test" / names[0]),
+                             "--source-keypoints", str(pose), "--target", str(target),
+                             "--out", str(tmp_path / "o.png")], None, capsys)
+    assert "joint right_wrist at (y, x) = (500, 20) lies outside the 160 x 120 image" in err
+    target_kp = annotations[names[1]].copy()
+    target_kp[7] = (-5, 3)
+    target.write_text(json.dumps(target_kp.tolist()))
+    err = run_error(script, ["--checkpoint", str(checkpoint), "--source", str(root / "test" / names[0]),
+                             "--source-keypoints", f"{root / 'market-annotation-test.csv'}:{names[0]}",
+                             "--target", str(target), "--out", str(tmp_path / "o.png")], None, capsys)
+    assert f"{target}: joint left_wrist at (y, x) = (-5, 3) lies outside the image" in err

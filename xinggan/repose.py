@@ -6,9 +6,10 @@ file; the person is fitted into the model's frame (:mod:`xinggan.prep.framing`: 
 checkpoint's config, with the fill of its dataset: repeated border pixels for Market-1501,
 white for DeepFashion); the target pose comes from another photo, a row of an annotation CSV
 (``CSV:NAME``) or a JSON file, and is fitted into the same frame. The pose heatmaps are the
-datasets' own (:func:`xinggan.data.pose_heatmaps` with the config's sigma).
+datasets' own (:func:`xinggan.data.pose_heatmaps` with the config's sigma). Several target
+poses make an animated GIF (:func:`save_gif`).
 
-A keypoints JSON file holds either ``{"keypoints_y": [18 ints], "keypoints_x": [18 ints]}`` (the
+A keypoints JSON holds either ``{"keypoints_y": [18 ints], "keypoints_x": [18 ints]}`` (the
 two columns of an annotation row) or a list of 18 ``[y, x]`` pairs; ``-1`` marks a missing joint.
 """
 from __future__ import annotations
@@ -16,20 +17,26 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from PIL import GifImagePlugin, Image
 
+from xinggan.checkpoint import CheckpointError, load_checkpoint
 from xinggan.data.annotations import DataError, read_annotations
 from xinggan.data.dataset import image_tensor
 from xinggan.data.heatmaps import pose_heatmaps
-from xinggan.joints import NUM_JOINTS
-from xinggan.prep.framing import FRAME_PRESETS, check_joints, fit_keypoints, fit_to_frame
+from xinggan.inference import embedded_config, load_generator
+from xinggan.joints import JOINT_NAMES, NUM_JOINTS
+from xinggan.models import build_generator
+from xinggan.prep.framing import (FRAME_PRESETS, Framed, check_joints, fit_keypoints, fit_to_frame,
+                                  present_joints)
+from xinggan.released.convert import convert_official_state_dict, load_official_state_dict
 from xinggan.visualize import draw_skeleton, to_uint8
 
-__all__ = ["ModelFrame", "frame_source", "frame_target", "generate", "is_keypoint_spec", "keypoints_from_spec",
-           "panel"]
+__all__ = ["ModelFrame", "check_inside", "frame_source", "frame_target", "generate", "is_keypoint_spec",
+           "keypoints_from_json", "keypoints_from_spec", "load_model", "panel", "parse_keypoints", "save_gif"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,24 @@ class ModelFrame:
                    float(data.heatmap_sigma))
 
 
+def load_model(path: str | Path, config=None, device: str | torch.device = "cpu"):
+    """(generator, config) of an xinggan checkpoint, or of the authors' released ``netG`` file
+    converted on load to the network ``config`` describes; CheckpointError naming the file."""
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError:
+        if config is None:
+            raise
+        state = None
+    if state is not None:
+        return load_generator(path, device=device, state=state), embedded_config(state, path)
+    weights = convert_official_state_dict("generator", load_official_state_dict(path), config)
+    with torch.device("meta"):
+        generator = build_generator(config)
+    generator.load_state_dict(weights, strict=True, assign=True)
+    return generator.to(device).eval(), config
+
+
 def is_keypoint_spec(spec: str) -> bool:
     """Whether ``spec`` names keypoints (``CSV:NAME`` or ``*.json``) rather than a photo."""
     return _split_csv_spec(spec) is not None or spec.lower().endswith(".json")
@@ -61,7 +86,8 @@ def _split_csv_spec(spec: str) -> Optional[tuple[str, str]]:
     return spec[: at + 4], spec[at + 5:]
 
 
-def _keypoints_array(value, where: str) -> np.ndarray:
+def parse_keypoints(value, where: str) -> np.ndarray:
+    """(18, 2) int64 keypoints of a decoded keypoints JSON value; DataError naming ``where``."""
     if isinstance(value, dict):
         if "keypoints_y" not in value or "keypoints_x" not in value:
             raise DataError(f"{where}: expected the keys 'keypoints_y' and 'keypoints_x'")
@@ -77,7 +103,31 @@ def _keypoints_array(value, where: str) -> np.ndarray:
                         f"of {NUM_JOINTS} [y, x] pairs")
     if not all(isinstance(v, int) and not isinstance(v, bool) for p in pairs for v in p):
         raise DataError(f"{where}: keypoints must be integers (pixels, -1 for a missing joint)")
-    return np.asarray(pairs, dtype=np.int64).reshape(NUM_JOINTS, 2)
+    kp = np.asarray(pairs, dtype=np.int64).reshape(NUM_JOINTS, 2)
+    check_inside(kp, where)
+    return kp
+
+
+def check_inside(kp: np.ndarray, where: str, height: Optional[int] = None,
+                  width: Optional[int] = None) -> None:
+    """DataError naming the first present joint that lies off the image (negative, or past its size)."""
+    limit = np.array([height or np.iinfo(np.int64).max, width or np.iinfo(np.int64).max])
+    present = present_joints(kp)
+    off = present & ((kp < 0).any(axis=1) | (kp >= limit).any(axis=1))
+    if off.any():
+        j = int(np.flatnonzero(off)[0])
+        size = f" the {height} x {width} image" if height else " the image"
+        raise DataError(f"{where}: joint {JOINT_NAMES[j]} at (y, x) = ({kp[j, 0]}, {kp[j, 1]}) lies "
+                        f"outside{size} (-1 marks a missing joint)")
+
+
+def keypoints_from_json(text: str, where: str) -> np.ndarray:
+    """(18, 2) keypoints from the text of a keypoints JSON; DataError naming ``where``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: not a JSON file ({exc})") from None
+    return parse_keypoints(value, where)
 
 
 def keypoints_from_spec(spec: str) -> np.ndarray:
@@ -98,29 +148,30 @@ def keypoints_from_spec(spec: str) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a JSON file ({exc})") from None
-    return _keypoints_array(value, str(path))
+    return keypoints_from_json(text, str(path))
 
 
 def frame_source(image: np.ndarray, keypoints: np.ndarray, frame: ModelFrame, where: str,
-                 as_is: bool = False, min_joints: int = 8, detector: Optional[str] = None):
-    """(image, keypoints) of the source in the model's frame; DataError naming ``where``."""
+                 as_is: bool = False, min_joints: int = 8, detector: Optional[str] = None) -> Framed:
+    """The source fitted into the model's frame (image, keypoints, crop); DataError naming ``where``."""
     check_joints(keypoints, where, min_joints, detector)
+    check_inside(np.asarray(keypoints), where, *image.shape[:2])
     if as_is:
         if image.shape[:2] != (frame.height, frame.width):
             raise DataError(f"{where}: image is {image.shape[0]} x {image.shape[1]} (H x W); taken "
                             f"as is it must be the model's {frame.height} x {frame.width}")
-        return image, np.asarray(keypoints, dtype=np.int64)
-    framed = fit_to_frame(image, keypoints, frame.height, frame.width, frame.fill)
-    return framed.image, framed.keypoints
+        return Framed(image, np.asarray(keypoints, dtype=np.int64), (0.0, 0.0), 1.0)
+    return fit_to_frame(image, keypoints, frame.height, frame.width, frame.fill)
 
 
 def frame_target(keypoints: np.ndarray, frame: ModelFrame, where: str, as_is: bool = False,
                  min_joints: int = 8, detector: Optional[str] = None) -> np.ndarray:
     """The target keypoints in the model's frame; DataError naming ``where``."""
     check_joints(keypoints, where, min_joints, detector)
+    check_inside(np.asarray(keypoints), where, *((frame.height, frame.width) if as_is else ()))
     if as_is:
         return np.asarray(keypoints, dtype=np.int64)
     return fit_keypoints(keypoints, frame.height, frame.width)
@@ -147,3 +198,24 @@ def panel(source_image: np.ndarray, target_keypoints: np.ndarray, result: np.nda
     tiles = [source_image, draw_skeleton(target_keypoints, h, w), result]
     spacer = np.full((h, gap, 3), 255, np.uint8)
     return np.concatenate([tiles[0], spacer, tiles[1], spacer, tiles[2]], axis=1)
+
+
+def save_gif(frames: Sequence[np.ndarray], path: str | Path, frame_ms: int = 400) -> Path:
+    """Write (H, W, 3) uint8 frames as a looping GIF, one GIF frame each, on one shared palette.
+
+    Written frame by frame with Pillow's GIF encoder: ``save_all`` would merge identical
+    neighbours, and a pose sequence keeps one frame per pose.
+    """
+    if not frames:
+        raise ValueError("a GIF needs at least one frame")
+    h, w = frames[0].shape[:2]
+    strip = Image.fromarray(np.concatenate(frames, axis=0)).quantize(256)  # one adaptive palette
+    parts = [strip.crop((0, k * h, w, (k + 1) * h)) for k in range(len(frames))]
+    header, _ = GifImagePlugin.getheader(parts[0], info={"loop": 0, "optimize": False})
+    path = Path(path)
+    with open(path, "wb") as fp:
+        fp.writelines(header)
+        for part in parts:
+            fp.writelines(GifImagePlugin.getdata(part, duration=frame_ms))
+        fp.write(b";")  # GIF trailer
+    return path
