@@ -136,10 +136,6 @@ def model_inputs(batch: dict, device: str | torch.device, sigma: float,
     pose heatmaps (..., 18, H, W); the names pass through. Copies are non-blocking and nothing
     is read back to the host; ``memory_format`` applies to batched (4-D) tensors.
     """
-    missing = [k for k in _ITEM_TENSORS if k not in batch]
-    if missing:
-        raise KeyError(f"model_inputs: the batch has no {', '.join(missing)} "
-                       f"(it has {', '.join(batch)})")
     out = {k: v for k, v in batch.items() if k not in _ITEM_TENSORS}
     for side in ("source", "target"):
         pixels = batch[f"{side}_image"].to(device, non_blocking=True)
