@@ -3,16 +3,32 @@
     python train.py --config configs/market.yaml [--config OVERLAY ...] [--set key=value ...]
                     [--run-dir DIR] [--resume] [--dry-run]
 
-Multi-GPU: ``torchrun --nproc_per_node=N train.py ...`` (DistributedDataParallel; NCCL on GPU,
-gloo on CPU).  The newest checkpoint is always ``<run-dir>/checkpoints/latest.pt``.
+Multi-GPU: ``torchrun --nproc_per_node=N train.py ...``, or any launcher that sets RANK,
+WORLD_SIZE, MASTER_ADDR and MASTER_PORT (srun): DistributedDataParallel, NCCL on GPU, gloo on CPU.
+SIGTERM, SIGUSR1 and SIGUSR2 (``sbatch --signal``) stop at the end of the iteration, save and
+exit 0.  The newest checkpoint is ``<run-dir>/checkpoints/latest.pt``; ``<run-dir>/status.json``
+says where the run stands.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import torch
+
+from xinggan.checkpoint import CheckpointError
+from xinggan.config import ConfigError, load_config_or_exit
+from xinggan.data import DataError
+from xinggan.models import build_discriminators, build_generator, count_parameters
+from xinggan.runtime import configure_backends
+from xinggan.training import Trainer, TrainingError, distributed, distributed_context, pick_device
+
+# How long a collective may wait for a rank (a rank that fails on its own is announced at once:
+# xinggan.training.distributed.Watch).
+COLLECTIVE_TIMEOUT_S = 600
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,8 +52,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def module_summary(cfg) -> str:
     """Parameters and output shapes of each top-level module, from one batch-1 forward."""
-    from xinggan.models import build_discriminators, build_generator, count_parameters
-
     generator = build_generator(cfg).eval()
     shape_d, appearance_d = build_discriminators(cfg)
     h, w = cfg.data.height, cfg.data.width
@@ -87,43 +101,30 @@ def clean_message(exc: BaseException) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from xinggan.config import ConfigError, load_config_or_exit
-    from xinggan.training import Trainer, TrainingError, distributed_context, pick_device
-
     cfg = load_config_or_exit(args.config, args.set)
     run_dir = Path(args.run_dir or Path("runs") / Path(args.config[0]).stem)
-
     if args.dry_run:
         print(cfg.to_yaml())
         print(module_summary(cfg))
         return 0
 
-    rank, local_rank, world = distributed_context()
+    rank, _, world = distributed_context()
     try:
-        device = pick_device(cfg.train.device, local_rank)  # not there: one line, exit 2
+        device = pick_device(cfg.train.device)  # not there: one line, exit 2
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     # Before the process group and any CUDA work: with train.deterministic this puts
     # CUBLAS_WORKSPACE_CONFIG in the environment, which cuBLAS reads only when it starts.
-    from xinggan.runtime import configure_backends
-
     backends = configure_backends(device, deterministic=cfg.train.deterministic,
                                   tf32=cfg.train.tf32)
-    if device.type == "cuda":  # this process's GPU is the current one (pinned-memory thread,
-        torch.cuda.set_device(device)  # bf16 support check), for one process as for several
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":  # this process's GPU is the current one, for one process or several
+        torch.cuda.set_device(device)
+    watch = distributed.start("nccl" if device.type == "cuda" else "gloo", COLLECTIVE_TIMEOUT_S)
     if rank == 0:
         print("backends: " + "; ".join(backends), flush=True)
-
-    code = 0
+    trainer = None
     try:
-        from xinggan.checkpoint import CheckpointError
-        from xinggan.data import DataError
-
         trainer = Trainer(cfg, run_dir, device=device, rank=rank, world_size=world,
                           progress=not args.no_progress,
                           allow_world_size_change=args.allow_world_size_change)
@@ -134,16 +135,39 @@ def main(argv=None) -> int:
         if rank == 0:
             print(f"finished at iteration {result['iteration']} ({result['stopped']}); "
                   f"checkpoint {trainer.checkpoint_path}")
-    except (ConfigError, TrainingError, CheckpointError, DataError) as exc:
-        print(f"error: {clean_message(exc)}", file=sys.stderr)
-        code = 1
-    finally:
-        if world > 1:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - one line; the other ranks are told
+        code = _report(exc, rank, world, watch)
+    if watch is not None:
+        watch.close()
+    if trainer is not None:
+        trainer.close()
+    del trainer
+    distributed.finish()  # the DDP reducers go before the process group
     return code
+
+
+def _report(exc: BaseException, rank: int, world: int, watch) -> int:
+    """Print one line for ``exc`` and return the exit code.  An error that every rank raised
+    together is printed by rank 0; one of this rank alone is announced to the others, and the
+    process ends at once (its peers may be gone, and so may the process group)."""
+    if isinstance(exc, (ConfigError, TrainingError, CheckpointError, DataError)):
+        line = clean_message(exc)
+    elif isinstance(exc, KeyboardInterrupt):
+        line = "interrupted"
+    else:
+        traceback.print_exc()
+        line = f"{type(exc).__name__}: {clean_message(exc)}"
+    if getattr(exc, "agreed", False):
+        if rank == 0:
+            print(f"error: {line}", file=sys.stderr, flush=True)
+        return 1
+    print(f"error: {f'rank {rank}: ' if world > 1 else ''}{line}", file=sys.stderr, flush=True)
+    if watch is not None:
+        watch.announce(line)
+        sys.stdout.flush()
+        os._exit(1)
+    return 130 if isinstance(exc, KeyboardInterrupt) else 1
 
 
 if __name__ == "__main__":

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from xinggan.checkpoint import load_checkpoint, save_checkpoint
 from xinggan.config import ConfigError, load_config
-from xinggan.training import Trainer, TrainingError, lr_factor, rng_state
+from xinggan.data import model_inputs
+from xinggan.training import distributed
+from xinggan.training import Trainer, TrainingError, lr_factor
+from xinggan.training.state import rng_state
 
 from helpers import tiny_training_overrides
 
@@ -110,10 +114,9 @@ def test_checkpoint_loads_with_load_generator(tiny_data, tmp_path):
     trainer.fit()
     generator = load_generator(trainer.checkpoint_path)
     assert not generator.training
-    batch = trainer.dataset[0]
+    batch = model_inputs(default_collate([trainer.dataset[0]]), "cpu", cfg.data.heatmap_sigma)
     with torch.no_grad():
-        out = generator(batch["source_image"][None], batch["source_pose"][None],
-                        batch["target_pose"][None])
+        out = generator(batch["source_image"], batch["source_pose"], batch["target_pose"])
     assert out.shape == (1, 3, 64, 32)
     # logging: stats, config, versions, image grid and TensorBoard events
     stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
@@ -142,12 +145,12 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_data, tmp_path):
     trainer.fit(max_iterations=2)
     good = load_checkpoint(trainer.checkpoint_path)
     weights_before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
-    original = trainer.losses["gan"].forward
+    original = trainer.parts.losses["gan"].forward
 
     def poisoned(prediction, target_is_real):
         return original(prediction, target_is_real) * float("nan")
 
-    trainer.losses["gan"].forward = poisoned
+    trainer.parts.losses["gan"].forward = poisoned
     with pytest.raises(TrainingError, match=r"non-finite loss at iteration 3: .*g_gan=nan"):
         trainer.fit()
     after = load_checkpoint(trainer.checkpoint_path)
@@ -200,7 +203,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, root: str, out_dir: str) 
         trainer.fit()
         torch.save(state_of(trainer), Path(out_dir) / f"rank{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        distributed.finish()  # the DDP reducers go before the process group
 
 
 def test_ddp_two_cpu_processes_end_with_identical_weights(tiny_data, tmp_path):
@@ -306,7 +309,7 @@ def test_amp_auto_says_what_it_chose(tiny_data, tmp_path, monkeypatch, native):
     cfg = tiny_config(tiny_data, **{"train.amp": "auto", "train.iterations": 1})
     trainer = Trainer(cfg, tmp_path, device=torch.device("cpu"), progress=False,
                       tensorboard=False)
-    assert trainer.amp_dtype is (torch.bfloat16 if native else None)
+    assert trainer.parts.amp_dtype is (torch.bfloat16 if native else None)
     trainer.fit()
     lines = (tmp_path / "notices.txt").read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith("train.amp=auto: precision: ")

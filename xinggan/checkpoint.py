@@ -35,18 +35,29 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(state: dict, path: Union[str, Path]) -> Path:
     """Atomically write ``state`` (``format`` and ``version`` are added) to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = dict(state)
     state.setdefault("format", FORMAT_NAME)
     state.setdefault("version", FORMAT_VERSION)
+    return atomic_save(state, path)
+
+
+def atomic_save(obj: Any, path: Union[str, Path]) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, flushed to disk, renamed over ``path``,
+    then the folder flushed too (the rename itself survives a crash)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
+            torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     except BaseException as exc:
         try:
             os.unlink(tmp)
@@ -59,6 +70,14 @@ def save_checkpoint(state: dict, path: Union[str, Path]) -> Path:
             ) from exc
         raise
     return path
+
+
+def remove_stale_temporaries(folder: Union[str, Path], name: str) -> list[Path]:
+    """Delete the temporary files a killed save of ``name`` left in ``folder``."""
+    stale = sorted(Path(folder).glob(f".{name}.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> dict:

@@ -234,15 +234,20 @@ class TrainConfig:
     batch_size: int = 32  # global batch, split across ranks
     seed: int = 0
     checkpoint_every: int = 2500
-    log_every: int = 50
+    checkpoint_minutes: float = 0.0  # also save when this many minutes passed since the last; 0: off
+    log_every: int = 50  # also how often the host reads the losses (it waits for the device)
     image_every: int = 0  # image grids to TensorBoard; 0: at every checkpoint
     grid_pairs: int = 8
     # off | bf16 | fp16 (CUDA, with a grad scaler) | auto: bf16 where the device has native bf16
     # units, else float32 (xinggan.precision.resolve_amp; one line at start says which)
     amp: Literal["off", "bf16", "fp16", "auto"] = "off"
-    compile: bool = False
+    compile: bool = False  # torch.compile the networks and the VGG features
+    # default | reduce-overhead (CUDA graphs: no launch overhead; shapes are static) | max-autotune
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     channels_last: bool = False
-    sync_batchnorm: bool = False
+    # auto: SyncBatchNorm (CUDA) where the release normalised over more images than one GPU
+    # holds now (BatchNorm networks: the global batch); on | off: always | never
+    sync_batchnorm: Literal["auto", "on", "off"] = "auto"
     deterministic: bool = False
     # CUDA: TF32 for float32 matmuls and cuDNN convolutions (Ampere and newer), so amp off on
     # CUDA is float32 weights with TF32 products; false: strict float32. test.py and
@@ -252,7 +257,7 @@ class TrainConfig:
 
     def validate(self, check: Checks) -> None:
         check.positive("iterations", "batch_size", "checkpoint_every", "log_every", "grid_pairs")
-        check.non_negative("image_every")
+        check.non_negative("image_every", "checkpoint_minutes")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise check.error("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

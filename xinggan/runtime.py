@@ -115,15 +115,13 @@ def pick_device(name: str, local_rank: Optional[int] = None,
                 world_size: Optional[int] = None) -> torch.device:
     """The device of this process.
 
-    ``auto``: CUDA when there is one, else the CPU; ``cuda``: this process's GPU, the one of its
-    local rank (torchrun's ``LOCAL_RANK``; ``local_rank`` and ``world_size`` default to
-    torchrun's environment); ``cpu`` or ``cuda:N`` as named.  Refused with a
-    :class:`DeviceError`: CUDA where there is none, a local rank without its GPU, and
-    ``cuda:N`` in a run of several processes (each process takes the GPU of its local rank;
-    choose the GPUs with ``CUDA_VISIBLE_DEVICES``).
+    ``auto``: CUDA when there is one, else the CPU; ``cpu`` or ``cuda:N`` as named; ``cuda``: this
+    process's GPU: the only visible one (``srun --gpus-per-task=1``), else the one of its local
+    rank (``LOCAL_RANK``, else Slurm's ``SLURM_LOCALID``, else ``RANK`` modulo the GPU count).
+    Refused with a :class:`DeviceError`: CUDA where there is none, a local rank without its GPU,
+    and ``cuda:N`` in a run of several processes (choose GPUs with ``CUDA_VISIBLE_DEVICES``).
     """
-    _, env_local, env_world = distributed_context()
-    local_rank = env_local if local_rank is None else local_rank
+    rank, _, env_world = distributed_context()
     world_size = env_world if world_size is None else world_size
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -134,15 +132,24 @@ def pick_device(name: str, local_rank: Optional[int] = None,
             raise DeviceError(f"device {name!r}: {error}") from None
     if not torch.cuda.is_available():
         raise DeviceError(f"device {name!r}: no CUDA device is available here (use cpu or auto)")
-    if name != "cuda" and world_size > 1:
-        raise DeviceError(
-            f"device {name!r} names one GPU, but this run has {world_size} processes and each "
-            "takes the GPU of its local rank: use cuda or auto (choose the GPUs with "
-            "CUDA_VISIBLE_DEVICES)")
-    device = torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise DeviceError(f"device {device}: only {torch.cuda.device_count()} GPU(s) are visible "
-                          f"here (local rank {local_rank})")
+    count = torch.cuda.device_count()
+    if name != "cuda":
+        if world_size > 1:
+            raise DeviceError(
+                f"device {name!r} names one GPU, but this run has {world_size} processes and each "
+                "takes the GPU of its local rank: use cuda or auto (choose the GPUs with "
+                "CUDA_VISIBLE_DEVICES)")
+        device = torch.device(name)
+    elif count == 1:
+        device = torch.device("cuda:0")
+    else:
+        if local_rank is None:
+            local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID"))
+            local_rank = int(local) if local is not None else rank % count
+        device = torch.device(f"cuda:{local_rank}")
+    if device.index is not None and device.index >= count:
+        raise DeviceError(f"device {device}: only {count} GPU(s) are visible here "
+                          f"(local rank {local_rank})")
     return device
 
 

@@ -1,17 +1,13 @@
-"""Checkpoint state for exact resumption: the networks and optimisers, and one entry per process
-(rank) for its random-number generators and image pools.
+"""Checkpoint state for exact resumption, and the writer that saves it in the background.
 
-Each rank of a multi-process run draws its own random numbers (dropout masks, image-pool swaps)
-from its own generators, seeded differently at start.  So a resumable checkpoint holds every
-rank's state: :func:`gather_to_main` collects them on rank 0, which writes the one checkpoint;
-on resume each rank takes back its own entry.  States are kept as tensors and plain values so
-that checkpoints load with ``torch.load(weights_only=True)``.
+A checkpoint holds the networks, optimisers and scaler (rank 0's ``latest.pt``) and one part per
+process (rank): its random-number generators and image pools.  One process keeps its part inside
+``latest.pt``; with several, each rank writes ``rank<R>-<iteration>.pt`` beside it and rank 0
+renames ``latest.pt`` only once every part of that iteration is there, so one checkpoint stays one
+unit.  States are tensors and plain values: they load with ``torch.load(weights_only=True)``.
 
-DataLoader worker processes get their seeds from (seed, rank, iteration, worker id)
-(:func:`loader_seed` and :func:`init_loader_worker`), so that any random draw in a worker is the same
-whenever a run reaches that iteration with the same seed; they also ignore SIGINT and SIGTERM,
-which a scheduler sends to the whole process group, so that only the main process reacts (it
-finishes the iteration, saves, then releases and shuts the workers down).
+DataLoader workers are seeded from (seed, rank, iteration, worker id) and ignore stop signals,
+which a scheduler sends to the whole process group (the main process saves, then ends them).
 """
 from __future__ import annotations
 
@@ -19,19 +15,22 @@ import dataclasses
 import os
 import random
 import signal
-from typing import Any, Optional
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
+from xinggan.checkpoint import CheckpointError
 from xinggan.config import Config, config_from_dict
 from xinggan.runtime import versions
 from xinggan.training.step import GANParts, TrainingError
 
-__all__ = ["rng_state", "set_rng_state", "seed_process", "gather_to_main", "loader_seed",
-           "init_loader_worker", "rank_state", "training_state", "restore_training_state",
-           "check_compatible"]
+__all__ = ["CheckpointWriter", "check_compatible", "host_copy", "init_loader_worker",
+           "loader_seed", "part_name", "rank_state", "read_rank_part", "restore_training_state",
+           "rng_state", "seed_process", "set_rng_state", "training_state"]
 
 
 def rng_state(device: Optional[torch.device] = None) -> dict:
@@ -92,28 +91,6 @@ def seed_process(seed: int, rank: int, iteration: int = 0) -> None:
     np.random.seed((seed + rank + 7919 * iteration) % 2**32)
 
 
-def gather_to_main(value: Any, rank: int, world_size: int, group=None) -> Optional[list]:
-    """``[value of rank 0, value of rank 1, ...]`` on rank 0, None elsewhere (a collective:
-    every rank must call it).  One process: ``[value]``.  Tensors travel as CPU tensors, over
-    ``group`` when given (a gloo group beside NCCL, so that nothing is staged on a GPU)."""
-    if world_size == 1 or not dist.is_initialized():
-        return [value]
-    value = _to_cpu(value)
-    out = [None] * world_size if rank == 0 else None
-    dist.gather_object(value, out, dst=0, group=group)
-    return out
-
-
-def _to_cpu(value: Any) -> Any:
-    if torch.is_tensor(value):
-        return value.cpu()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
-
-
 def loader_seed(seed: int, rank: int, iteration: int) -> int:
     """Seed of the DataLoader's own generator, from which PyTorch draws the workers' base seed."""
     return int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1, np.uint64)[0]
@@ -148,11 +125,78 @@ def rank_state(parts: GANParts, device: torch.device) -> dict:
                       "appearance": parts.appearance_pool.state_dict()}}
 
 
+def part_name(rank: int, iteration: int) -> str:
+    """The file name of a rank's part of the checkpoint of ``iteration`` (several processes)."""
+    return f"rank{rank}-{iteration:09d}.pt"
+
+
+def read_rank_part(folder: Path, name: str, rank: int, iteration: int) -> dict:
+    """A rank's part named in ``latest.pt``; an error unless it is that rank's, of that save."""
+    path = Path(folder) / name
+    try:
+        part = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: part of the checkpoint of iteration {iteration} is "
+                              "missing (every process needs the run folder)") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
+        raise CheckpointError(f"{path}: unreadable checkpoint part ({exc})") from None
+    if not isinstance(part, dict) or (part.get("rank"), part.get("iteration")) != (rank, iteration):
+        raise CheckpointError(f"{path}: not rank {rank}'s part of the checkpoint of iteration "
+                              f"{iteration}: the checkpoint is incomplete")
+    return part["state"]
+
+
+def host_copy(tree: Any) -> Any:
+    """A copy of ``tree`` whose tensors are new CPU tensors (the training goes on meanwhile)."""
+    if torch.is_tensor(tree):
+        return tree.detach().to("cpu", copy=True)
+    if isinstance(tree, dict):
+        return {k: host_copy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(host_copy(v) for v in tree)
+    return tree
+
+
+class CheckpointWriter:
+    """One save at a time in a background thread; :meth:`wait` joins it and returns its error
+    (None when it succeeded), :meth:`failed` returns the error of a finished save at once."""
+
+    def __init__(self) -> None:
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[str] = None
+        self.cancel = threading.Event()
+        self.write_s = 0.0
+
+    def submit(self, write: Callable[[], None]) -> None:
+        self.wait()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, args=(write,), name="checkpoint-writer")
+        self._thread.start()
+
+    def _run(self, write: Callable[[], None]) -> None:
+        t0 = time.perf_counter()
+        try:
+            write()
+        except BaseException as exc:  # noqa: BLE001 - reported to the training loop
+            self._error = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
+        self.write_s = time.perf_counter() - t0
+
+    def failed(self) -> Optional[str]:
+        done = self._thread is None or not self._thread.is_alive()
+        return self._error if done else None
+
+    def wait(self) -> Optional[str]:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        return self._error
+
+
 def training_state(cfg: Config, parts: GANParts, iteration: int, per_rank: list,
                    world_size: int) -> dict:
-    """The checkpoint: networks, optimisers, grad scaler, iteration, config, every rank's
-    :func:`rank_state` (``per_rank``, gathered on rank 0) and the versions that wrote it.  The
-    sampler position is the iteration itself."""
+    """The checkpoint: networks, optimisers, grad scaler, iteration, config, the ranks' parts
+    (``per_rank``: the states themselves for one process, else their file names) and the
+    versions that wrote it.  The sampler position is the iteration itself."""
     generator, shape_d, appearance_d = parts.networks()
     return {
         "config": cfg.to_dict(),

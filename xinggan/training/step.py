@@ -28,13 +28,18 @@ from torch import Tensor, nn
 
 from xinggan.losses import ImagePool
 
-__all__ = ["GANParts", "TrainingError", "LOSS_NAMES", "lr_factor", "plain", "train_step"]
+__all__ = ["GANParts", "Health", "TrainingError", "LOSS_NAMES", "lr_factor", "plain", "train_step"]
 
 LOSS_NAMES = ("g_total", "g_l1", "g_perceptual", "g_gan", "d_appearance", "d_shape")
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, incompatible checkpoint...)."""
+    """Training cannot go on (non-finite loss, incompatible checkpoint...).  ``agreed``: every
+    rank raises the same error at the same point (nothing for one rank to tell the others)."""
+
+    def __init__(self, message: str, agreed: bool = False) -> None:
+        super().__init__(message)
+        self.agreed = agreed
 
 
 def lr_factor(iteration: int, constant: int, decay: int, step: int = 1) -> float:
@@ -71,6 +76,13 @@ class GANParts:
     autocast: Callable[[], ContextManager] = contextlib.nullcontext
     amp_dtype: Optional[torch.dtype] = None  # what ``autocast`` runs in (None: float32)
     memory_format: torch.memory_format = torch.preserve_format  # of the networks and batches
+    health: Optional["Health"] = None  # made on first use when not given
+
+    def __post_init__(self) -> None:
+        if self.health is None:
+            device = next(plain(self.generator).parameters()).device
+            world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+            self.health = Health(device, world)
 
     def networks(self) -> tuple[nn.Module, nn.Module, nn.Module]:
         """(generator, shape D, appearance D) outside any DDP / compile wrapper."""
@@ -105,26 +117,31 @@ def discriminator_step(d: nn.Module, opt: torch.optim.Optimizer, pool: ImagePool
     return loss
 
 
-def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+def _skip_or_step(opt: torch.optim.Optimizer, skip: Tensor, scaler: torch.amp.GradScaler) -> None:
+    """``opt.step()`` unless ``skip`` (a 0/1 device tensor) is 1, decided on the device."""
+    if scaler.is_enabled():  # fp16: a skipped step's gradients become non-finite, which the
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        torch._foreach_div_(grads, 1.0 - skip)  # scaler skips (dividing by 1 is exact)
+        scaler.step(opt)
+    elif opt.defaults.get("fused"):
+        opt.found_inf = skip  # fused Adam skips the update (step count included) on the device
+        try:
+            opt.step()
+        finally:
+            del opt.found_inf
+    elif not skip.item():  # an optimiser that cannot skip on the device: ask the host
+        opt.step()
 
 
-def _all_ranks(terms: Tensor) -> list[list[float]]:
-    """``terms`` of every process, in rank order (a collective when several processes run)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [terms.tolist()]
-    out = [torch.empty_like(terms) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, terms)
-    return torch.stack(out).tolist()
+def train_step(parts: GANParts, batch: dict, lr: float, iteration: int) -> dict[str, Tensor]:
+    """One iteration on a batch already on the device; returns the loss terms as 0-dim tensors
+    (read them only when needed: reading waits for the device).
 
-
-def train_step(parts: GANParts, batch: dict, lr: float, iteration: int) -> dict[str, float]:
-    """One iteration on a batch already on the device; returns the loss terms as floats.
-
-    ``iteration`` (1-based, the one being run) only labels a non-finite-loss error.
+    A non-finite loss term on any rank skips the three optimiser steps on every rank, from this
+    iteration on (``parts.health``); :func:`check_health` turns it into an error on the host.
     """
     cfg = parts.loss_cfg
-    for opt in (parts.opt_g, parts.opt_shape_d, parts.opt_appearance_d):
+    for opt in parts.optimizers():
         for group in opt.param_groups:
             group["lr"] = lr
     source, target = batch["source_image"], batch["target_image"]
@@ -163,27 +180,56 @@ def train_step(parts: GANParts, batch: dict, lr: float, iteration: int) -> dict[
 
     terms = torch.stack([t.detach().float() for t in (loss_g, loss_l1, loss_perceptual, loss_gan,
                                                       loss_appearance_d, loss_shape_d)])
-    # Every rank sees every rank's terms, so that a non-finite loss on any one of them stops all
-    # of them here, before any optimiser step (the gradients were already all-reduced), instead
-    # of one rank raising while the others step with NaN weights and wait in the next collective.
-    per_rank = _all_ranks(terms)
-    result = dict(zip(LOSS_NAMES, per_rank[_rank()]))
-    bad = [(r, values) for r, values in enumerate(per_rank)
-           if not all(math.isfinite(v) for v in values)]
-    if bad:
-        where = "; ".join(
-            (f"rank {r}: " if len(per_rank) > 1 else "")
-            + ", ".join(f"{n}={v}" for n, v in zip(LOSS_NAMES, values)) for r, values in bad)
-        raise TrainingError(
-            f"non-finite loss at iteration {iteration}: {where} (networks not updated on any "
-            "rank; the last good checkpoint is kept)")
     # The generator's weights are stepped only now, after the discriminator steps, although its
     # gradients were ready after step 1: the discriminator steps read the detached image of
     # step 1 and never the generator's weights, so the order gives the released update exactly,
-    # and a non-finite loss found above leaves all three networks untouched.
-    parts.scaler.step(parts.opt_g)
-    parts.scaler.step(parts.opt_appearance_d)
-    parts.scaler.step(parts.opt_shape_d)
+    # and a non-finite loss leaves all three networks untouched.
+    skip = parts.health.update(terms, iteration)
+    for opt in (parts.opt_g, parts.opt_appearance_d, parts.opt_shape_d):
+        _skip_or_step(opt, skip, parts.scaler)
     parts.scaler.update()
-    return result
+    return dict(zip(LOSS_NAMES, terms.unbind()))
 
+
+class Health:
+    """Whether a loss term has been non-finite on any rank, kept on the device.
+
+    :meth:`update` returns the 0/1 skip flag of the iteration (sticky: once set, every later
+    step is skipped too) and keeps this rank's terms of the first bad iteration; :meth:`check`
+    reads it on the host and raises the error that names the iteration, the ranks and terms.
+    """
+
+    def __init__(self, device: torch.device, world_size: int = 1) -> None:
+        self.world_size = world_size
+        self.halted = torch.zeros((), device=device)
+        self.first = torch.zeros(1 + len(LOSS_NAMES), dtype=torch.float64, device=device)
+
+    def update(self, terms: Tensor, iteration: int) -> Tensor:
+        bad = (~torch.isfinite(terms).all()).float()
+        if self.world_size > 1:  # every rank skips the same steps (their weights stay equal)
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        new = (bad > self.halted).reshape(1)
+        record = torch.cat([torch.full((1,), iteration, dtype=torch.float64, device=terms.device),
+                            terms.double()])
+        self.first.copy_(torch.where(new, record, self.first))
+        self.halted.copy_(torch.maximum(self.halted, bad))
+        return self.halted
+
+    def check(self) -> None:
+        """Raise :class:`TrainingError` on every rank when a step was skipped (host read)."""
+        if not self.halted.item():
+            return
+        records = self.first[None]
+        if self.world_size > 1:
+            gathered = [torch.empty_like(self.first) for _ in range(self.world_size)]
+            dist.all_gather(gathered, self.first)
+            records = torch.stack(gathered)
+        rows = records.tolist()
+        iteration = int(rows[0][0])
+        where = "; ".join(
+            (f"rank {r}: " if len(rows) > 1 else "")
+            + ", ".join(f"{n}={v}" for n, v in zip(LOSS_NAMES, values[1:]))
+            for r, values in enumerate(rows) if not all(math.isfinite(v) for v in values[1:]))
+        raise TrainingError(
+            f"non-finite loss at iteration {iteration}: {where} (networks not updated on any "
+            "rank since; the last good checkpoint is kept)", agreed=True)
