@@ -1,13 +1,9 @@
-"""The benchmark: its timing harness, its reports, its plan and one quick run of its CLI.
-
-The harness is tested with a fake clock (no timing assertions on this machine's speed); the
-reports are rendered from rows whose values the tests choose; the choices that depend on the
-hardware (bf16 units, CUDA) are forced both ways with monkeypatch. One end-to-end run of
-``scripts/benchmark.py --quick --device cpu --amp off`` checks that the pieces fit.
-"""
+"""The benchmark: its harness (a fake clock, counts worked out by hand), its reports (rows the
+tests choose), its plan, the hardware-dependent choices forced both ways, and one run of its
+command line on the toy network."""
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import subprocess
 import sys
@@ -18,15 +14,14 @@ import torch
 
 from xinggan.bench import harness, report, workloads
 
+from helpers import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
 def _benchmark_cli():
-    spec = importlib.util.spec_from_file_location("benchmark_cli", REPO / "scripts/benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmark")
 
 
 # -- the harness -------------------------------------------------------------------------------
@@ -51,7 +46,7 @@ def test_timed_summarises_the_repeats_after_untimed_warmup():
     def fn():
         clock.now += next(durations)
 
-    summary = harness.timed(fn, CPU, repeats=4, warmup=2, clock=clock)
+    summary = harness.timed_interleaved({"fn": fn}, CPU, repeats=4, warmup=2, clock=clock)["fn"]
     assert summary == {"median_s": 2.5, "min_s": 1.0, "max_s": 5.0, "runs": 4}
     assert clock.readings == 8  # before and after each timed call, never around a warm-up
 
@@ -84,204 +79,125 @@ def test_timing_on_cuda_synchronises_before_each_clock_reading(monkeypatch):
         events.append("clock")
         return 0.0
 
-    harness.timed(lambda: events.append("fn"), torch.device("cuda"), repeats=2, warmup=1,
-                  clock=clock)
-    assert events == ["fn", "sync", "clock", "fn", "sync", "clock", "clock", "fn", "sync",
-                      "clock"]
+    harness.timed_interleaved({"f": lambda: events.append("fn")}, torch.device("cuda"), 2, 1, clock)
+    assert events == ["fn", "sync", "clock", "fn", "sync", "clock", "clock", "fn", "sync", "clock"]
     events.clear()
-    harness.timed(lambda: events.append("fn"), CPU, repeats=1, warmup=0, clock=clock)
+    harness.timed_interleaved({"f": lambda: events.append("fn")}, CPU, 1, 0, clock)
     assert events == ["clock", "fn", "clock"]
+    with pytest.raises(ValueError):
+        harness.timed_interleaved({"f": lambda: None}, CPU, repeats=0)
 
 
-def test_timing_needs_at_least_one_run():
-    with pytest.raises(ValueError):
-        harness.timed(lambda: None, CPU, repeats=0)
-    with pytest.raises(ValueError):
-        harness.summarise([])
+def touch(size_mb: int) -> float:
+    """Write ``size_mb`` MB (so that they are resident) and read one value back."""
+    return float(torch.ones(size_mb * 2**20 // 4)[-1])
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="Linux /proc needed")
-def test_peak_rss_over_a_step_sees_what_the_step_touches():
-    size_mb = 96
-
-    def step():
-        block = torch.ones(size_mb * 2**20 // 4)  # written, so resident
-        return float(block[-1])
-
-    res = harness.peak_rss_over(step)
-    assert res["rise_kb"] >= 0.9 * size_mb * 1024
-    assert res["peak_kb"] >= res["rise_kb"]
+def test_peak_rss_in_a_fresh_process_sees_what_the_step_touches():
+    res = harness.in_fresh_process(harness.peak_rss_over, functools.partial(touch, 96))
+    assert res["rise_kb"] >= 0.9 * 96 * 1024 and res["peak_kb"] >= res["rise_kb"]
     assert res["method"].startswith("VmHWM rise")
 
 
-def test_measure_in_fresh_process_reads_the_last_json_line(tmp_path, monkeypatch):
-    (tmp_path / "child_ok.py").write_text(
-        "import json, sys\nprint('building...')\nprint(json.dumps({'args': sys.argv[1:]}))\n")
-    (tmp_path / "child_fails.py").write_text(
-        "import sys\nsys.exit('no memory for this step')\n")
-    monkeypatch.chdir(tmp_path)  # python -m finds modules of the working directory
-    assert harness.measure_in_fresh_process("child_ok", ["--batch", 8]) == {
-        "args": ["--batch", "8"]}
-    with pytest.raises(RuntimeError, match="child_fails failed: no memory for this step"):
-        harness.measure_in_fresh_process("child_fails", [])
+def test_op_and_host_read_counts(monkeypatch):
+    """Counted by hand: a product, a sum and four host reads (item, float, bool, tolist) made from
+    code inside the package (here: this file, the package folder pointed at it); none from
+    outside it. Each scalar read also dispatches aten._local_scalar_dense (tolist does not)."""
+    a, b = torch.ones(2, 2), torch.ones(2, 2)
+
+    def step():
+        c = (a @ b).sum()
+        return c.item(), float(c), bool(c), c.tolist()
+
+    monkeypatch.setattr(harness, "PACKAGE", Path(__file__).parent)
+    counts = harness.count_ops(step, CPU)
+    assert counts["host_reads"] == 4
+    assert counts["ops"] == 2 + 3 and counts["top"]["aten._local_scalar_dense"] == 3
+    monkeypatch.setattr(harness, "PACKAGE", REPO / "xinggan")
+    assert harness.count_ops(step, CPU)["host_reads"] == 0
+    assert torch.Tensor.item is not None and float(torch.ones(())) == 1.0  # methods put back
 
 
-# -- the reports -------------------------------------------------------------------------------
+def test_dispatch_counter_sees_device_to_host_copies():
+    """What counts as a host read on CUDA, shown without a GPU: a scalar read, and a copy from a
+    non-CPU device (here "meta", which then fails) to the CPU; a CPU-to-CPU copy is no read."""
+    counter = harness._Counter()
+    with counter:
+        torch.ones(3).sum().item()
+        torch.ones(3).to("cpu", copy=True)
+        with pytest.raises(Exception):
+            torch.ones(3, device="meta").to("cpu")
+    assert counter.reads == 2
 
 
-def cell(median: float, low: float, high: float, batch: int) -> dict:
-    return {"median_s": median, "min_s": low, "max_s": high, "runs": 3,
-            "images_per_s": batch / median}
+def test_union_of_kernel_intervals():
+    assert harness.union_seconds([(5.0, 6.0), (0.0, 2.0), (1.0, 3.0), (2.5, 2.75)]) == 4.0
+    assert harness.union_seconds([]) == 0.0
 
 
-def expected_cell(v: dict) -> str:
-    return (f"{v['median_s']:.3f} [{v['min_s']:.3f}-{v['max_s']:.3f}] "
-            f"({v['images_per_s']:.2f})")
+# -- the reports --------------------------------------------------------------------------------
 
 
-def test_reports_hold_the_rows(tmp_path):
-    rows = [{"dataset": "market", "model": "xinggan", "batch": 8, "amp": "off",
-             "attention": "auto", "g_eval": cell(0.8, 0.7, 1.1, 8), "g_train": cell(2.5, 2.4, 3.0, 8),
-             "iteration": cell(4.0, 4.0, 4.0, 8), "peak_memory_gb": 1.234},
-            {"dataset": "deepfashion", "model": "xingganpp", "batch": 1, "amp": "off",
-             "attention": "sdpa", "error": "out of memory"}]
-    results = {"machine": {"cpu": "a CPU", "torch_threads": 2, "torch": "9.9", "commit": "abc"},
-               "device": "cpu", "command": "python scripts/benchmark.py --x", "rows": rows,
-               "memory_method": "a method"}
-    json_path, md_path = report.write_reports(results, tmp_path / "sub" / "bench.v2",
-                                              complete=False)
-    assert (json_path.name, md_path.name) == ("bench.v2.json", "bench.v2.md")
-    assert json.loads(json_path.read_text()) == {**results, "complete": False}
-    md = md_path.read_text()
-    assert md.startswith("# Benchmark (a CPU, 2 threads; torch 9.9; commit abc)")
-    assert "Command: `python scripts/benchmark.py --x`" in md and "Peak memory: a method." in md
-    assert "**Incomplete" in md
-    first, second = rows
-    assert (f"| market | xinggan | 8 | off | auto | {expected_cell(first['g_eval'])} | "
-            f"{expected_cell(first['g_train'])} | {expected_cell(first['iteration'])} | "
-            f"{first['peak_memory_gb']:.2f} |") in md.splitlines()
-    assert "| deepfashion | xingganpp | 1 | off | sdpa | - | - | - | - | error: out of memory" \
-        in md.splitlines()
-    report.write_reports(results, tmp_path / "sub" / "bench.v2")
-    assert json.loads(json_path.read_text())["complete"] is True
-    assert "Incomplete" not in md_path.read_text()
-
-
-def test_output_prefix_defaults_outside_the_tracked_reports(tmp_path):
-    assert report.resolve_out(None, "benchmark") == REPO / "runs" / "benchmarks" / "benchmark"
-    assert "/runs/" in (REPO / ".gitignore").read_text().split()  # git ignores the default
-    assert report.resolve_out("benchmarks/x", "benchmark") == REPO / "benchmarks" / "x"
-    assert report.resolve_out(tmp_path / "y.json", "benchmark") == tmp_path / "y"
-
-
-def test_reference_cost_lookup(tmp_path):
-    data = {"rows": [{"dataset": "market", "batch": 1, "g_eval": 0.3, "g_train": 0.9,
-                      "peak_gb": 0.4, "setting": "Market"},
-                     {"dataset": "market", "batch": 8, "g_eval": 2.0, "g_train": 7.0,
-                      "peak_gb": 3.0, "setting": "Market"}]}
+def test_reference_cost_is_read_from_its_file(tmp_path):
+    data = {"rows": [{"dataset": "market", "batch": 8, "g_eval": 2.0, "g_train": 7.0, "peak_gb": 3.0}]}
     path = tmp_path / "reference.json"
     path.write_text(json.dumps(data))
-    assert report.reference_cost("market", 8, path) == {"g_eval": 2.0, "g_train": 7.0,
-                                                        "peak_gb": 3.0}
+    assert report.reference_cost("market", 8, path) == {"g_eval": 2.0, "g_train": 7.0, "peak_gb": 3.0}
     assert report.reference_cost("market", 32, path) is None
-    assert report.reference_cost("toy", 1, path) is None
+    rows = json.loads((REPO / "benchmarks" / "reference_cost.json").read_text())["rows"]
+    assert report.reference_cost("deepfashion", 1) == {k: rows[2][k] for k in ("g_eval", "g_train", "peak_gb")}
 
 
-def test_the_reference_cost_has_one_home():
-    """benchmarks/reference_cost.json holds the released code's cost; docs/architecture.md
-    describes it and points there, without a copy of the numbers."""
-    data = report.load_reference_cost()
-    assert data["description"] and data["provenance"] and data["units"]
-    assert {(r["dataset"], r["batch"]) for r in data["rows"]} == {
-        ("market", 1), ("market", 8), ("deepfashion", 1), ("deepfashion", 8)}
-    for row in data["rows"]:
-        assert all(row[key] > 0 for key in ("g_eval", "g_train", "peak_gb")), row
-    text = (REPO / "docs" / "architecture.md").read_text()
-    section = text[text.index("## Reference cost"):]
-    section = section[:section.index("\n## ", 1)]
-    assert "benchmarks/reference_cost.json" in section
-    assert not [line for line in section.splitlines() if line.startswith("|")]
+def c(s, **extra):
+    return {"median_s": s, "min_s": s, "max_s": s, "images_per_s": 1 / s, **extra}
 
 
-def test_schedule_projection_and_gpu_sections_of_the_report():
-    """The projected schedule hours (only at the config's batch size) and the CUDA-only report
-    sections, rendered from a results dict shaped as a GPU run writes it."""
+def test_report_sections():
+    """The projection (only at the config's batch size), the CUDA sections, the counts, the AMP
+    and released sections, rendered from rows whose numbers are chosen here."""
     cfg = workloads.load("configs/deepfashion.yaml")
     assert report.schedule_projection(cfg, 1, 0.5) is None
+    released_iterations = (200 + 100) * 4000 // 32  # the released recipe: 300 epochs of 4,000 pairs
     proj = report.schedule_projection(cfg, cfg.train.batch_size, 0.5)
-    # the released DeepFashion recipe: 200 + 100 epochs of 4,000 pairs at batch 32
-    released_iterations = (200 + 100) * 4000 // 32
     assert proj == {"iterations": released_iterations, "hours": 0.5 * released_iterations / 3600}
-    c = {"median_s": 0.5, "min_s": 0.4, "max_s": 0.6, "images_per_s": 64.0}
-    row = {"dataset": "deepfashion", "model": "xinggan", "batch": 32, "amp": "bf16",
-           "attention": "auto", "g_eval": c, "g_train": c,
-           "iteration": {**c, "peak_memory_gb": 21.5, "projected": proj},
-           "sdpa_kernels": [{"device": "cuda:0", "dtype": "torch.bfloat16", "q": [32, 1, 2816, 32],
-                             "k": [32, 1, 2816, 32], "v": [32, 1, 2816, 256], "grad": True,
-                             "kernels": ["efficient"]},
-                            {"device": "cuda:0", "dtype": "torch.float32", "q": [1, 1, 8, 32],
-                             "k": [1, 1, 8, 32], "v": [1, 1, 8, 256], "grad": False,
-                             "kernels": []}]}
-    md = report.markdown({"machine": {"gpu": "a GPU", "torch": "x", "commit": "c"},
-                          "rows": [row], "command": "python scripts/benchmark.py"})
-    assert "| deepfashion | xinggan | 32 | bf16 | 0.500 | 64.0 | 21.5 | 37500 | 5.2 |" in md
-    assert "| efficient |" in md and "| none: chunked |" in md
-    cpu_md = report.markdown({"machine": {"cpu": "a CPU", "torch_threads": 2, "torch": "x",
-                                          "commit": "c"},
-                              "rows": [{**row, "iteration": c, "sdpa_kernels": []}]})
-    assert "Full training schedule" not in cpu_md and "Fused SDPA" not in cpu_md
-
-
-def test_amp_section_of_the_report():
-    def c(s):
-        return {"median_s": s, "min_s": s, "max_s": s, "images_per_s": 1 / s}
-
-    base = {"dataset": "market", "model": "xinggan", "batch": 8, "attention": "auto"}
-    fp32 = {**base, "amp": "off", "g_eval": c(2.0), "g_train": c(6.0),
-            "iteration": c(8.0), "released": {"g_eval": c(2.5), "g_train": c(7.5)}}
+    base = {"dataset": "deepfashion", "model": "xinggan", "batch": 32, "attention": "auto"}
+    fp32 = {**base, "amp": "off", "g_eval": c(2.0), "g_train": c(6.0), "iteration": c(8.0),
+            "released": {"g_eval": c(2.5), "g_train": c(7.5), "peak_memory_gb": 3.0}, "peak_memory_gb": 1.5}
     bf16 = {**base, "amp": "bf16", "g_eval": c(0.5), "g_train": c(2.0),
-            "iteration": c(4.0), "deviation": {"max_abs": 0.047, "mean_abs": 0.0072,
-                                               "ssim_vs_fp32": 0.99, "ssim_vs_fp32_min": 0.98,
-                                               "ssim_pairs": 16}}
-    lines = report.amp_section([bf16, fp32])
-    row = [line for line in lines if line.startswith("| market")]
-    assert row == ["| market | xinggan | 8 | bf16 | 0.500 / 2.000 / 2.500 (x4.00, x5.00) | "
-                   "2.000 / 6.000 / 7.500 (x3.00, x3.75) | 4.000 / 8.000 (x2.00) | 0.0470 | "
-                   "0.00720 | 0.9900 (0.9800; 16) |"]
-    assert report.amp_section([fp32]) == []
+            "iteration": c(4.0, peak_memory_gb=21.5, projected=proj),
+            "deviation": {"max_abs": 0.047, "mean_abs": 0.0072, "ssim_vs_fp32": 0.99, "ssim_vs_fp32_min": 0.98,
+                          "ssim_pairs": 16},
+            "counts": {"ops": 1234, "host_reads": 2, "host_reads_method": "m", "top": {"aten.add": 9}},
+            "loader": {"bytes_per_sample": 100, "samples_per_s_per_worker": 50.0, "consumed_per_s": 8.0,
+                       "workers_needed": 0.16},
+            "sdpa_kernels": [{"dtype": "torch.bfloat16", "q": [32, 1, 2816, 32], "v": [32, 1, 2816, 256],
+                              "grad": True, "kernels": []}]}
+    md = report.markdown({"machine": {"gpu": "a GPU", "torch": "x", "commit": "c"}, "rows": [fp32, bf16],
+                          "device": "cuda:0", "tf32": True})
+    assert "(0.25; 21.5 GB; 5.2 h for 37500)" in md
+    assert "| deepfashion | xinggan | 32 | bf16 | 1234 | 2 (m) | aten.add 9 | 100 | 50.0 | 8.0 | 0.16 |" in md
+    assert "| none: chunked |" in md and "amp off on CUDA = float32 weights with TF32" in md
+    assert ("| deepfashion | xinggan | 32 | bf16 | 0.500 / 2.000 / 2.500 (x4.00, x5.00) | 2.000 / 6.000 / 7.500 "
+            "(x3.00, x3.75) | 4.000 / 8.000 (x2.00) | 0.0470 | 0.00720 | 0.9900 (0.9800; 16) |") in md
+    assert "| deepfashion | 32 | auto | 2.000 / 2.500 (x1.25) | 6.000 / 7.500 (x1.25) | 1.50 / 3.00 | - |" in md
+    cpu_md = report.markdown({"machine": {"cpu": "a CPU", "torch_threads": 2, "torch": "x", "commit": "c"},
+                              "rows": [fp32], "device": "cpu", "tf32": True})
+    assert "Fused SDPA" not in cpu_md and "amp off on CUDA" not in cpu_md and "Reduced precision" not in cpu_md
 
 
-@pytest.mark.parametrize("device, tf32, expected", [
-    ("cuda:0", True, "amp off on CUDA = float32 weights with TF32 matmuls"),
-    ("cuda:0", False, "amp off on CUDA = strict float32"),
-    ("cpu", True, None),
-])
-def test_report_says_what_amp_off_means(device, tf32, expected):
-    results = {"machine": {"gpu": "a GPU", "torch": "x", "commit": "c"}, "rows": [],
-               "device": device, "tf32": tf32, "backends": ["recorded"]}
-    md = report.markdown(results)
-    assert "Backends: recorded." in md
-    if expected is None:
-        assert "amp off on CUDA" not in md
-    else:
-        assert expected in md
-
-
-# -- the plan and the workloads ----------------------------------------------------------------
+# -- the plan and the workloads -----------------------------------------------------------------
 
 
 def test_plan_on_cpu_times_the_amp_settings_together():
     settings = workloads.plan(["market", "nowhere"], ["xinggan"], [1, 8], ["off", "bf16"],
                               ["auto", "sdpa", "reference"], CPU)
     assert [(s.batch, s.amps, s.attention, s.released, s.iteration) for s in settings] == [
-        (1, ("off", "bf16"), "auto", True, True),
-        (1, ("off",), "sdpa", False, False),
-        (1, ("off",), "reference", False, False),
-        (8, ("off", "bf16"), "auto", True, True)]
+        (1, ("off", "bf16"), "auto", True, True), (1, ("off",), "sdpa", False, False),
+        (1, ("off",), "reference", False, False), (8, ("off", "bf16"), "auto", True, True)]
     assert all(s.config == "configs/market.yaml" for s in settings)
-    no_released = workloads.plan(["market"], ["xinggan"], [1], ["off"], ["auto"], CPU,
-                                 released=False)
-    assert [s.released for s in no_released] == [False]
+    assert [s.released for s in workloads.plan(["market"], ["xinggan"], [1], ["off"], ["auto"], CPU,
+                                                released=False)] == [False]
 
 
 def test_plan_on_gpu_times_one_amp_setting_at_a_time():
@@ -289,161 +205,104 @@ def test_plan_on_gpu_times_one_amp_setting_at_a_time():
                               ["auto", "chunked"], torch.device("cuda"))
     assert [(s.model, s.amps, s.attention, s.released) for s in settings] == [
         ("xinggan", ("off",), "auto", True), ("xinggan", ("off",), "chunked", False),
-        ("xinggan", ("bf16",), "auto", False),
-        ("xingganpp", ("off",), "auto", False), ("xingganpp", ("off",), "chunked", False),
-        ("xingganpp", ("bf16",), "auto", False)]
+        ("xinggan", ("bf16",), "auto", False), ("xingganpp", ("off",), "auto", False),
+        ("xingganpp", ("off",), "chunked", False), ("xingganpp", ("bf16",), "auto", False)]
 
 
-def test_generator_with_amp_and_the_released_pass():
-    """bf16 and fp32 timed together with the released pass on a small network: each setting
-    has its timings, the released pass sits beside fp32, and bf16 has its deviation."""
-    cfg = workloads.load("configs/toy.yaml", ["model.generator.ngf=4",
-                                              "model.generator.n_blocks=1",
-                                              "model.generator.num_candidates=2"])
-    out = workloads.bench_generator(cfg, 1, CPU, repeats=1, amps=["bf16", "off"],
-                                    released=True, deviation_pairs=3, warmup=0)
-    assert set(out) == {"bf16", "off", "released"}
-    for entry in out.values():
-        for key in ("g_eval", "g_train"):
-            assert entry[key]["runs"] == 1 and entry[key]["median_s"] > 0
-            assert entry[key]["images_per_s"] == 1 / entry[key]["median_s"]
-    assert "deviation" not in out["off"]
-    dev = out["bf16"]["deviation"]
-    assert dev["ssim_pairs"] == 3 and 0 < dev["ssim_vs_fp32_min"] <= dev["ssim_vs_fp32"] <= 1
-    assert 0 <= dev["mean_abs"] <= dev["max_abs"] <= 2
+def test_model_batch_goes_through_the_data_layer():
+    """The bench's inputs are those :func:`xinggan.data.model_inputs` makes of a collated batch:
+    images in [-1, 1] on a 1/127.5 grid, 18 heatmaps per pose; the same seed, the same batch."""
+    cfg = workloads.load("configs/toy.yaml")
+    b = workloads.model_batch(cfg, 2, CPU, seed=3)
+    assert b["source_image"].shape == (2, 3, 64, 32) and b["target_pose"].shape == (2, 18, 64, 32)
+    pixels = (b["source_image"] + 1) * 127.5
+    assert b["source_image"].abs().max() <= 1 and torch.allclose(pixels, pixels.round(), atol=1e-4)
+    assert torch.equal(workloads.model_batch(cfg, 2, CPU, seed=3)["target_pose"], b["target_pose"])
 
 
-# -- choices that depend on the hardware, each branch forced --------------------------------
+def test_loader_bytes_per_sample_of_toy_images():
+    """Two uint8 images and two float32 (18, 2) keypoint arrays per item."""
+    cfg = workloads.load("configs/toy.yaml", ["data.root=/nonexistent"])
+    res = workloads.loader_rate(cfg, samples=2)
+    assert res["bytes_per_sample"] == 2 * 3 * 64 * 32 + 2 * 18 * 2 * 4
+    assert res["samples_per_s_per_worker"] > 0 and res["source"] == "toy images 64 x 32"
 
 
-def fake_cpu(monkeypatch, native: bool) -> None:
-    """A CPU with (AMX-BF16 and oneDNN's bf16 path) or without native bf16, whatever this one is."""
-    from xinggan import precision
-
-    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda *a: ("amx_bf16",) if native else ())
-    monkeypatch.setattr(precision, "_onednn_bf16", lambda: native)
-
-
-def fake_gpu(monkeypatch, bf16: bool) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a GPU")
-
-
-@pytest.mark.parametrize("native", [True, False])
-def test_default_amp_rows_on_cpu_follow_native_bf16(monkeypatch, native):
-    fake_cpu(monkeypatch, native)
-    amps, line = workloads.default_amps(CPU)
-    assert amps == (["off", "bf16"] if native else ["off"])
-    assert ("bfloat16" in line) is native and ("float32 on cpu" in line) is not native
-
-
-@pytest.mark.parametrize("bf16", [True, False])
-def test_default_amp_rows_on_cuda_follow_bf16_support(monkeypatch, bf16):
-    fake_gpu(monkeypatch, bf16)
-    amps, _ = workloads.default_amps(torch.device("cuda"))
-    assert amps == (["off", "bf16"] if bf16 else ["off"])
-
-
-def run_main_with_stand_ins(monkeypatch, tmp_path, *args) -> tuple[dict, list]:
-    """The CLI's ``main`` on the CPU with the timing replaced by a stand-in (its rows carry
-    made-up seconds) and configure_backends recorded: the plan and the flags, without the
-    minutes of measuring."""
+def run_main_with_stand_ins(monkeypatch, tmp_path, *args) -> tuple[dict, list, list]:
+    """The command line's ``main`` with the measuring replaced by a stand-in: the plan, the flags
+    and the report, without the minutes of measuring."""
     from xinggan import runtime
 
-    bench = _benchmark_cli()
-    c = {"median_s": 1.0, "min_s": 1.0, "max_s": 1.0, "runs": 1, "images_per_s": 1.0}
-    configured = []
+    configured, seen = [], []
 
-    def bench_generator(cfg, batch, device, repeats, amps, released=False, deviation_pairs=0,
-                        warmup=1):
-        return {amp: {"g_eval": dict(c), "g_train": dict(c)} for amp in amps}
+    def measure(setting, device, options):
+        seen.append((setting, options))
+        return [{"dataset": setting.dataset, "model": setting.model, "batch": setting.batch, "amp": a,
+                 "attention": setting.attention} for a in setting.amps]
 
     def configure(device, *, deterministic=False, tf32=True):
         configured.append((torch.device(device), deterministic, tf32))
         return ["recorded"]
 
-    monkeypatch.setattr(workloads, "bench_generator", bench_generator)
+    monkeypatch.setattr(workloads, "measure_setting", measure)
     monkeypatch.setattr(runtime, "configure_backends", configure)
     out = tmp_path / "stand-in"
-    assert bench.main(["--datasets", "toy", "--models", "xinggan", "--batches", "1",
-                       "--attention", "auto", "--no-memory", "--no-iteration", "--no-released",
-                       "--device", "cpu", "--threads", str(torch.get_num_threads()),
-                       "--out", str(out), *args]) == 0
-    return json.loads(Path(f"{out}.json").read_text()), configured
+    assert _benchmark_cli().main(["--device", "cpu", "--threads", str(torch.get_num_threads()),
+                                  "--out", str(out), *args]) == 0
+    return json.loads(Path(f"{out}.json").read_text()), configured, seen
 
 
 @pytest.mark.parametrize("native", [True, False])
 def test_without_amp_the_cpu_rows_follow_native_bf16(monkeypatch, tmp_path, native):
-    """What the issue saw on a Sapphire Rapids CPU: ``auto`` picks bf16 there, so the run
-    times a bf16 row beside fp32; on a CPU without native bf16, fp32 alone."""
-    fake_cpu(monkeypatch, native)
-    results, _ = run_main_with_stand_ins(monkeypatch, tmp_path)
+    """``amp: auto`` picks bf16 on a CPU with native bf16 (forced here both ways), so the run
+    times a bf16 row beside fp32 there, and fp32 alone elsewhere."""
+    from xinggan import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda *a: ("amx_bf16",) if native else ())
+    monkeypatch.setattr(precision, "_onednn_bf16", lambda: native)
+    results, _, _ = run_main_with_stand_ins(monkeypatch, tmp_path, "--datasets", "toy", "--batches", "1",
+                                             "--attention", "auto")
     assert [r["amp"] for r in results["rows"]] == (["off", "bf16"] if native else ["off"])
 
 
-def test_backend_flags_are_the_configs_unless_tf32_is_given(monkeypatch, tmp_path):
-    """The benchmark sets the flags training sets: the configs' train.deterministic and
-    train.tf32 (here a config with TF32 off), ``--tf32`` overriding the latter; the report
-    keeps them."""
+def test_quick_and_the_backend_flags(monkeypatch, tmp_path):
+    """--quick: Market XingGAN at batch 1, auto and sdpa, 2 repeats; the flags are the configs'
+    (here TF32 off, deterministic on), --tf32 overriding TF32."""
     load = workloads.load
     monkeypatch.setattr(workloads, "load", lambda path, overrides=(): load(
         path, [*overrides, "train.tf32=false", "train.deterministic=true"]))
-    results, configured = run_main_with_stand_ins(monkeypatch, tmp_path, "--amp", "off")
-    assert configured == [(CPU, True, False)]
-    assert results["tf32"] is False and results["backends"] == ["recorded"]
-    results, configured = run_main_with_stand_ins(monkeypatch, tmp_path, "--amp", "off",
-                                                  "--tf32", "on")
-    assert configured == [(CPU, True, True)] and results["tf32"] is True
+    results, configured, seen = run_main_with_stand_ins(monkeypatch, tmp_path, "--quick", "--amp", "off")
+    assert [(s.dataset, s.model, s.batch, s.attention) for s, _ in seen] == [
+        ("market", "xinggan", 1, "auto"), ("market", "xinggan", 1, "sdpa")]
+    assert seen[0][1].repeats == 2 and results["complete"] is True
+    assert configured == [(CPU, True, False)] and results["tf32"] is False
+    _, configured, _ = run_main_with_stand_ins(monkeypatch, tmp_path, "--quick", "--amp", "off", "--tf32", "on")
+    assert configured == [(CPU, True, True)]
 
 
-def test_configs_that_disagree_on_tf32_need_the_option():
-    on = workloads.load("configs/toy.yaml")
-    off = workloads.load("configs/toy.yaml", ["train.tf32=false"])
-    assert workloads.backend_settings([on, on]) == (False, True)
-    assert workloads.backend_settings([off]) == (False, False)
-    with pytest.raises(ValueError, match="train.tf32 differs.*--tf32"):
-        workloads.backend_settings([on, off])
-    assert workloads.backend_settings([on, off], "off") == (False, False)
+# -- one end-to-end run ---------------------------------------------------------------------------
 
 
-# -- one end-to-end run ------------------------------------------------------------------------
-
-
-def test_quick_benchmark_writes_reports(tmp_path):
-    """The quick matrix on the CPU in float32, both named: without ``--amp`` the AMP rows
-    depend on the CPU (tested above with the CPU forced), and without ``--device`` on whether
-    CUDA is present. The peak memory comes from fresh processes (python -m
-    xinggan.bench.memory), ours and the released pass."""
+def test_benchmark_command_line_on_the_toy_network(tmp_path):
+    """The toy network on the CPU in float32, one repeat: every part of a row is there, with the
+    released pass, the counts and the loader (the fresh-process peak memory is tested above)."""
     out = tmp_path / "bench"
-    run = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick",
-                          "--device", "cpu", "--amp", "off", "--attention", "auto", "--repeats", "1",
-                          "--warmup", "0",
-                          "--out", str(out)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=900)
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--datasets", "toy", "--models",
+                          "xinggan", "--batches", "1", "--device", "cpu", "--amp", "off", "--attention", "auto",
+                          "--repeats", "1", "--warmup", "0", "--no-memory", "--out", str(out)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     assert not list(tmp_path.glob("runs")), "wrote outside --out"
     results = json.loads(Path(f"{out}.json").read_text())
-    assert results["quick"] and results["machine"]["torch"] and results["complete"] is True
-    assert results["device"] == "cpu" and results["repeats"] == 1
-    rows = results["rows"]
-    assert [(r["dataset"], r["batch"], r["attention"], r["amp"]) for r in rows] == [
-        ("market", 1, "auto", "off")]
-    # the flags train.py sets on the CPU (xinggan.runtime.configure_backends)
+    assert results["complete"] is True and results["device"] == "cpu" and results["repeats"] == 1
     assert "cpu: denormals flushed to zero" in results["backends"]
-    documented = json.loads((REPO / "benchmarks" / "reference_cost.json").read_text())
-    market_1 = next(r for r in documented["rows"] if (r["dataset"], r["batch"]) == ("market", 1))
-    for row in rows:
-        assert "error" not in row and "memory_error" not in row, row
-        for key in ("g_eval", "g_train"):
-            assert row[key]["runs"] == 1
-            assert row[key]["min_s"] <= row[key]["median_s"] <= row[key]["max_s"]
-        assert row["peak_memory_gb"] > 0
-        assert row["reference"] == {k: market_1[k] for k in ("g_eval", "g_train", "peak_gb")}
-    assert rows[0]["iteration"]["images_per_s"] > 0
-    released = rows[0]["released"]  # the side-by-side literal released forward
-    assert released["g_eval"]["median_s"] > 0 and released["g_train"]["median_s"] > 0
-    assert released["peak_memory_gb"] > 0
+    (row,) = results["rows"]
+    assert (row["dataset"], row["batch"], row["attention"], row["amp"]) == ("toy", 1, "auto", "off")
+    assert "error" not in row, row
+    for part in (row, row["released"]):
+        assert part["g_eval"]["runs"] == part["g_train"]["runs"] == 1 and "peak_memory_gb" not in part
+    assert row["iteration"]["images_per_s"] > 0 and row["reference"] is None
+    assert row["counts"]["ops"] > 100 and row["counts"]["top"]["aten.convolution"] > 0
+    assert row["loader"]["bytes_per_sample"] == 2 * 3 * 64 * 32 + 2 * 18 * 2 * 4
     md = Path(f"{out}.md").read_text()
-    assert "Side by side with the released forward pass" in md
-    assert "| market | xinggan | 1 | off | auto |" in md
+    assert "Side by side with the released forward pass" in md and "| toy | xinggan | 1 | off | auto |" in md

@@ -1,36 +1,25 @@
-"""How things are measured: timing loops, CUDA peaks, and peak memory in a fresh process.
-
-Nothing here knows what is measured (that is :mod:`xinggan.bench.workloads`):
-
-- :func:`timed` and :func:`timed_interleaved` run callables after untimed warm-up runs and
-  summarise the repeats as median, min and max (:func:`summarise`); on CUDA they synchronise
-  the device before each reading of the clock, so that a run's time includes its kernels.
-  :func:`timed_interleaved` runs several callables in turn (a, b, a, b, ...), so that a
-  machine whose speed drifts (a shared or throttled host) affects them alike.
-- :func:`cuda_peak_over`: CUDA's maximum allocated memory during one call, and its rise over
-  the memory held before it.
-- :func:`peak_rss_over`: on Linux, the peak resident set during one call and its rise, with the
-  process's high-water mark reset first; :func:`measure_in_fresh_process` runs a module entry
-  point (:mod:`xinggan.bench.memory`) in a new interpreter, so that nothing the measuring
-  process did before inflates the peak, and :func:`release_freed_memory` hands freed heap pages
-  back to the system so that the parent does not crowd the child.
-"""
+"""How things are measured, whatever is measured: interleaved timing (a, b, a, b: a drifting
+machine affects both alike; CUDA synchronised at every reading of the clock), memory peaks (on
+the CPU in a fresh interpreter), dispatched ops, host reads and GPU busy time."""
 from __future__ import annotations
 
-import json
+import ctypes
+import gc
+import multiprocessing
 import statistics
-import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["cuda_peak_over", "measure_in_fresh_process", "peak_rss_over", "proc_status_kb",
-           "release_freed_memory", "summarise", "sync", "timed", "timed_interleaved"]
-
-Clock = Callable[[], float]
+PACKAGE = Path(__file__).resolve().parents[1]  # host reads are counted in xinggan/, not here
+BENCH = Path(__file__).resolve().parent
+READ_METHODS = ("item", "tolist", "__bool__", "__float__", "__int__", "numpy", "cpu")
 
 
 def sync(device: torch.device) -> None:
@@ -39,18 +28,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def summarise(times: Sequence[float]) -> dict:
-    """``median_s``, ``min_s``, ``max_s`` and ``runs`` of a list of durations in seconds."""
-    if not times:
-        raise ValueError("no timed runs to summarise")
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "runs": len(times)}
-
-
-def timed_interleaved(fns: Mapping[str, Callable[[], object]], device: torch.device,
-                      repeats: int, warmup: int = 1, clock: Clock = time.perf_counter) -> dict:
-    """``{name: summary}`` for each callable of ``fns``: ``warmup`` untimed calls of each, then
-    ``repeats`` rounds in which every callable runs once, in the order of ``fns``."""
+def timed_interleaved(fns: Mapping[str, Callable[[], object]], device: torch.device, repeats: int,
+                      warmup: int = 1, clock: Callable[[], float] = time.perf_counter) -> dict:
+    """``{name: {median_s, min_s, max_s, runs}}``: ``warmup`` untimed calls of each callable, then
+    ``repeats`` rounds in which each runs once, in the order of ``fns``."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, not {repeats}")
     for fn in fns.values():
@@ -64,79 +45,123 @@ def timed_interleaved(fns: Mapping[str, Callable[[], object]], device: torch.dev
             fn()
             sync(device)
             times[name].append(clock() - start)
-    return {name: summarise(t) for name, t in times.items()}
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "runs": len(t)}
+            for name, t in times.items()}
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1,
-          clock: Clock = time.perf_counter) -> dict:
-    """The summary of ``repeats`` timed calls of ``fn`` after ``warmup`` untimed ones."""
-    return timed_interleaved({"fn": fn}, device, repeats, warmup, clock)["fn"]
-
-
-def cuda_peak_over(step: Callable[[], object], device: torch.device) -> dict:
-    """``peak_bytes`` (CUDA max allocated during ``step``) and ``rise_bytes`` (over the memory
-    allocated before it)."""
+def cuda_peak_gb(step: Callable[[], object], device: torch.device) -> float:
+    """The rise of CUDA's max allocated memory during one call of ``step`` over the memory
+    allocated before it, in GiB."""
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
     step()
     torch.cuda.synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device)
-    return {"peak_bytes": peak, "rise_bytes": peak - before}
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**30
 
 
-# -- peak resident memory on the CPU (Linux) -------------------------------------------------
-
-
-def proc_status_kb(field: str) -> int:
-    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ...)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
+def _status_kb(field: str) -> int:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1])
 
 
 def peak_rss_over(step: Callable[[], object]) -> dict:
-    """Run ``step``; the peak resident set during it (``peak_kb``), its rise over the resident
-    set before it (``rise_kb``) and the ``method`` used.
-
-    The process's high-water mark (``VmHWM``) is reset to the current resident set through
-    ``/proc/self/clear_refs`` first (Linux >= 4.0), so that earlier work (building the model)
-    does not count; where that is refused, the peak since process start is used and the method
-    says so.
-    """
-    base_kb = proc_status_kb("VmRSS")
+    """Run ``step``: the peak resident set during it and its rise over the resident set before
+    (kB). The high-water mark is reset through ``/proc/self/clear_refs`` first where Linux allows."""
+    base, method = _status_kb("VmRSS"), "VmHWM rise over the step (reset by clear_refs)"
     try:
         Path("/proc/self/clear_refs").write_text("5")
-        method = "VmHWM rise over the step (reset by clear_refs)"
     except OSError:
         method = "VmHWM rise (peak since process start: includes earlier work)"
     step()
-    peak_kb = proc_status_kb("VmHWM")
-    return {"peak_kb": peak_kb, "rise_kb": peak_kb - base_kb, "method": method}
+    peak = _status_kb("VmHWM")
+    return {"peak_kb": peak, "rise_kb": peak - base, "method": method}
 
 
-def release_freed_memory() -> None:
-    """Collect garbage and hand the C heap's freed pages back to the system (glibc's
-    ``malloc_trim``; a no-op elsewhere), so that a process which ran a large step does not keep
-    gigabytes it no longer uses while a measured subprocess runs beside it."""
-    import ctypes
-    import ctypes.util
-    import gc
-
+def in_fresh_process(fn: Callable, *args):
+    """``fn(*args)`` (a module-level function) in a newly spawned interpreter; its result. Freed
+    heap pages of this process go back to the system first, so that it does not crowd the child."""
     gc.collect()
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+class _Counter(TorchDispatchMode):
+    """Counts every aten op dispatched, and the device-to-host reads among them."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.reads, self.by_op = 0, 0, {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self.ops += 1
+        name = str(func.overloadpacket)
+        self.by_op[name] = self.by_op.get(name, 0) + 1
+        src = args[1] if name == "aten.copy_" else args[0] if args else None
+        to_host = ((name == "aten._to_copy" and str(kwargs.get("device", "")) == "cpu")
+                   or (name == "aten.copy_" and args[0].device.type == "cpu"))
+        self.reads += name == "aten._local_scalar_dense" or (
+            to_host and torch.is_tensor(src) and src.device.type != "cpu")
+        return func(*args, **kwargs)
+
+
+def count_ops(step: Callable[[], object], device: torch.device) -> dict:
+    """Run ``step`` once: aten ops dispatched (``ops``, ``top``: the ten commonest) and host reads.
+    On CUDA a host read is ``aten._local_scalar_dense`` or a copy from the device to the CPU; on
+    the CPU, where nothing is copied, a call of item/tolist/bool/float/int/numpy/cpu on a tensor
+    made by the package's code (outside this benchmark)."""
+    calls = {"n": 0}
+    saved = {name: getattr(torch.Tensor, name) for name in READ_METHODS}
+
+    def counted(method):
+        def read(self, *args, **kwargs):
+            caller = Path(sys._getframe(1).f_code.co_filename)
+            calls["n"] += PACKAGE in caller.parents and BENCH not in caller.parents
+            return method(self, *args, **kwargs)
+        return read
+
+    counter = _Counter()
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, counted(method))
+        with counter:
+            step()
+        sync(device)
+    finally:
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, method)
+    top = dict(sorted(counter.by_op.items(), key=lambda kv: -kv[1])[:10])
+    cpu = torch.device(device).type == "cpu"
+    return {"ops": counter.ops, "top": top, "host_reads": calls["n"] if cpu else counter.reads,
+            "host_reads_method": "package calls of item/tolist/bool/float/int/numpy/cpu" if cpu
+            else "aten._local_scalar_dense and device-to-host copies"}
 
 
-def measure_in_fresh_process(module: str, args: Sequence[str]) -> dict:
-    """Run ``python -m module *args`` in a new interpreter and return the JSON object it prints
-    on its last line (RuntimeError with the end of its stderr if it fails)."""
-    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
-                          text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{module} failed: "
-                           + " | ".join(proc.stderr.strip().splitlines()[-2:]))
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def union_seconds(intervals: Sequence[tuple[float, float]]) -> float:
+    """The length of the union of ``(start, end)`` intervals (overlaps counted once)."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(intervals):
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
+
+
+def gpu_busy(step: Callable[[], object], device: torch.device, iterations: int = 20) -> dict:
+    """``iterations`` calls of ``step`` under torch.profiler (after one untimed call): the time
+    some CUDA kernel was running (the union of the kernels' intervals) over the wall time."""
+    step()
+    sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for _ in range(iterations):
+            step()
+        sync(device)
+        wall = time.perf_counter() - start
+    kernels = [(e.time_range.start / 1e6, e.time_range.end / 1e6) for e in prof.events()
+               if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = union_seconds(kernels)
+    return {"iterations": iterations, "kernel_s": busy, "wall_s": wall, "busy": busy / wall, "kernels": len(kernels)}
