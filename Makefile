@@ -3,8 +3,10 @@
 #   make test   create the environment if needed and run the whole test suite
 #   make test-pose  the same with the optional MediaPipe extra (requirements-pose.txt), in its
 #               own environment VENV_POSE, and run the tests that need it
-# VENV and VENV_POSE may point outside the clone (CI keeps them in a cache keyed by the
-# requirements files).
+#   make studio     the re-pose studio (a Gradio page) on the demo's model, in VENV_STUDIO
+#   make test-studio  the studio's tests there (headless Chromium from apt: /usr/bin/chromium)
+# VENV, VENV_POSE and VENV_STUDIO may point outside the clone (CI keeps them in a cache keyed
+# by the requirements files).
 
 PYTHON_BOOT ?= python3
 VENV ?= .venv
@@ -17,17 +19,24 @@ STAMP_POSE := $(VENV_POSE)/.requirements-installed
 # environment; here they all run against the extra's pins (numpy<2, protobuf<5).
 POSE_TESTS ?= tests/test_keypoints_mediapipe.py tests/test_framing.py tests/test_detect_keypoints.py \
 	tests/test_repose.py tests/test_prepare_custom.py
+VENV_STUDIO ?= .venv-studio
+PY_STUDIO := $(VENV_STUDIO)/bin/python
+STAMP_STUDIO := $(VENV_STUDIO)/.requirements-installed
+STUDIO_PORT ?= 7860
 DEMO_DIR ?= results/demo
 RUN_DIR ?= runs/demo
 TOY_DIR ?= datasets/toy
 
-.PHONY: demo test venv install pose-venv pose-install test-pose toy clean-demo help
+.PHONY: demo test venv install pose-venv pose-install test-pose studio studio-venv studio-install \
+	test-studio toy clean-demo help
 
 help:
 	@echo "make demo  - build the toy dataset, train on CPU, generate, evaluate (results/demo)"
 	@echo "make test  - run the whole test suite"
 	@echo "make pose-venv  - environment with the MediaPipe extra (requirements-pose.txt) in VENV_POSE"
 	@echo "make test-pose  - run the keypoint-from-photo tests in that environment"
+	@echo "make studio  - the re-pose studio on the demo's model (trains it first if needed)"
+	@echo "make test-studio  - the studio's tests, in VENV_STUDIO (requirements-studio.txt)"
 
 venv: $(STAMP)
 
@@ -61,6 +70,27 @@ $(STAMP_POSE): requirements.txt requirements-pose.txt
 
 test-pose: pose-install
 	$(PY_POSE) -m pytest -q $(POSE_TESTS)
+
+studio-venv: $(STAMP_STUDIO)
+
+studio-install: $(STAMP_STUDIO)
+	$(call install_here,$(PY_STUDIO))
+
+$(STAMP_STUDIO): requirements.txt requirements-studio.txt
+	@test -x $(PY_STUDIO) || $(PYTHON_BOOT) -m venv $(VENV_STUDIO)
+	$(PY_STUDIO) -m pip install --quiet --upgrade pip
+	$(PY_STUDIO) -m pip install --quiet -r requirements-studio.txt
+	@touch $(STAMP_STUDIO)
+
+test-studio: studio-install
+	$(PY_STUDIO) -m pytest -q tests/test_studio.py
+
+# The demo's model, trained by the demo itself (in the studio's environment) when missing.
+$(RUN_DIR)/checkpoints/latest.pt: | studio-install
+	$(PY_STUDIO) scripts/demo.py --toy-dir $(TOY_DIR) --run-dir $(RUN_DIR) --out $(DEMO_DIR)
+
+studio: studio-install $(RUN_DIR)/checkpoints/latest.pt
+	$(PY_STUDIO) scripts/studio.py --checkpoint $(RUN_DIR)/checkpoints/latest.pt --port $(STUDIO_PORT)
 
 toy: install
 	$(PY) scripts/make_toy_dataset.py --out $(TOY_DIR) --height 64 --width 32 --identities 200
