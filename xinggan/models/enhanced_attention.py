@@ -152,14 +152,8 @@ class EnhancedAttention(nn.Module):
             (W, Nq, dv): ``softmax_keys(C') V`` with ``C = Q K^T`` unscaled, as released.
         """
         dtype = product_dtype(query)
-        if energy_dtype(dtype) != dtype:  # float16: C and its refinement would overflow
-            with torch.autocast(query.device.type, enabled=False):
-                query, key = (t.to(dtype).float() for t in (query, key))
-                correlation = torch.bmm(query, key.transpose(1, 2))  # (W, Nq, Nk), float32
-                attention = torch.softmax(self.refine(correlation), dim=-1)
-            return torch.bmm(attention.to(dtype), value)  # autocast / float16 values
-        correlation = torch.bmm(query, key.transpose(1, 2))  # (W, Nq, Nk)
-        # float32 softmax under autocast on every device (CUDA autocast does this by itself,
-        # CPU autocast would run it in bfloat16); a no-op in float32
-        attention = torch.softmax(self.refine(correlation), dim=-1, dtype=torch.float32)
-        return torch.bmm(attention.to(value.dtype), value)
+        with torch.autocast(query.device.type, enabled=False):  # C and C' in float32 or wider
+            query, key = (t.to(dtype).to(energy_dtype(dtype)) for t in (query, key))
+            correlation = torch.bmm(query, key.transpose(1, 2))  # (W, Nq, Nk)
+            attention = torch.softmax(self.refine(correlation), dim=-1)
+        return torch.bmm(attention.to(dtype), value)  # under autocast, or in value's dtype

@@ -19,7 +19,6 @@ discriminators keep PyTorch's default initialisation, as released.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xinggan.ops.lean_layers import reflect_pad_conv2d, relu_dropout
@@ -42,13 +41,7 @@ class ReflectPadConv2d(nn.Conv2d):
         self.reflect_pad = reflect_pad
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            return reflect_pad_conv2d(x, self.weight, self.bias, self.reflect_pad, self.stride[0])
-        # Nothing can backpropagate through this pad (x needs no gradient), so PyTorch's pad is
-        # used as is; every pad a gradient flows through takes the path above, whose backward
-        # is deterministic under torch.use_deterministic_algorithms (docs/determinism.md).
-        return F.conv2d(F.pad(x, (self.reflect_pad,) * 4, mode="reflect"), self.weight,
-                        self.bias, self.stride)
+        return reflect_pad_conv2d(x, self.weight, self.bias, self.reflect_pad, self.stride[0])
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", reflect_pad={self.reflect_pad}"

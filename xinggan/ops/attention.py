@@ -1,49 +1,28 @@
 """Dot-product attention kernels behind the paper's SA / AS blocks: ``softmax(q k^T) v``.
 
-The attention maths of XingGAN (no ``1/sqrt(d)`` scaling, softmax over the key axis) in
-numerically equivalent implementations, chosen by ``model.generator.attention_impl``:
+XingGAN's maths (no ``1/sqrt(d)`` scaling, softmax over the keys) in equivalent implementations,
+chosen by ``model.generator.attention_impl``:
 
-- ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)``, so GPUs use
-  the memory-efficient kernels (the value width C differs from the query/key width C/8, which the
-  math and memory-efficient backends accept; on CPU this width mismatch rules out PyTorch's
-  fused CPU kernel, so SDPA runs its math path there and keeps the N x N maps for backward);
+- ``sdpa``: ``F.scaled_dot_product_attention(q, k, v, scale=1.0)`` (fused kernels on GPUs; on
+  CPU the value width C != C/8 forces SDPA's math path, which keeps the N x N maps);
 - ``reference``: explicit ``bmm`` + ``softmax``, the N x N matrix in memory;
-- ``chunked``: memory-efficient attention in plain ops: the forward runs over chunks of
-  ``attention_chunk`` queries and keeps only q, k, v, the output and one log-sum-exp per query;
-  the backward recomputes each chunk's softmax from them.  No N x N matrix outlives a chunk, in
-  the forward or the backward (:class:`ChunkedAttention`);
-- ``auto``: ``chunked`` on CPU tensors; on CUDA ``sdpa`` when PyTorch reports that its flash or
-  memory-efficient kernel accepts these tensors, else ``chunked``, with a warning, so the N x N
-  maps are never kept behind the user's back.  The SDPA call is then restricted to the fused
-  kernels the probe found (``torch.nn.attention.sdpa_kernel``): SDPA cannot fall back to its
-  math path silently (a shape the probe misjudged raises instead).  What the probe found for
-  each shape and dtype, cuDNN included, is kept in :data:`SDPA_KERNELS` (the benchmark reports
-  it).  Under ``torch.compile`` the answer of an eager pass with the same shapes is reused (the
-  training loop runs one before compiling); without one, ``chunked``.
+- ``chunked``: the forward runs over chunks of ``attention_chunk`` queries and keeps q, k, v and
+  one log-sum-exp per query; the backward recomputes each chunk's softmax
+  (:class:`ChunkedAttention`).  No N x N matrix outlives a chunk;
+- ``auto``: ``chunked`` on CPU; on CUDA ``sdpa`` restricted (``sdpa_kernel``) to the flash or
+  memory-efficient kernels PyTorch reports for these tensors (kept in :data:`SDPA_KERNELS`),
+  else ``chunked`` with a warning, so SDPA never falls back to its math path unseen.  cuDNN
+  attention is left out: PyTorch's default dispatch ranks it after the math path.  Under
+  ``torch.compile`` the answer of an eager pass with the same shapes is reused, else ``chunked``.
 
-cuDNN attention does not count as fused for ``auto`` (:data:`AUTO_SDPA_BACKENDS`): PyTorch's
-default SDPA dispatch ranks it *after* the math path (flash, memory-efficient, math, cuDNN), so
-plain SDPA (``attention_impl: sdpa``) never runs it either; ``auto`` keeps to the kernels that
-PyTorch's default dispatch would pick, and a shape that only cuDNN accepts runs ``chunked``,
-which the tests check against the reference on every machine.
-
-Overflow of the energies.  The energies ``q k^T`` are not scaled by ``1/sqrt(d)`` (as released),
-so trained projections can give energies far above float16's largest value (65504); a float16
-product then rounds them to inf and the softmax returns NaN.  Wherever the product would run in
-float16 (float16 inputs, or float16 autocast), the ``reference`` and ``chunked`` paths form the
-energies in float32 from the float16 q and k (:func:`energy_dtype`): ``|q . k| <= d * 65504^2``,
-about ``4.3e9 * d``, which float32 (largest value about ``3.4e38``) holds for any width d.  The
-softmax is float32 anyway, and the product of its probabilities (in [0, 1]) with v stays in
-float16, where it cannot exceed ``max |v|``.  In bfloat16 the energies keep the autocast dtype:
-bfloat16 has float32's exponent range (largest value about ``3.39e38``), its products accumulate
-in float32 and round to bfloat16 only at the end, so they overflow only where the float32 energy
-itself is within 0.4% of float32's limit.  The ``sdpa`` path cannot overflow in its fused
-kernels: flash, memory-efficient and cuDNN attention multiply float16 / bfloat16 q and k with
-float32 accumulators and keep the scores, the scale and the softmax in float32 registers (the
-scores are never stored in the input dtype), and by the bound above those float32 scores are
-finite; SDPA's math path upcasts float16 / bfloat16 inputs to float32 unless
-``torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)`` was set (off by default; this
-project never sets it), and on CPU it does the same.
+Precision of the energies.  The energies ``q k^T`` are not scaled by ``1/sqrt(d)`` (as released),
+so trained projections give large energies.  Where the products run in float16 or bfloat16, the
+``reference`` and ``chunked`` paths form them in float32 from the half-precision q and k
+(:func:`energy_dtype`): in float16 they would overflow (``|q . k| <= d * 65504^2`` fits float32),
+and in bfloat16 their rounding (8 bits) shifts the softmax by up to ``|E| * 2^-9``, which
+doubles the output error at energy spreads of 20 and more.  The softmax is float32 and its
+probabilities meet v in the product dtype.  SDPA keeps float32 scores in its fused kernels and
+upcasts half inputs on its math path, so it needs nothing.
 
 Every implementation computes what the reference path computes, forward and backward, in
 float32, float64 and under autocast.
@@ -78,15 +57,13 @@ def product_dtype(t: Tensor) -> torch.dtype:
 
 def energy_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the unscaled energies ``q k^T`` are formed in when the product runs in
-    ``dtype``: float32 for float16, whose largest value (65504) unscaled energies exceed; the
-    dtype itself otherwise (bfloat16 has float32's range, see the module docstring)."""
-    return torch.float32 if dtype == torch.float16 else dtype
+    ``dtype``: at least float32 (see the module docstring)."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def attention_energies(q: Tensor, k: Tensor) -> Tensor:
-    """``q k^T`` for (B, Nq, d) and (B, Nk, d): (B, Nq, Nk), as ``torch.bmm`` under the current
-    autocast, except that where that product would run in float16 it is formed in float32 (from
-    the float16-rounded q and k, so only the overflow and the rounding of the sums differ)."""
+    """``q k^T`` for (B, Nq, d) and (B, Nk, d): (B, Nq, Nk), in :func:`energy_dtype` from q and k
+    rounded as the current autocast rounds a product's inputs."""
     dtype = product_dtype(q)
     if energy_dtype(dtype) == dtype:
         return torch.bmm(q, k.transpose(1, 2))
@@ -104,23 +81,20 @@ class ChunkedAttention(torch.autograd.Function):
     inputs, at the cost of one extra (chunk x d) x (d x Nk) product per chunk.
 
     Runs without autocast (:func:`dot_product_attention` casts the inputs as autocast would).
-    With half-precision inputs the products run in that precision, as autocast runs the
-    reference's ``bmm``, while the softmax, L, P, dS and the dK / dV sums are kept in float32,
-    as autocast keeps the reference's softmax and its backward.  The energies ``q k^T`` (forward
-    and recomputed in backward) are formed in :func:`energy_dtype`: float32 for float16 inputs,
-    which unscaled energies would overflow.
+    With half-precision inputs the products with v and the gradient products run in that
+    precision, as autocast runs the reference's; the energies (forward and recomputed), the
+    softmax, L, P, dS and the dK / dV sums are float32.
     """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, chunk: int) -> Tensor:
         b, nq, _ = q.shape
-        acc = torch.promote_types(q.dtype, torch.float32)  # softmax precision
-        wide = energy_dtype(q.dtype)  # the energies' dtype: float32 for float16 inputs
+        acc = energy_dtype(q.dtype)  # energies and softmax: at least float32
         keep = any(ctx.needs_input_grad[:3])  # a gradient is wanted: keep the log-sum-exp
-        k_t = k.to(wide).transpose(1, 2)
+        k_t = k.to(acc).transpose(1, 2)
 
         def block(q_c):
-            energy = torch.bmm(q_c.to(wide), k_t).to(acc)  # (B, chunk, Nk)
+            energy = torch.bmm(q_c.to(acc), k_t)  # (B, chunk, Nk)
             # the same softmax and product as the reference path, so outputs match it exactly
             out_c = torch.bmm(torch.softmax(energy, dim=-1).to(v.dtype), v)
             return out_c, (torch.logsumexp(energy, dim=-1, keepdim=True) if keep else None)
@@ -145,19 +119,15 @@ class ChunkedAttention(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         q, k, v, lse = ctx.saved_tensors
         chunk, dt, acc = ctx.chunk, q.dtype, lse.dtype
-        wide = energy_dtype(dt)  # the energies' dtype, as in forward
         grad_out = grad_out.to(v.dtype).contiguous()
         grad_q = torch.empty_like(q)
         grad_k = torch.zeros_like(k, dtype=acc)
         grad_v = torch.zeros_like(v, dtype=acc)
-        k_t, v_t = k.to(wide).transpose(1, 2), v.transpose(1, 2)
+        k_t, v_t = k.to(acc).transpose(1, 2), v.transpose(1, 2)
         for start in range(0, q.shape[1], chunk):
             sl = slice(start, start + chunk)
             q_c, go_c = q[:, sl], grad_out[:, sl]
-            if wide == acc:  # energies in the softmax precision: P in place
-                p = torch.baddbmm(lse[:, sl].neg(), q_c.to(wide), k_t).exp_()
-            else:  # bfloat16: the energies in it, as the forward formed them
-                p = (torch.bmm(q_c, k_t).to(acc) - lse[:, sl]).exp_()
+            p = torch.baddbmm(lse[:, sl].neg(), q_c.to(acc), k_t).exp_()  # P, as in forward
             if dt == acc:  # float32 / float64: the chunk's products in place
                 grad_v.baddbmm_(p.transpose(1, 2), go_c)
                 grad_s = torch.bmm(go_c, v_t).mul_(p)  # P * dP

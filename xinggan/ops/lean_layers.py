@@ -1,62 +1,50 @@
-"""Memory-lean autograd functions behind two layer pairs of the XingGAN networks.
+"""Memory-lean versions of two layer pairs of the XingGAN networks.
 
 Each computes exactly what the plain PyTorch layers compute, and keeps less for backward:
 
-- :func:`reflect_pad_conv2d`: ``conv2d(reflection_pad(x))`` keeping the unpadded input
-  (:class:`ReflectPadConvFunction`; the pad's backward is deterministic under
-  ``torch.use_deterministic_algorithms``, :mod:`xinggan.ops.reflection`);
+- :func:`reflect_pad_conv2d`: ``conv2d(reflection_pad(x))`` keeping the unpadded input; the
+  pad's backward is deterministic under ``torch.use_deterministic_algorithms``
+  (:mod:`xinggan.ops.reflection`);
 - :func:`relu_dropout`: ``dropout(relu(x))`` keeping only its output
   (:class:`ReLUDropoutFunction`).
-
-The modules :class:`xinggan.models.layers.ReflectPadConv2d` and
-:class:`xinggan.models.layers.ReLUDropout` call them in training; outputs and gradients are
-those of the plain layers, in float32 and under autocast.
 """
 from __future__ import annotations
+
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xinggan.ops.reflection import reflection_pad2d_backward
+from xinggan.ops.reflection import reflect_pad
 
 
-class ReflectPadConvFunction(torch.autograd.Function):
-    """conv2d(reflection_pad(x)) that keeps the unpadded ``x`` for backward.
+def reflect_pad_conv2d(x: Tensor, weight: Tensor, bias, pad: int, stride: int) -> Tensor:
+    """``conv2d(F.pad(x, pad, 'reflect'), weight, bias, stride)``, keeping ``x`` for backward.
 
-    Autograd through ``F.pad`` then ``F.conv2d`` keeps the padded copy of ``x``, on top of the
-    unpadded ``x`` that the previous layer (ReLU, dropout) usually keeps anyway.  Here the
-    backward pads ``x`` again (a cheap copy) and calls the same ``convolution_backward`` and
-    ``reflection_pad2d_backward`` kernels that autograd would, so the gradients are the same.
-    With deterministic algorithms on, the pad's gradient comes from the deterministic fold of
-    :mod:`xinggan.ops.reflection` instead (PyTorch's CUDA kernel for it refuses to run then).
+    The pad and the conv are PyTorch's own, under the caller's autocast (whose weight cache then
+    casts each weight once per autocast region); only the conv's saved input is swapped for
+    ``x`` and padded (and cast) again in backward.  Under ``torch.compile`` the compiler picks
+    what to keep.
     """
+    device = x.device.type
+    padded = reflect_pad(x, pad)
+    dtype = padded.dtype
+    if torch.is_autocast_enabled(device) and dtype != torch.float64:
+        dtype = torch.get_autocast_dtype(device)  # cast here as autocast would cast it
+        padded = padded.to(dtype)
+    if torch.compiler.is_compiling():
+        return F.conv2d(padded, weight, bias, stride)
+    padded_ref = weakref.ref(padded)  # the hooks outlive this call: no strong reference
 
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias, pad: int, stride: int) -> Tensor:
-        device = x.device.type
-        if torch.is_autocast_enabled(device):  # cast as autocast would cast the conv's inputs,
-            dtype = torch.get_autocast_dtype(device)  # so that backward sees one dtype
-            x, weight = x.to(dtype), weight.to(dtype)
-            bias = None if bias is None else bias.to(dtype)
-        ctx.pad, ctx.stride, ctx.has_bias = pad, stride, bias is not None
-        ctx.save_for_backward(x, weight)
-        with torch.autocast(device, enabled=False):
-            return F.conv2d(F.pad(x, (pad,) * 4, mode="reflect"), weight, bias, stride)
+    def pack(t: Tensor):
+        return (x, pad, dtype) if t is padded_ref() else t
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor):
-        x, weight = ctx.saved_tensors
-        pad, stride = ctx.pad, ctx.stride
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        padded = F.pad(x, (pad,) * 4, mode="reflect")
-        grad_padded, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad_out, padded, weight, [weight.shape[0]] if ctx.has_bias else None,
-            [stride, stride], [0, 0], [1, 1], False, [0, 0], 1,
-            [need_x, need_w, need_b and ctx.has_bias])
-        grad_x = reflection_pad2d_backward(grad_padded, x, pad) if need_x else None
-        return grad_x, grad_w, grad_b, None, None
+    def unpack(t):
+        return F.pad(t[0], (t[1],) * 4, mode="reflect").to(t[2]) if isinstance(t, tuple) else t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        return F.conv2d(padded, weight, bias, stride)
 
 
 class ReLUDropoutFunction(torch.autograd.Function):
@@ -85,11 +73,6 @@ class ReLUDropoutFunction(torch.autograd.Function):
         grad_x = torch.where(y > 0, grad_y * ctx.scale, torch.zeros((), dtype=grad_y.dtype,
                                                                      device=grad_y.device))
         return grad_x, None
-
-
-def reflect_pad_conv2d(x: Tensor, weight: Tensor, bias, pad: int, stride: int) -> Tensor:
-    """``conv2d(F.pad(x, pad, 'reflect'), weight, bias, stride)``, keeping only ``x`` for backward."""
-    return ReflectPadConvFunction.apply(x, weight, bias, pad, stride)
 
 
 def relu_dropout(x: Tensor, p: float) -> Tensor:

@@ -90,7 +90,8 @@ class ReflectPad2dFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
         ctx.pad = pad
         ctx.save_for_backward(x)  # as autograd's own backward of F.pad does
-        return F.pad(x, pad, mode="reflect")
+        with torch.autocast(x.device.type, enabled=False):  # in x's dtype (CPU autocast: float32)
+            return F.pad(x, pad, mode="reflect")
 
     @staticmethod
     @torch.autograd.function.once_differentiable
