@@ -58,7 +58,8 @@ def main(argv=None) -> int:
     from xinggan.config import ConfigError
     from xinggan.data import DataError, PairDataset, write_pairs
     from xinggan.inference import generate_pairs, load_generator
-    from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder
+    from xinggan.metrics.evaluate import MetricUnavailable, evaluate_folder
+    from xinggan.metrics.inputs import EvaluationInputError
     from xinggan.metrics.report import report_missing_metrics, write_metrics
     from xinggan.metrics.weights import MetricWeights
     from xinggan.precision import PrecisionError, resolve_amp

@@ -22,14 +22,13 @@ import json
 import sys
 from pathlib import Path
 
+from xinggan.metric_registry import PAPER_RESULTS, PROTOCOLS, TABLE_ORDER
+from xinggan.tables import Row, Table, metric_column, render, table_format, write_tables
 
-from xinggan.metrics.report import METRIC_LABELS
-from xinggan.metrics.protocols import PAPER_RESULTS, PROTOCOLS, TABLE_ORDER
-from xinggan.tables import (METRIC_DIRECTIONS, Column, Row, Table, render, table_format,
-                            write_tables)
-
-TABLE1 = (("market", ("ssim", "is", "mask_ssim", "mask_is", "pckh")), ("deepfashion", ("ssim", "is", "pckh")))
 TABLE1_PRESETS = {"patn-market": "market", "patn-deepfashion": "deepfashion"}
+# Table 1's columns: each preset's default metrics in table order (Market, then DeepFashion).
+TABLE1 = {dataset: [m for m in TABLE_ORDER if m in PROTOCOLS[preset].default_metrics]
+          for preset, dataset in TABLE1_PRESETS.items()}
 DATASET_NAMES = {"market": "Market-1501", "deepfashion": "DeepFashion"}
 
 
@@ -60,9 +59,8 @@ def load_run(argument: str) -> tuple[str, Path, dict]:
 
 
 def table1(runs: list) -> Table:
-    columns = [Column(f"{dataset}/{metric}", f"{DATASET_NAMES[dataset]} {METRIC_LABELS[metric]}",
-                      METRIC_DIRECTIONS.get(metric))
-               for dataset, metrics in TABLE1 for metric in metrics]
+    columns = [metric_column(metric, f"{dataset}/{metric}", f"{DATASET_NAMES[dataset]} ")
+               for dataset, metrics in TABLE1.items() for metric in metrics]
     table = Table("XingGAN Table 1 (presets patn-market and patn-deepfashion)", ["method"], columns)
     paper: dict[str, dict] = {}
     for preset, dataset in TABLE1_PRESETS.items():
@@ -74,7 +72,7 @@ def table1(runs: list) -> Table:
     for label, path, results in runs:
         dataset = TABLE1_PRESETS[results["protocol"]]
         row = rows.setdefault(label, {})
-        for metric in dict(TABLE1)[dataset]:
+        for metric in TABLE1[dataset]:
             if metric in results:
                 row[f"{dataset}/{metric}"] = results[metric]
             elif metric in results.get("skipped", {}):
@@ -90,7 +88,7 @@ def other_table(preset: str, runs: list) -> Table:
     shown = [m for m in TABLE_ORDER if any(m in r for _, _, r in runs)
              or any(m in values for _, _, values in PAPER_RESULTS.get(preset, []))]
     table = Table(f"Preset {preset}", ["method", "dataset"],
-                  [Column(m, METRIC_LABELS[m], METRIC_DIRECTIONS.get(m)) for m in shown],
+                  [metric_column(m) for m in shown],
                   description=PROTOCOLS[preset].description if preset in PROTOCOLS else "")
     for method, dataset, values in PAPER_RESULTS.get(preset, []):
         table.rows.append(Row([method.replace("(paper)", "(paper, reported)"), dataset], values, reported=True))

@@ -28,9 +28,10 @@ import sys
 from pathlib import Path
 
 from xinggan.hints import closest
-from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder
+from xinggan.metric_registry import METRICS, PROTOCOLS
+from xinggan.metrics.evaluate import MetricUnavailable, evaluate_folder
+from xinggan.metrics.inputs import EvaluationInputError
 from xinggan.metrics.layouts import LAYOUTS
-from xinggan.metrics.protocols import ALL_METRICS, PROTOCOLS
 from xinggan.metrics.report import format_table, report_missing_metrics, write_metrics
 from xinggan.metrics.weights import MetricWeights
 
@@ -55,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--file-order", choices=("sorted", "listdir"), default="sorted",
                         help="order of the pairs taken from file names (decides the IS splits): sorted names "
                              "(default, the same on every machine) or os.listdir as the released scripts")
-    parser.add_argument("--metrics", help=f"comma-separated subset of {','.join(ALL_METRICS)} "
+    parser.add_argument("--metrics", help=f"comma-separated subset of {','.join(METRICS)} "
                                           "(default: the protocol's; an explicit metric that cannot run is an error)")
     roundtrip = parser.add_mutually_exclusive_group()
     roundtrip.add_argument("--jpeg-roundtrip", dest="jpeg_roundtrip", action="store_true", default=None,

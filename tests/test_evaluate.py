@@ -12,13 +12,13 @@ from PIL import Image
 from xinggan.data import write_annotations, write_pairs
 from helpers import smooth_image
 from xinggan.data.pairs import result_stem
-from xinggan.metrics.evaluate import EvaluationInputError, MetricUnavailable, evaluate_folder
+from xinggan.metric_registry import get_protocol
+from xinggan.metrics.evaluate import MetricUnavailable, evaluate_folder, plan_metrics, select_metrics
 from xinggan.metrics.inception_score import TF_INCEPTION_FILE
 from xinggan.metrics.l1 import l1_distance, to_signed_unit
-from xinggan.metrics.inputs import resolve_inputs
+from xinggan.metrics.inputs import EvaluationInputError, resolve_inputs
 from xinggan.metrics.mask import pose_masks
-from xinggan.metrics.plan import plan_metrics, select_metrics
-from xinggan.metrics.protocols import get_protocol, jpeg_roundtrip, released_8bit
+from xinggan.metrics.preprocess import jpeg_roundtrip, released_8bit
 from xinggan.metrics.psnr import psnr
 from xinggan.metrics.report import write_metrics
 from xinggan.metrics.ssim import PATN_SSIM, ssim
@@ -294,7 +294,7 @@ def test_table_shows_paper_rows_of_the_same_dataset_only():
 
 def test_deepfashion_white_padding(tmp_path):
     """patn-deepfashion: SSIM on 256 x 256 images padded with 40 white columns per side."""
-    from xinggan.metrics.protocols import pad_white_columns
+    from xinggan.metrics.preprocess import pad_white_columns
 
     rng = np.random.default_rng(5)
     pairs = [("fashionWOMENDressesid0000001_1front.jpg", "fashionWOMENDressesid0000001_2side.jpg"),

@@ -95,7 +95,7 @@ def test_import_resolution_of_the_source_check():
     layouts = imported_modules(PACKAGE / "metrics" / "layouts.py")
     assert "xinggan.data.pairs" in layouts
     evaluate = imported_modules(PACKAGE / "metrics" / "evaluate.py")
-    assert "xinggan.metrics.plan" in evaluate
+    assert "xinggan.metrics.accumulators" in evaluate
     inference = imported_modules(PACKAGE / "inference.py")
     assert "xinggan.config" in inference and "xinggan.models" in inference  # the latter inside a function
 

@@ -10,7 +10,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from xinggan.metrics.l1 import l1_distance, to_signed_unit
 from xinggan.metrics.pckh import pckh, pckh_pair
-from xinggan.metrics.protocols import get_protocol, jpeg_roundtrip, pad_white_columns, released_8bit
+from xinggan.metric_registry import METRICS, get_protocol
+from xinggan.metrics.preprocess import jpeg_roundtrip, pad_white_columns, released_8bit
 from xinggan.metrics.psnr import psnr
 from xinggan.visualize import to_uint8
 
@@ -53,7 +54,7 @@ def test_pckh_rule():
     lonely = pose(j0=(20, 34), j2=(35, 20))
     assert pckh_pair(lonely, lonely) is None
     result = pckh([detected, lonely], [target, lonely])
-    assert result == {"pckh": 4 / 6, "correct": 4, "total": 6, "scored_pairs": 1, "skipped_pairs": 1}
+    assert result == {"score": 4 / 6, "correct": 4, "total": 6, "scored_pairs": 1, "skipped_pairs": 1}
 
 
 def test_to_uint8_truncates():
@@ -115,7 +116,7 @@ def _protocol_ssim(protocol, generated: np.ndarray, target: np.ndarray) -> np.nd
     from xinggan.metrics.inputs import Batch
 
     g, t = (torch.from_numpy(x).permute(0, 3, 1, 2) for x in (generated, target))
-    accumulator = SSIMAccumulator(len(generated), protocol)
+    accumulator = SSIMAccumulator(METRICS["ssim"], len(generated), protocol)
     accumulator.update(Batch(0, len(generated), generated, g, t, g, t))
     return accumulator.scores
 

@@ -4,8 +4,8 @@ One writer for every table the project prints from metrics: ``scripts/compare.py
 in the layout of XingGAN's Table 1) and ``scripts/sweep.py`` (the ablation table of a sweep).
 
 A :class:`Table` has leading text columns (the method, a dataset...) and metric columns; each
-metric column knows whether higher or lower is better (:data:`METRIC_DIRECTIONS`). A cell holds
-a number, a note such as ``"not run"``, or nothing (shown as an en dash).
+metric column knows whether higher or lower is better (:func:`metric_column`, from the registry).
+A cell holds a number, a note such as ``"not run"``, or nothing (shown as an en dash).
 
 Best values: per metric column, the best value *as printed* (3 decimals, 1 from 100 on, or as
 reported) among the rows that have a number; ties are all marked. Markdown and LaTeX print them in
@@ -24,17 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-__all__ = ["METRIC_DIRECTIONS", "Column", "Row", "Table", "best_rows", "format_value",
+from xinggan.metric_registry import METRICS
+
+__all__ = ["metric_column", "Column", "Row", "Table", "best_rows", "format_value",
            "render", "render_csv", "render_latex", "render_markdown", "write_tables",
            "write_text_atomic", "TABLE_FORMATS"]
 
-# Which way each metric improves. SSIM, IS, PCKh and PSNR grow with quality; FID, LPIPS and the
-# L1 distance shrink.
-METRIC_DIRECTIONS = {
-    "ssim": "higher", "mask_ssim": "higher", "is": "higher", "mask_is": "higher",
-    "pckh": "higher", "psnr": "higher",
-    "fid": "lower", "lpips": "lower", "mask_lpips": "lower", "l1": "lower",
-}
 TABLE_FORMATS = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tex": "latex"}
 _ARROWS = {"higher": "↑", "lower": "↓"}
 _LATEX_ARROWS = {"higher": r"$\uparrow$", "lower": r"$\downarrow$"}
@@ -60,6 +55,13 @@ class Column:
     key: str
     label: str
     better: Optional[str] = None
+
+
+def metric_column(metric: str, key: str = "", prefix: str = "") -> Column:
+    """The column of a registry metric: its label (after ``prefix``) and direction; ``key``
+    names the cell in each row (default: the metric's name)."""
+    entry = METRICS[metric]
+    return Column(key or metric, prefix + entry.label, entry.better)
 
 
 @dataclass

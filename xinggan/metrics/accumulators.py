@@ -1,24 +1,9 @@
 """One accumulator per metric: ``update(batch)`` for each batch of pairs, ``result()`` at the end.
 
-Each accumulator keeps only what its final value needs, so an evaluation streams any number of
-pairs in bounded memory:
-
-* SSIM, mask-SSIM, LPIPS, mask-LPIPS, PSNR and L1 keep one score per pair and report the mean over
-  pairs, ``(1 / N) sum_i s_i``. SSIM runs in the protocol's padded frame, on ``uint8`` values or
-  on ``float32(x) / 255`` (:attr:`~xinggan.metrics.protocols.Protocol.ssim_input`); LPIPS and L1
-  on ``x / 127.5 - 1``; PSNR on ``x / 255``. The masked variants multiply both images by the
-  target's pose mask first (:mod:`xinggan.metrics.mask`).
-* IS and mask-IS keep the ``(N, 1008)`` unbiased logits (float32) of the TF-ported Inception and
-  report ``exp(E_x KL(p(y|x) || p(y)))`` over 10 contiguous splits, mean and std
-  (:func:`~xinggan.metrics.inception_score.inception_score_from_logits`); mask-IS scores the
-  generated image times the target's pose mask.
-* FID keeps running sums of the generated images' 2048-d pool features and, at the end, compares
-  their Gaussian with the real set's (cached): ``|mu_g - mu_r|^2 + Tr(S_g + S_r - 2 sqrtm(S_g S_r))``
-  (:mod:`xinggan.metrics.fid`).
-* PCKh keeps the keypoints detected on each generated image (or takes them from a CSV) and reports
-  correct joints / present target joints (:mod:`xinggan.metrics.pckh`).
-
-:data:`RESULT_ORDER` is the order of the metrics in ``metrics.json``.
+Each keeps only what its value needs (per-pair scores, Inception logits, running FID sums or
+keypoints), so an evaluation streams any number of pairs in bounded memory. The registry
+(:mod:`xinggan.metric_registry`) names the class of each metric and whether it is masked; the
+formulas are in docs/data_and_metrics.md.
 """
 from __future__ import annotations
 
@@ -29,22 +14,19 @@ import numpy as np
 import torch
 
 from ..data import write_annotations
+from ..metric_registry import Metric, Protocol
 from .fid import RunningStatistics, frechet_distance, real_statistics
 from .inception_score import inception_score_from_logits
 from .inputs import Batch, EvaluationInputError, image_size, load_rgb, to_tensor
 from .l1 import l1_distance
 from .pckh import pckh
-from .protocols import Protocol, jpeg_roundtrip, released_8bit
+from .preprocess import jpeg_roundtrip, released_8bit
 from .psnr import psnr
 from .ssim import ssim
 
-__all__ = [
-    "RESULT_ORDER", "Accumulator", "MeanOverPairs", "SSIMAccumulator", "MaskedSSIMAccumulator",
-    "LPIPSAccumulator", "MaskedLPIPSAccumulator", "PSNRAccumulator", "L1Accumulator",
-    "InceptionScoreAccumulator", "MaskedInceptionScoreAccumulator", "FIDAccumulator", "PCKhAccumulator",
-]
+__all__ = ["Accumulator", "MeanOverPairs", "SSIMAccumulator", "LPIPSAccumulator", "PSNRAccumulator",
+           "L1Accumulator", "InceptionScoreAccumulator", "FIDAccumulator", "PCKhAccumulator", "build_accumulator"]
 
-RESULT_ORDER = ("ssim", "mask_ssim", "lpips", "mask_lpips", "psnr", "l1", "is", "mask_is", "fid", "pckh")
 INCEPTION_LOGITS = 1008  # classes of TensorFlow's 2015 Inception graph (1000 ImageNet classes + 8 unused)
 
 
@@ -55,8 +37,15 @@ class Accumulator:
     returns its entries of ``metrics.json``, ``details()`` its entries of ``details``.
     """
 
-    name = ""
     streams = True
+
+    def __init__(self, metric: Metric):
+        self.name, self.masked = metric.name, metric.masked
+
+    @classmethod
+    def from_plan(cls, metric: Metric, plan) -> "Accumulator":
+        """The accumulator of ``metric`` set up from a :class:`~xinggan.metrics.evaluate.MetricPlan`."""
+        raise NotImplementedError
 
     def update(self, batch: Batch) -> None:
         raise NotImplementedError
@@ -71,10 +60,15 @@ class Accumulator:
 class MeanOverPairs(Accumulator):
     """A score per pair (``score(batch)`` -> ``(B,)``), reported as the mean over pairs."""
 
-    def __init__(self, num_pairs: int):
+    def __init__(self, metric: Metric, num_pairs: int):
+        super().__init__(metric)
         # Preallocated: keeping many small arrays alive between the large per-batch buffers
         # fragments the heap and grows memory with the number of pairs.
         self.scores = np.empty(num_pairs)
+
+    @classmethod
+    def from_plan(cls, metric: Metric, plan) -> "MeanOverPairs":
+        return cls(metric, plan.num_pairs)
 
     def score(self, batch: Batch) -> np.ndarray:
         raise NotImplementedError
@@ -87,16 +81,20 @@ class MeanOverPairs(Accumulator):
 
 
 class SSIMAccumulator(MeanOverPairs):
-    """SSIM of the protocol's settings, in its padded frame."""
+    """SSIM of the protocol's settings in its padded frame; masked: both images times the pose mask."""
 
-    name = "ssim"
-
-    def __init__(self, num_pairs: int, protocol: Protocol):
-        super().__init__(num_pairs)
+    def __init__(self, metric: Metric, num_pairs: int, protocol: Protocol):
+        super().__init__(metric, num_pairs)
         self.settings = protocol.ssim
         self.unit_range = protocol.ssim_input != "uint8"
 
+    @classmethod
+    def from_plan(cls, metric: Metric, plan) -> "SSIMAccumulator":
+        return cls(metric, plan.num_pairs, plan.protocol)
+
     def images(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.masked:
+            return batch.generated_padded * batch.masks_padded, batch.target_padded * batch.masks_padded
         return batch.generated_padded, batch.target_padded
 
     def score(self, batch: Batch) -> np.ndarray:
@@ -106,45 +104,29 @@ class SSIMAccumulator(MeanOverPairs):
         return ssim(generated, target, self.settings).cpu().numpy()
 
 
-class MaskedSSIMAccumulator(SSIMAccumulator):
-    """mask-SSIM: SSIM of both images times the target's pose mask."""
-
-    name = "mask_ssim"
-
-    def images(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return batch.generated_padded * batch.masks_padded, batch.target_padded * batch.masks_padded
-
-
 class LPIPSAccumulator(MeanOverPairs):
-    """LPIPS (AlexNet, v0.1) on images in [-1, 1]."""
+    """LPIPS (AlexNet, v0.1) on images in [-1, 1]; masked: both times the pose mask."""
 
-    name = "lpips"
-
-    def __init__(self, num_pairs: int, network: torch.nn.Module):
-        super().__init__(num_pairs)
+    def __init__(self, metric: Metric, num_pairs: int, network: torch.nn.Module):
+        super().__init__(metric, num_pairs)
         self.network = network
 
+    @classmethod
+    def from_plan(cls, metric: Metric, plan) -> "LPIPSAccumulator":
+        return cls(metric, plan.num_pairs, plan.lpips)
+
     def images(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.masked:
+            generated, target = batch.signed
+            return generated * batch.masks, target * batch.masks
         return batch.signed
 
     def score(self, batch: Batch) -> np.ndarray:
         return self.network(*self.images(batch)).numpy()
 
 
-class MaskedLPIPSAccumulator(LPIPSAccumulator):
-    """mask-LPIPS: LPIPS of both [-1, 1] images times the target's pose mask."""
-
-    name = "mask_lpips"
-
-    def images(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        generated, target = batch.signed
-        return generated * batch.masks, target * batch.masks
-
-
 class PSNRAccumulator(MeanOverPairs):
     """PSNR with data range 1 on ``x / 255``."""
-
-    name = "psnr"
 
     def score(self, batch: Batch) -> np.ndarray:
         unit = (batch.generated.to(torch.float32) / 255.0, batch.target.to(torch.float32) / 255.0)
@@ -154,23 +136,25 @@ class PSNRAccumulator(MeanOverPairs):
 class L1Accumulator(MeanOverPairs):
     """Mean absolute error in [-1, 1]."""
 
-    name = "l1"
-
     def score(self, batch: Batch) -> np.ndarray:
         return l1_distance(*batch.signed).cpu().numpy()
 
 
 class InceptionScoreAccumulator(Accumulator):
-    """IS of the generated images (in the padded frame) from the TF-ported Inception's logits."""
+    """IS of the generated images (padded frame) from the TF-ported Inception's logits; masked:
+    the generated images times the target's pose mask."""
 
-    name = "is"
-
-    def __init__(self, num_pairs: int, network: torch.nn.Module):
+    def __init__(self, metric: Metric, num_pairs: int, network: torch.nn.Module):
+        super().__init__(metric)
         self.network = network
         self.logits = np.empty((num_pairs, INCEPTION_LOGITS), dtype=np.float32)
 
+    @classmethod
+    def from_plan(cls, metric: Metric, plan) -> "InceptionScoreAccumulator":
+        return cls(metric, plan.num_pairs, plan.tf_inception)
+
     def images(self, batch: Batch) -> torch.Tensor:
-        return batch.generated_padded
+        return batch.generated_padded * batch.masks_padded if self.masked else batch.generated_padded
 
     def update(self, batch: Batch) -> None:
         self.logits[batch.start:batch.stop] = self.network(self.images(batch))["logits_unbiased"].numpy()
@@ -178,15 +162,6 @@ class InceptionScoreAccumulator(Accumulator):
     def result(self) -> dict:
         mean, std = inception_score_from_logits(self.logits)
         return {self.name: mean, f"{self.name}_std": std}
-
-
-class MaskedInceptionScoreAccumulator(InceptionScoreAccumulator):
-    """mask-IS: IS of the generated images times the target's pose mask."""
-
-    name = "mask_is"
-
-    def images(self, batch: Batch) -> torch.Tensor:
-        return batch.generated_padded * batch.masks_padded
 
 
 class FIDAccumulator(Accumulator):
@@ -197,15 +172,19 @@ class FIDAccumulator(Accumulator):
     cached per protocol, network, file list and resolution (:func:`~xinggan.metrics.fid.real_statistics`).
     """
 
-    name = "fid"
-
-    def __init__(self, features: Callable[[torch.Tensor], torch.Tensor], real_paths: Sequence[Path],
+    def __init__(self, metric: Metric, features: Callable[[torch.Tensor], torch.Tensor], real_paths: Sequence[Path],
                  protocol: Protocol, roundtrip: bool, device: torch.device, batch_size: int = 64,
                  cache_dir: Optional[Path] = None, progress: bool = True):
+        super().__init__(metric)
         self.features, self.real_paths, self.protocol = features, list(real_paths), protocol
         self.roundtrip, self.device, self.batch_size = roundtrip, device, batch_size
         self.cache_dir, self.progress = cache_dir, progress
         self.generated = RunningStatistics()
+
+    @classmethod
+    def from_plan(cls, metric: Metric, plan) -> "FIDAccumulator":
+        return cls(metric, plan.fid_features, plan.real_paths, plan.protocol, plan.roundtrip, plan.device,
+                   plan.batch_size, plan.cache_dir, plan.progress)
 
     def update(self, batch: Batch) -> None:
         self.generated.add(self.features(batch.generated))
@@ -240,13 +219,12 @@ class PCKhAccumulator(Accumulator):
     written to ``detections_csv`` (annotation format, rows named ``generated_names``) when given.
     """
 
-    name = "pckh"
-
-    def __init__(self, target_keypoints: np.ndarray, detections: Optional[list] = None, detector=None,
+    def __init__(self, metric: Metric, target_keypoints: np.ndarray, detections: Optional[list] = None, detector=None,
                  resave_jpeg: bool = False, pose_weights: Optional[str] = None,
                  detections_csv: Optional[Path] = None, generated_names: Sequence[str] = ()):
         if (detections is None) == (detector is None):
             raise ValueError("PCKh needs either detections or a detector")
+        super().__init__(metric)
         self.target_keypoints = target_keypoints
         self.detector, self.resave_jpeg = detector, resave_jpeg
         self.detections = list(detections) if detections is not None else []
@@ -254,6 +232,13 @@ class PCKhAccumulator(Accumulator):
         self.pose_weights, self.detections_csv = pose_weights, detections_csv
         self.generated_names = list(generated_names)
         self._scored: Optional[dict] = None
+
+    @classmethod
+    def from_plan(cls, metric: Metric, plan) -> "PCKhAccumulator":
+        inputs = plan.inputs
+        return cls(metric, plan.target_keypoints, plan.detections, plan.detector,
+                   resave_jpeg=plan.roundtrip or inputs.panels > 1, pose_weights=plan.pose_weights,
+                   detections_csv=plan.detections_csv, generated_names=[ref.name for ref in inputs.generated])
 
     def update(self, batch: Batch) -> None:
         seen = jpeg_roundtrip(batch.generated_rgb) if self.resave_jpeg else batch.generated_rgb
@@ -263,7 +248,7 @@ class PCKhAccumulator(Accumulator):
         if self.detector is not None and self.detections_csv is not None:
             write_annotations(self.detections_csv, dict(zip(self.generated_names, self.detections)))
         self._scored = pckh(self.detections, self.target_keypoints)
-        return {self.name: self._scored["pckh"]}
+        return {self.name: self._scored["score"]}
 
     def details(self) -> dict:
         details = {}
@@ -272,5 +257,10 @@ class PCKhAccumulator(Accumulator):
             if self.detections_csv is not None:
                 details["pckh_detections"] = str(self.detections_csv)
         if self._scored is not None:
-            details["pckh"] = {k: v for k, v in self._scored.items() if k != "pckh"}
+            details[self.name] = {k: v for k, v in self._scored.items() if k != "score"}
         return details
+
+
+def build_accumulator(metric: Metric, plan) -> Accumulator:
+    """The accumulator class of this module that the registry names for ``metric``, set up from ``plan``."""
+    return globals()[metric.accumulator].from_plan(metric, plan)

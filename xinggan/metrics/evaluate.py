@@ -1,83 +1,200 @@
 """Score a folder of generated images against the targets under one evaluation protocol.
 
-``evaluate_folder`` runs in three stages:
-
-1. inputs (:mod:`xinggan.metrics.inputs`): the folder's layout (:mod:`xinggan.metrics.layouts`:
-   this project's ``<from stem>___<to stem>.png``, the 5-panel strips ``<from>.jpg___<to>.jpg_vis.jpg``
-   of PATN / XingGAN / BiGraphGAN, ``<from>.jpg___<to>.jpg``, the ``<from>_2_<to>`` names of the
-   later repositories) is recognised and printed in one line; the files are matched to the pairs
-   of a pairs CSV (or the pairs are taken from the names) and to their targets, and all are
-   checked up front (missing or unreadable files, sizes);
-2. plan (:mod:`xinggan.metrics.plan`): which of the protocol's metrics (or of ``metrics``) can
-   run, which cannot and why, and the networks they load;
-3. a stream of batches of pairs, each read once with the protocol's steps
-   (:mod:`xinggan.metrics.protocols`: JPEG round trip, white columns, pose masks) and handed to one
-   accumulator per metric (:mod:`xinggan.metrics.accumulators`), which keeps only per-pair scores,
-   Inception logits, running FID sums or keypoints.
-
-Strips are scored as the released ``getMetrics_*.py`` scored them: without a targets folder the
-target is the strip's own panel 2 and the generated image panel 4; panels are taken as decoded
-from the file, with no further JPEG round trip (they already are the output of the released
-pipeline's step 1).
-
-PCKh needs keypoints of the generated images: a CSV of detections (``detected_keypoints``), or an
-OpenPose body weights file (``pose_weights``), with which the keypoints are detected here the way
-PATN's ``tool/crop_*.py`` + ``compute_coordinates.py`` did: the generated image is re-saved as
-JPEG at quality 75 (the released scripts cropped it out of the strip and saved it as ``.jpg``)
-and passed to :mod:`xinggan.keypoints.openpose`. For single images, that extra round trip is
-applied when the protocol's JPEG round trip is on.
-
-A default metric that cannot run here (no weights, no keypoints, no real set) is listed in
-``skipped`` with the reason (the scripts then exit non-zero after writing the others, unless
-missing metrics are allowed); a metric asked for explicitly that cannot run raises
-:class:`MetricUnavailable`, which says what to provide. The reports are written by
-:mod:`xinggan.metrics.report`.
+:func:`evaluate_folder` resolves and checks the inputs (:mod:`xinggan.metrics.inputs`), plans the
+metrics (:func:`plan_metrics`: which can run here, which cannot and why, the networks they load;
+what each needs is in :mod:`xinggan.metric_registry`), then streams batches of pairs, each read
+once with the protocol's image steps, through one accumulator per metric
+(:mod:`xinggan.metrics.accumulators`). A default metric that cannot run is listed in ``skipped``
+with the reason; one asked for explicitly raises :class:`MetricUnavailable`.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
+from ..hints import closest
+from ..keypoints import DetectorUnavailable, build_detector
+from ..metric_registry import METRICS, Protocol, get_protocol
 from ..precision import strict_float32
 from ..progress import progress as progress_bar
-from .accumulators import (RESULT_ORDER, Accumulator, FIDAccumulator, InceptionScoreAccumulator, L1Accumulator,
-                           LPIPSAccumulator, MaskedInceptionScoreAccumulator, MaskedLPIPSAccumulator,
-                           MaskedSSIMAccumulator, PCKhAccumulator, PSNRAccumulator, SSIMAccumulator)
-from .inputs import BatchReader, EvaluationInputError, EvaluationInputs, resolve_inputs
-from .plan import MetricPlan, MetricUnavailable, plan_metrics, select_metrics
-from .protocols import get_protocol
-from .report import METRIC_LABELS, format_table, report_missing_metrics, write_metrics
-from .weights import MetricWeights
+from .accumulators import SSIMAccumulator, build_accumulator
+from .fid import TorchvisionInception
+from .inception_score import IS_SPLITS, TFInception
+from .inputs import (BatchReader, EvaluationInputError, EvaluationInputs, detections_by_pair, image_files,
+                     resolve_inputs, target_keypoints)
+from .lpips import LPIPSAlex
+from .weights import MetricWeights, WeightsUnavailable
 
-__all__ = ["MetricUnavailable", "EvaluationInputError", "evaluate_folder",
-           # the reports, kept importable from here for the scripts that import them from this module
-           "METRIC_LABELS", "format_table", "report_missing_metrics", "write_metrics"]
+__all__ = ["MetricUnavailable", "MetricPlan", "select_metrics", "plan_metrics", "evaluate_folder"]
 
 
-def _accumulators(plan: MetricPlan, inputs: EvaluationInputs, roundtrip: bool, device: torch.device,
-                  batch_size: int, cache_dir, progress: bool, detections_csv) -> list[Accumulator]:
-    """One accumulator per metric that runs, in the order of ``metrics.json``."""
-    n, protocol = len(inputs.pairs), plan.protocol
-    make = {
-        "ssim": lambda: SSIMAccumulator(n, protocol),
-        "mask_ssim": lambda: MaskedSSIMAccumulator(n, protocol),
-        "lpips": lambda: LPIPSAccumulator(n, plan.lpips),
-        "mask_lpips": lambda: MaskedLPIPSAccumulator(n, plan.lpips),
-        "psnr": lambda: PSNRAccumulator(n),
-        "l1": lambda: L1Accumulator(n),
-        "is": lambda: InceptionScoreAccumulator(n, plan.tf_inception),
-        "mask_is": lambda: MaskedInceptionScoreAccumulator(n, plan.tf_inception),
-        "fid": lambda: FIDAccumulator(plan.fid_features, plan.real_paths, protocol, roundtrip, device,
-                                      batch_size, cache_dir, progress),
-        "pckh": lambda: PCKhAccumulator(plan.target_keypoints, plan.detections, plan.detector,
-                                        resave_jpeg=roundtrip or inputs.panels > 1, pose_weights=plan.pose_weights,
-                                        detections_csv=detections_csv,
-                                        generated_names=[ref.name for ref in inputs.generated]),
-    }
-    return [make[metric]() for metric in RESULT_ORDER if plan.runs(metric)]
+class MetricUnavailable(RuntimeError):
+    """A metric asked for explicitly cannot be computed; the message says what to provide."""
+
+
+def select_metrics(protocol: Protocol, metrics: Optional[Sequence[str]]) -> tuple[list, bool]:
+    """``(metric names, explicit)``: ``metrics`` normalised (``mask-ssim`` -> ``mask_ssim``), or
+    the protocol's defaults with ``explicit=False``; an unknown name names the nearest one."""
+    if metrics is None:
+        return list(protocol.default_metrics), False
+    names = [m.strip().lower().replace("-", "_") for m in metrics if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        hints = [closest(m, METRICS) for m in unknown]
+        nearest = "; ".join(f"did you mean {h!r} for {m!r}?" for m, h in zip(unknown, hints) if h)
+        raise ValueError(f"unknown metric(s) {unknown}{'; ' + nearest if nearest else ''}; "
+                         f"available: {list(METRICS)}")
+    return list(dict.fromkeys(names)), True
+
+
+@dataclass
+class MetricPlan:
+    """What an evaluation computes, with what, and how.
+
+    ``requested``: the metric names; ``skipped``: metric -> reason it cannot run;
+    ``target_keypoints``: ``(N, 18, 2)`` per pair or None; ``detections`` (from a CSV) or
+    ``detector`` (OpenPose from ``pose_weights``): the generated images' keypoints;
+    ``real_paths``: the FID reference images; the networks are None when not needed.
+    """
+
+    protocol: Protocol
+    inputs: EvaluationInputs
+    requested: list
+    explicit: bool
+    roundtrip: bool = False
+    device: torch.device = torch.device("cpu")
+    batch_size: int = 64
+    cache_dir: Optional[Path] = None
+    progress: bool = True
+    detections_csv: Optional[Path] = None
+    skipped: dict = field(default_factory=dict)
+    target_keypoints: Optional[np.ndarray] = None
+    detections: Optional[list] = None
+    detector: object = None
+    pose_weights: Optional[str] = None
+    real_paths: list = field(default_factory=list)
+    tf_inception: Optional[TFInception] = None
+    torchvision_inception: Optional[TorchvisionInception] = None
+    lpips: Optional[LPIPSAlex] = None
+
+    @property
+    def num_pairs(self) -> int:
+        return len(self.inputs.pairs)
+
+    @property
+    def active(self) -> list:
+        """The requested metrics that run, in the order asked for."""
+        return [m for m in self.requested if m not in self.skipped]
+
+    @property
+    def needs_masks(self) -> bool:
+        return any(METRICS[m].masked for m in self.active)
+
+    def runs(self, metric: str) -> bool:
+        return metric in self.requested and metric not in self.skipped
+
+    def running(self, need: str = "", network: str = "") -> list:
+        """The metrics that still run and have ``need`` among their needs, or use ``network``."""
+        return [m for m in self.requested if self.runs(m)
+                and (need in METRICS[m].needs if need else METRICS[m].network == network)]
+
+    def unavailable(self, metric: str, reason: str) -> None:
+        """Record that ``metric`` cannot run; an error when it was asked for explicitly."""
+        if self.explicit:
+            raise MetricUnavailable(f"metric {metric!r} (protocol {self.protocol.name}) cannot run: {reason}")
+        self.skipped[metric] = reason
+
+    def fid_features(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """``(B, 2048)`` pool features of the protocol's FID network for uint8 ``(B, 3, H, W)`` images."""
+        if self.torchvision_inception is not None:
+            return self.torchvision_inception(images_u8)
+        return self.tf_inception(images_u8)["2048"]
+
+
+def _plan_keypoints(plan: MetricPlan, annotations_csv, detected_keypoints) -> None:
+    keyed = plan.running("target_keypoints")
+    if keyed and annotations_csv is None:
+        for metric in keyed:
+            plan.unavailable(metric, "needs the target keypoints: pass annotations_csv (--annotations) in the "
+                                     "annotation format (name: [y...]: [x...])")
+    elif keyed:
+        plan.target_keypoints = target_keypoints(annotations_csv, plan.inputs.pairs)
+    for metric in plan.running("generated_keypoints"):
+        if detected_keypoints is not None:
+            plan.detections = detections_by_pair(detected_keypoints, plan.inputs.pairs, plan.inputs.generated)
+        elif plan.pose_weights is not None:
+            try:
+                plan.detector = build_detector("openpose", weights=str(plan.pose_weights), device=plan.device)
+            except DetectorUnavailable as error:
+                plan.unavailable(metric, str(error))
+        else:
+            plan.unavailable(metric, "needs keypoints of the generated images: pass the OpenPose body weights "
+                                     "(pose_weights / --pose-weights / eval.pose_weights: PATN's Keras "
+                                     "pose_estimator.h5 or the PyTorch conversion body_pose_model.pth), or a "
+                                     "CSV of detections (--detected-keypoints / eval.detected_keypoints)")
+
+
+def _plan_sets(plan: MetricPlan, real_dir) -> None:
+    for metric in plan.running("real_images"):
+        if real_dir is None:
+            plan.unavailable(metric, "needs a folder of real images for the reference statistics: pass "
+                                     "real_dir (--real)")
+            continue
+        plan.real_paths = image_files(Path(real_dir)) if Path(real_dir).is_dir() else []
+        if len(plan.real_paths) < 2:
+            raise EvaluationInputError(f"real images folder {real_dir} does not exist or has fewer than 2 images")
+    for metric in plan.running("inception_splits"):
+        if plan.num_pairs < IS_SPLITS:
+            plan.unavailable(metric, f"needs at least {IS_SPLITS} images for its {IS_SPLITS} splits, "
+                                     f"got {plan.num_pairs}")
+
+
+def _load(plan: MetricPlan, metrics: list, build: Callable[[], torch.nn.Module]) -> Optional[torch.nn.Module]:
+    """``build()`` on the plan's device when ``metrics`` run; missing weights make them unavailable."""
+    if not metrics:
+        return None
+    try:
+        return build().to(plan.device)
+    except WeightsUnavailable as error:
+        for metric in metrics:
+            plan.unavailable(metric, str(error))
+        return None
+
+
+def _load_networks(plan: MetricPlan, weights: MetricWeights) -> None:
+    # One TF-ported Inception gives the IS logits and, for 'tf-inception' protocols, FID's features.
+    tf_fid = plan.running(network="fid") if plan.protocol.fid_network == "tf-inception" else []
+    tf_metrics = plan.running(network="tf-inception") + tf_fid
+    features = (("logits_unbiased",) if plan.running(network="tf-inception") else ()) + (("2048",) if tf_fid else ())
+    plan.tf_inception = _load(plan, tf_metrics, lambda: TFInception(features, weights.inception,
+                                                                    weights.allow_download))
+    tv_fid = plan.running(network="fid") if plan.protocol.fid_network == "torchvision" else []
+    plan.torchvision_inception = _load(plan, tv_fid, lambda: TorchvisionInception(weights.torchvision_inception,
+                                                                                  weights.allow_download))
+    plan.lpips = _load(plan, plan.running(network="alexnet"),
+                       lambda: LPIPSAlex(weights.alexnet, allow_download=weights.allow_download))
+
+
+def plan_metrics(protocol: Protocol, inputs: EvaluationInputs, requested: Sequence[str], explicit: bool,
+                 weights: Union[MetricWeights, dict, None] = None, annotations_csv=None, detected_keypoints=None,
+                 real_dir=None, **settings) -> MetricPlan:
+    """The :class:`MetricPlan` of the metrics ``requested`` (from :func:`select_metrics`) on ``inputs``.
+
+    ``weights.pose`` (OpenPose body weights) detects the generated images' keypoints for PCKh
+    unless ``detected_keypoints`` (a CSV of detections) is given. ``settings``: the plan's
+    ``roundtrip``, ``device``, ``batch_size``, ``cache_dir``, ``progress``, ``detections_csv``.
+    """
+    weights = MetricWeights.coerce(weights)
+    plan = MetricPlan(protocol, inputs, list(requested), explicit, pose_weights=weights.pose, **settings)
+    plan.device = torch.device(plan.device)
+    _plan_keypoints(plan, annotations_csv, detected_keypoints)
+    _plan_sets(plan, real_dir)
+    _load_networks(plan, weights)
+    return plan
 
 
 def evaluate_folder(
@@ -105,21 +222,15 @@ def evaluate_folder(
     """Compute the protocol's metrics (or ``metrics``) for a folder of generated images.
 
     Returns ``{'protocol', 'num_pairs', 'jpeg_roundtrip', 'layout', <metric>: value ..., 'skipped':
-    {metric: reason}, 'details': {...}}``. ``jpeg_roundtrip=None`` follows the protocol; when on,
-    targets get the released pipeline's 8-bit conversion and a JPEG q75 round trip, generated PNGs
-    the JPEG round trip, generated JPEGs are used as they are (they already are step 1's output).
+    {metric: reason}, 'details': {...}}``. ``jpeg_roundtrip=None`` follows the protocol.
     ``annotations_csv`` (target keypoints) enables the mask metrics and PCKh; ``detected_keypoints``
-    (keypoints detected on the generated images, annotation format, rows named after the generated
-    files) enables PCKh; ``real_dir`` (real images) enables FID. ``weights``: :class:`MetricWeights`
-    (see :meth:`MetricWeights.for_protocol`) or a dict of its fields.
-
-    ``layout`` / ``panel`` / ``file_order``: see :mod:`xinggan.metrics.layouts` (``layout=None``
-    infers it from the names). ``targets_dir=None`` is allowed for strips (the target is their
-    panel 2); ``pairs_csv=None`` takes the pairs from the file names. ``pose_weights``: an OpenPose
-    body weights file (``pose_estimator.h5`` or ``body_pose_model.pth``) to detect the generated
-    images' keypoints for PCKh, in place of ``weights.pose``; ``detections_csv`` writes those
-    detections (annotation format). ``log`` receives the one-line summary of the matched layout
-    (``None``: silent).
+    (a CSV of keypoints detected on the generated images, rows named after them) or
+    ``pose_weights`` (OpenPose body weights, in place of ``weights.pose``) enables PCKh, and
+    ``detections_csv`` writes those detections; ``real_dir`` (real images) enables FID.
+    ``weights``: :class:`MetricWeights` or a dict of its fields. ``layout`` / ``panel`` /
+    ``file_order``: see :mod:`xinggan.metrics.layouts`; ``targets_dir=None`` is allowed for
+    strips, ``pairs_csv=None`` takes the pairs from the file names. ``log`` receives the one-line
+    summary of the matched layout (``None``: silent).
     """
     spec = get_protocol(protocol)
     requested, explicit = select_metrics(spec, metrics)
@@ -127,33 +238,32 @@ def evaluate_folder(
     weights = MetricWeights.coerce(weights)
     if pose_weights is not None:
         weights = replace(weights, pose=str(pose_weights))
-    device = torch.device(device)
 
     inputs = resolve_inputs(spec, generated_dir, targets_dir, pairs_csv, layout, panel, file_order, log)
     plan = plan_metrics(spec, inputs, requested, explicit, weights, annotations_csv=annotations_csv,
-                        detected_keypoints=detected_keypoints, real_dir=real_dir, device=device)
+                        detected_keypoints=detected_keypoints, real_dir=real_dir, roundtrip=roundtrip,
+                        device=device, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+                        detections_csv=detections_csv)
     # the metric networks run in strict float32 on CUDA (no TF32), whatever the caller set
     with strict_float32(), torch.no_grad():
-        accumulators = _accumulators(plan, inputs, roundtrip, device, batch_size, cache_dir, progress,
-                                     detections_csv)
+        accumulators = [build_accumulator(metric, plan) for name, metric in METRICS.items() if plan.runs(name)]
         streaming = [acc for acc in accumulators if acc.streams]
-        reader = BatchReader(inputs, spec, roundtrip, device,
+        reader = BatchReader(inputs, spec, roundtrip, plan.device,
                              plan.target_keypoints if plan.needs_masks else None)
-        starts = range(0, len(inputs.pairs), batch_size) if streaming else range(0)
-        for start in progress_bar(starts, desc=f"evaluate [{spec.name}]", unit="batch",
-                                  disable=not progress):
-            batch = reader.read(start, min(start + batch_size, len(inputs.pairs)))
+        starts = range(0, plan.num_pairs, batch_size) if streaming else range(0)
+        for start in progress_bar(starts, desc=f"evaluate [{spec.name}]", unit="batch", disable=not progress):
+            batch = reader.read(start, min(start + batch_size, plan.num_pairs))
             for acc in streaming:
                 acc.update(batch)
 
-        results = {"protocol": spec.name, "num_pairs": len(inputs.pairs), "jpeg_roundtrip": roundtrip,
+        results = {"protocol": spec.name, "num_pairs": plan.num_pairs, "jpeg_roundtrip": roundtrip,
                    "layout": inputs.layout}
         details = inputs.details()
         for acc in accumulators:
             results.update(acc.result())
             details.update(acc.details())
-    if plan.runs("ssim") or plan.runs("mask_ssim"):
-        details["ssim_settings"] = spec.ssim.name
+    if any(isinstance(acc, SSIMAccumulator) for acc in accumulators):
+        details["ssim_settings"] = spec.ssim
     results["skipped"] = plan.skipped
     results["details"] = details
     return results

@@ -10,7 +10,7 @@ result is an :class:`EvaluationInputs`.
 
 * a strip panel ``k`` of ``n`` is the column range ``[k W / n, (k + 1) W / n)`` of the decoded
   file (a strip is decoded once for its target and generated panels);
-* with the JPEG round trip (step 1 of the PATN protocol, :mod:`xinggan.metrics.protocols`)
+* with the JPEG round trip (step 1 of the PATN protocol, :mod:`xinggan.metrics.preprocess`)
   targets become ``jpeg_q75(released_8bit(x))``, generated PNGs ``jpeg_q75(x)``, while generated
   JPEGs and strip panels are used as decoded (they already are step 1's output);
 * ``pad_columns`` white columns are added on each side for SSIM and IS (DeepFashion: 40), and the
@@ -36,7 +36,8 @@ from ..data.pairs import PAIR_SEPARATOR
 from .l1 import to_signed_unit
 from .layouts import IMAGE_EXTENSIONS, LayoutError, PanelRef, listing, resolve_results, strip_image_name
 from .mask import PoseMaskCache
-from .protocols import DATASET_SIZES, Protocol, jpeg_roundtrip, pad_white_columns, released_8bit
+from ..metric_registry import DATASET_SIZES, Protocol
+from .preprocess import jpeg_roundtrip, pad_white_columns, released_8bit
 
 __all__ = ["EvaluationInputError", "EvaluationInputs", "Batch", "BatchReader", "resolve_inputs", "load_rgb",
            "to_tensor", "image_files", "image_size", "target_keypoints", "detections_by_pair"]
@@ -264,7 +265,7 @@ class BatchReader:
         decoded: dict = {}  # a strip is decoded once for its target and generated panels
         gen = load_rgb(inputs.generated[start:stop], decoded)
         tgt = load_rgb(inputs.targets[start:stop], decoded)
-        if self.roundtrip:  # step 1 of the PATN protocol (see protocols.py)
+        if self.roundtrip:  # step 1 of the PATN protocol (see preprocess.py)
             if not inputs.targets_from_strips:  # strip panels already are step 1's output
                 tgt = jpeg_roundtrip(released_8bit(tgt))
             lossless = [i for i, ref in enumerate(inputs.generated[start:stop])

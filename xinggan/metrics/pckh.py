@@ -47,7 +47,7 @@ def pckh_pair(detected: np.ndarray, target: np.ndarray, alpha: float = ALPHA) ->
 
 
 def pckh(detected: Iterable[np.ndarray], targets: Iterable[np.ndarray], alpha: float = ALPHA) -> dict:
-    """PCKh over pairs: ``{'pckh', 'correct', 'total', 'scored_pairs', 'skipped_pairs'}``."""
+    """PCKh over pairs: ``{'score', 'correct', 'total', 'scored_pairs', 'skipped_pairs'}``."""
     correct = total = scored = skipped = 0
     for det, tgt in zip(detected, targets):
         result = pckh_pair(det, tgt, alpha)
@@ -58,4 +58,4 @@ def pckh(detected: Iterable[np.ndarray], targets: Iterable[np.ndarray], alpha: f
         total += result[1]
         scored += 1
     score = correct / total if total else float("nan")
-    return {"pckh": score, "correct": correct, "total": total, "scored_pairs": scored, "skipped_pairs": skipped}
+    return {"score": score, "correct": correct, "total": total, "scored_pairs": scored, "skipped_pairs": skipped}

@@ -1,12 +1,8 @@
 """Reports of an evaluation: ``metrics.json``, the ``metrics.md`` table and the missing-metrics note.
 
-``results`` is the dict :func:`xinggan.metrics.evaluate.evaluate_folder` returns. The JSON report
-is that dict as it is. The Markdown report states the protocol, its description, the number of
-pairs, the JPEG round trip and the SSIM settings, then a table in the layout of the paper's
-Table 1 (columns in :data:`~xinggan.metrics.protocols.TABLE_ORDER`): the numbers the papers
-reported for the same protocol and dataset, then ours, each number followed by the protocol's name
-in parentheses; values below 100 get 4 decimals, larger ones 2. Metrics of the protocol that could
-not run are listed with the reason, in the report and by :func:`report_missing_metrics`.
+``results`` is what :func:`xinggan.metrics.evaluate.evaluate_folder` returns; ``metrics.json`` holds
+it as it is. ``metrics.md`` puts our numbers below the papers' for the same protocol and dataset,
+each followed by the protocol's name, and lists the metrics that could not run with the reason.
 """
 from __future__ import annotations
 
@@ -16,15 +12,13 @@ import sys
 from pathlib import Path
 from typing import Union
 
-from .protocols import ALL_METRICS, PAPER_RESULTS, TABLE_ORDER, get_protocol
+from ..metric_registry import METRICS, PAPER_RESULTS, TABLE_ORDER, get_protocol
 
-__all__ = ["METRIC_LABELS", "format_table", "write_metrics", "report_missing_metrics"]
-
-METRIC_LABELS = {"ssim": "SSIM", "is": "IS", "mask_ssim": "mask-SSIM", "mask_is": "mask-IS", "pckh": "PCKh",
-                 "fid": "FID", "lpips": "LPIPS", "mask_lpips": "mask-LPIPS", "psnr": "PSNR", "l1": "L1"}
+__all__ = ["format_table", "write_metrics", "report_missing_metrics"]
 
 
 def _fmt(value: float) -> str:
+    """4 decimals below 100, 2 from 100 on."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "nan"
     if isinstance(value, float) and math.isinf(value):
@@ -39,9 +33,9 @@ def format_table(results: dict) -> str:
     dataset = results.get("details", {}).get("dataset")
     paper = [(method, values) for method, paper_dataset, values in PAPER_RESULTS.get(name, [])
              if dataset in (None, paper_dataset)]
-    shown = set(protocol.default_metrics) | {m for m in ALL_METRICS if m in results}
+    shown = set(protocol.default_metrics) | {m for m in METRICS if m in results}
     columns = [m for m in TABLE_ORDER if m in shown]
-    lines = ["| method | " + " | ".join(METRIC_LABELS[m] for m in columns) + " |",
+    lines = ["| method | " + " | ".join(METRICS[m].label for m in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for method, values in paper:
         cells = [f"{values[m]:g} ({name})" if m in values else "–" for m in columns]
@@ -71,7 +65,7 @@ def write_metrics(results: dict, out_json: Union[str, Path], out_md: Union[str, 
             "number belongs to."]
     if results.get("skipped"):
         text += ["", "Skipped metrics:"]
-        text += [f"- {METRIC_LABELS.get(m, m)}: {reason}" for m, reason in results["skipped"].items()]
+        text += [f"- {METRICS[m].label if m in METRICS else m}: {reason}" for m, reason in results["skipped"].items()]
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text("\n".join(text) + "\n", encoding="utf-8")
 

@@ -1,33 +1,10 @@
 """Structural similarity (SSIM), batched in torch, reproducing scikit-image to float64 rounding.
 
-Three settings are provided, each a frozen :class:`SSIMSettings`:
-
-* :data:`PATN_SSIM` -- what the PATN / XingGAN evaluation scripts computed with scikit-image
-  0.14.2: ``compare_ssim(target, generated, gaussian_weights=True, sigma=1.5,
-  use_sample_covariance=False, multichannel=True, data_range=generated.max() - generated.min())``
-  on uint8 images. In 0.14.2 ``gaussian_weights`` called ``scipy.ndimage.gaussian_filter`` with
-  its default ``truncate=4.0``: radius ``int(4.0 * 1.5 + 0.5) = 6``, i.e. a 13-tap Gaussian, while
-  the border crop stayed at ``(win_size - 1) // 2 = 5`` pixels with the default ``win_size=11``.
-* :data:`SKIMAGE_SSIM` -- current scikit-image's ``structural_similarity(..., gaussian_weights=True,
-  sigma=1.5, use_sample_covariance=False, channel_axis=-1, data_range=...)``: ``truncate=3.5``,
-  an 11-tap Gaussian, same 5-pixel crop. It gives slightly different numbers from the paper's.
-* :data:`GFLA_SSIM` -- the "window 51" SSIM of GFLA / PISE / DPTN-era scripts:
-  ``compare_ssim(gt, pred, data_range=1, win_size=51, multichannel=True)`` on ``float32(uint8) /
-  255`` images, i.e. a uniform 51 x 51 window (``scipy.ndimage.uniform_filter``), the default
-  ``use_sample_covariance=True`` (covariances times 2601 / 2600) and a 25-pixel crop.
-
-Common to all (scikit-image's algorithm, Wang et al. 2004): images in float64; local means,
-variances and covariance from a separable filter with scipy's ``'reflect'`` borders (half-sample
-symmetric: ``d c b a | a b c d``); ``K1 = 0.01``, ``K2 = 0.03``, ``C1 = (K1 R)^2``,
-``C2 = (K2 R)^2`` with ``R`` the data range; SSIM map averaged over the pixels left after cropping
-``crop`` pixels from every border, separately per channel, then averaged over channels.
-
-Implementation: each separable 1-D filter, borders included, is a fixed linear operator, built
-once as a small dense matrix restricted to the rows that survive the crop. A chunk of pairs is
-filtered for the four maps the formula needs (x, y, x^2 + y^2, xy: the variances only enter as
-vx + vy) with matrix products: one for the columns, then one per band of rows (the row operator is
-cut into bands so that the products skip most of its zeros). On a CPU this is much faster than a
-float64 convolution and gives the same sums up to rounding (~1e-15 from scikit-image).
+Three settings (:class:`SSIMSettings`): :data:`PATN_SSIM` (scikit-image 0.14.2 as the PATN /
+XingGAN scripts called it: 13-tap Gaussian, 5-pixel crop), :data:`SKIMAGE_SSIM` (current
+scikit-image: 11 taps) and :data:`GFLA_SSIM` (51 x 51 uniform window on [0, 1] floats). Each
+separable filter, borders included, is a small dense matrix applied by matrix products; the
+derivation and the exact reference calls are in docs/data_and_metrics.md.
 """
 from __future__ import annotations
 
@@ -45,6 +22,7 @@ __all__ = [
     "PATN_SSIM",
     "SKIMAGE_SSIM",
     "GFLA_SSIM",
+    "SSIM_SETTINGS",
     "ssim",
     "gaussian_taps",
     "filter_operator",
@@ -116,6 +94,8 @@ SKIMAGE_SSIM = SSIMSettings(name="skimage>=0.19 gaussian (11 taps)", truncate=3.
 GFLA_SSIM = SSIMSettings(
     name="uniform 51x51 window", window="uniform", win_size=51, use_sample_covariance=True, data_range=1.0
 )
+# By name, as the protocols of xinggan.metric_registry give them.
+SSIM_SETTINGS = {s.name: s for s in (PATN_SSIM, SKIMAGE_SSIM, GFLA_SSIM)}
 
 
 def gaussian_taps(sigma: float, radius: int) -> np.ndarray:
@@ -209,13 +189,13 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _EXECUTORS[workers]
 
 
-def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings = PATN_SSIM,
+def ssim(generated: torch.Tensor, target: torch.Tensor, settings: Union[SSIMSettings, str] = PATN_SSIM,
          data_range: Union[float, torch.Tensor, None] = None, chunk: int = 8,
          workers: Optional[int] = None) -> torch.Tensor:
     """Per-pair SSIM of two batches ``(B, C, H, W)`` (or ``(C, H, W)``); returns float64 ``(B,)``.
 
-    Values are used as given (uint8 0..255 for the PATN setting, [0, 1] floats for GFLA); they
-    are converted to float64. ``data_range`` overrides ``settings.data_range``: a number or a
+    ``settings``: an :class:`SSIMSettings` or its name. Values are used as given (uint8 0..255 for
+    the PATN setting, [0, 1] floats for GFLA); they are converted to float64. ``data_range`` overrides ``settings.data_range``: a number or a
     ``(B,)`` tensor. ``'generated'`` takes max - min of each generated image over all channels.
 
     The computation runs on ``generated.device`` in chunks of ``chunk`` pairs (small enough to
@@ -225,6 +205,8 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: SSIMSettings =
     share the cores (OpenMP teams stall at every barrier then). torch's thread count is
     process-wide, so it is set to 1 for the call and the caller's value put back after it.
     """
+    if isinstance(settings, str):
+        settings = SSIM_SETTINGS[settings]
     if generated.shape != target.shape:
         raise ValueError(f"SSIM needs equal shapes, got generated {tuple(generated.shape)} "
                          f"and target {tuple(target.shape)}")

@@ -19,7 +19,7 @@ from typing import Optional, Union
 
 import torch
 
-from .protocols import Protocol, get_protocol
+from ..metric_registry import Protocol, get_protocol
 
 __all__ = ["WeightsUnavailable", "MetricWeights", "hub_checkpoint", "locate_weights"]
 
