@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 from xinggan.checkpoint import CheckpointError, load_checkpoint
 from xinggan.config import ConfigError, config_from_dict
 from xinggan.data.dataset import model_inputs
-from xinggan.data.pairs import PAIR_SEPARATOR, result_stem  # noqa: F401  (the naming rule lives in the data layer)
+from xinggan.data.pairs import result_stem
 from xinggan.precision import autocast
 from xinggan.progress import progress as progress_bar
 from xinggan.visualize import pair_grid, to_uint8
