@@ -19,7 +19,7 @@ def test_each_entry_names_an_accumulator_and_known_needs(name):
     cls = getattr(accumulators, metric.accumulator)
     assert inspect.isclass(cls) and issubclass(cls, accumulators.Accumulator)
     assert metric.name == name and metric.better in ("higher", "lower")
-    assert set(metric.needs) <= NEEDS and metric.network in ("", "tf-inception", "fid", "alexnet")
+    assert set(metric.needs) <= NEEDS and metric.network in ("", "tf-inception", "fid-network", "alexnet")
     assert not metric.masked or "target_keypoints" in metric.needs  # the mask is the target's pose
 
 

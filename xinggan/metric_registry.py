@@ -23,7 +23,7 @@ class Metric:
 
     ``masked``: scored on both images times the target's pose mask. ``needs``: any of
     ``'target_keypoints'``, ``'generated_keypoints'``, ``'real_images'``, ``'inception_splits'``.
-    ``network``: ``'tf-inception'`` (logits), ``'fid'`` (the protocol's FID network), ``'alexnet'``.
+    ``network``: ``'tf-inception'`` (logits), ``'fid-network'`` (the protocol's FID network), ``'alexnet'``.
     """
 
     name: str
@@ -47,7 +47,7 @@ METRICS = {metric.name: metric for metric in (
     Metric("is", "IS", "higher", "InceptionScoreAccumulator", needs=("inception_splits",), network="tf-inception"),
     Metric("mask_is", "mask-IS", "higher", "InceptionScoreAccumulator", masked=True,
            needs=("target_keypoints", "inception_splits"), network="tf-inception"),
-    Metric("fid", "FID", "lower", "FIDAccumulator", needs=("real_images",), network="fid"),
+    Metric("fid", "FID", "lower", "FIDAccumulator", needs=("real_images",), network="fid-network"),
     Metric("pckh", "PCKh", "higher", "PCKhAccumulator", needs=("target_keypoints", "generated_keypoints")),
 )}
 # Column order of tables: XingGAN's Table 1 (SSIM, IS, mask-SSIM, mask-IS, PCKh), then the later metrics.

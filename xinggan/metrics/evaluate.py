@@ -167,12 +167,12 @@ def _load(plan: MetricPlan, metrics: list, build: Callable[[], torch.nn.Module])
 
 def _load_networks(plan: MetricPlan, weights: MetricWeights) -> None:
     # One TF-ported Inception gives the IS logits and, for 'tf-inception' protocols, FID's features.
-    tf_fid = plan.running(network="fid") if plan.protocol.fid_network == "tf-inception" else []
+    tf_fid = plan.running(network="fid-network") if plan.protocol.fid_network == "tf-inception" else []
     tf_metrics = plan.running(network="tf-inception") + tf_fid
     features = (("logits_unbiased",) if plan.running(network="tf-inception") else ()) + (("2048",) if tf_fid else ())
     plan.tf_inception = _load(plan, tf_metrics, lambda: TFInception(features, weights.inception,
                                                                     weights.allow_download))
-    tv_fid = plan.running(network="fid") if plan.protocol.fid_network == "torchvision" else []
+    tv_fid = plan.running(network="fid-network") if plan.protocol.fid_network == "torchvision" else []
     plan.torchvision_inception = _load(plan, tv_fid, lambda: TorchvisionInception(weights.torchvision_inception,
                                                                                   weights.allow_download))
     plan.lpips = _load(plan, plan.running(network="alexnet"),

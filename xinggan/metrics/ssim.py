@@ -185,7 +185,7 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     """A persistent pool per worker count (new threads would redo their BLAS set-up every call)."""
     with _EXECUTORS_LOCK:
         if workers not in _EXECUTORS:
-            _EXECUTORS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ssim")
+            _EXECUTORS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ssim-worker")
         return _EXECUTORS[workers]
 
 
