@@ -10,11 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
+from xinggan.checkpoint import CheckpointError
+from xinggan.config import load_config
 from xinggan.data.annotations import read_annotations, read_pairs
+from xinggan.models import build_generator
 from xinggan.prep.framing import read_photo
 from xinggan.prep.toy import make_toy_dataset
-from xinggan.repose import ModelFrame, generate
+from xinggan.released.convert import to_official_state_dict
+from xinggan.repose import ModelFrame, generate, load_model
 
+from helpers import tiny_training_overrides
 from photo_helpers import REPO, LookupDetector, load_script, train_tiny_checkpoint
 
 
@@ -234,3 +239,15 @@ def test_joints_outside_the_photo_are_named(checkpoint, photos, tmp_path, capsys
                              "--source-keypoints", f"{root / 'market-annotation-test.csv'}:{names[0]}",
                              "--target", str(target), "--out", str(tmp_path / "o.png")], None, capsys)
     assert f"{target}: joint left_wrist at (y, x) = (-5, 3) lies outside the image" in err
+
+
+def test_a_released_generator_file_is_converted_on_load(tmp_path):
+    cfg = load_config(REPO / "configs" / "toy.yaml", tiny_training_overrides(tmp_path))
+    ours = build_generator(cfg).state_dict()
+    released = tmp_path / "latest_net_netG.pth"
+    torch.save(to_official_state_dict("generator", ours), released)
+    generator, loaded_cfg = load_model(released, cfg)
+    assert loaded_cfg is cfg
+    assert all(torch.equal(generator.state_dict()[k], v) for k, v in ours.items())
+    with pytest.raises(CheckpointError, match="not an xinggan checkpoint"):
+        load_model(released)  # without the config it cannot be converted
