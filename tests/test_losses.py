@@ -1,12 +1,16 @@
 """Losses: GAN targets, perceptual normalisation and weights, the history pool."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from xinggan.config import load_config
 from xinggan.losses import (
@@ -93,9 +97,9 @@ def test_perceptual_vgg_stays_frozen_in_eval_mode():
     assert list(loss.state_dict()) == ["vgg.0.weight", "vgg.0.bias", "vgg.2.weight", "vgg.2.bias"]
 
 
-def test_perceptual_loads_a_local_torchvision_file(tmp_path):
+def fake_vgg19_state() -> dict:
     g = torch.Generator().manual_seed(3)
-    state = {  # torchvision's VGG19 layout; only features.0 and features.2 are used
+    return {  # torchvision's VGG19 layout; only features.0 and features.2 are used
         "features.0.weight": torch.randn(64, 3, 3, 3, generator=g),
         "features.0.bias": torch.randn(64, generator=g),
         "features.2.weight": torch.randn(64, 64, 3, 3, generator=g),
@@ -103,6 +107,10 @@ def test_perceptual_loads_a_local_torchvision_file(tmp_path):
         "features.5.weight": torch.randn(128, 64, 3, 3, generator=g),
         "classifier.6.bias": torch.randn(1000, generator=g),
     }
+
+
+def test_perceptual_loads_a_local_torchvision_file(tmp_path):
+    state = fake_vgg19_state()
     path = tmp_path / VGG19_FILE
     torch.save(state, path)
     loss = PerceptualLoss(str(path))
@@ -120,6 +128,45 @@ def test_missing_local_weights_message(tmp_path):
         PerceptualLoss(str(tmp_path / "nowhere" / VGG19_FILE))
     message = str(info.value)
     assert VGG19_FILE in message and "loss.vgg_weights" in message and "checkpoints" in message
+
+
+# Two processes load the hub weights at once; the download (faked: a copy of a small file that
+# takes a second) must happen once, the other process waiting and then reading its file.
+TWO_LOADERS = """
+import os, shutil, sys, time
+import torch.hub
+from xinggan.losses import load_vgg19_relu1_2
+
+def download(url, dst, *args, **kwargs):
+    with open(sys.argv[2], "a") as log:
+        log.write("download\\n")
+    time.sleep(1.0)
+    shutil.copy(sys.argv[1], dst + ".part")
+    os.replace(dst + ".part", dst)
+
+torch.hub.download_url_to_file = download
+with open(sys.argv[3], "a") as ready:
+    ready.write("ready\\n")
+while open(sys.argv[3]).read().count("ready") < 2:  # start loading together
+    time.sleep(0.01)
+print(float(load_vgg19_relu1_2("")[0].bias[0]))
+"""
+
+
+def test_hub_weights_are_downloaded_by_one_process_while_the_others_wait(tmp_path):
+    state = fake_vgg19_state()
+    torch.save(state, tmp_path / "source.pth")
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
+    args = [sys.executable, "-c", TWO_LOADERS, str(tmp_path / "source.pth"),
+            str(tmp_path / "downloads.log"), str(tmp_path / "ready.log")]
+    runs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    assert (tmp_path / "downloads.log").read_text() == "download\n"
+    expected = float(state["features.0.bias"][0])
+    assert [float(out.split()[-1]) for out, _ in outputs] == [expected, expected]
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / VGG19_FILE).is_file()
 
 
 def test_no_weights_and_no_internet_message(tmp_path, monkeypatch):
@@ -156,76 +203,95 @@ def test_pool_size_zero_is_passthrough():
 
 
 def test_pool_fills_then_swaps_with_probability_half():
-    pool = ImagePool(4)
-    first, second = batches(2, batch=2)
+    pool = ImagePool(5)
+    first, second = batches(2, batch=3)
     assert torch.equal(pool.query(first), first)
-    assert torch.equal(pool.query(second), second)
-    assert len(pool) == 4
-    # once full: each returned sample is the new one, one stored before the batch, or an
-    # earlier sample of the same batch that was stored a moment ago
-    g = torch.Generator().manual_seed(0)
+    assert torch.equal(pool.query(second), second)  # the last sample already meets a full pool
+    assert len(pool) == 5 and torch.equal(pool.images[3:], second[:2])
+    torch.manual_seed(0)
     swapped = kept = 0
     for x in batches(200, batch=4, seed=1):
-        stored_before = torch.cat(pool.images)
-        out = pool.query(x, generator=g)
+        stored_before = pool.images.clone()
+        out = pool.query(x)
         for i in range(4):
             if torch.equal(out[i], x[i]):
                 kept += 1
             else:
-                assert any(torch.equal(out[i], s) for s in torch.cat([stored_before, x[:i]]))
+                assert any(torch.equal(out[i], s) for s in stored_before)
                 swapped += 1
-        assert len(pool) == 4
+        assert len(pool) == 5
     assert 0.42 < swapped / (swapped + kept) < 0.58  # 800 draws with p = 0.5
 
 
 def test_pool_draws_follow_the_rule_exactly():
-    """Simulate the documented rule with the same random stream: u > 0.5 -> swap slot randint."""
+    """The documented rule, sample by sample, with the same random stream: u > 0.5 swaps with
+    slot s (draws against the pool before the batch; the later of two swaps into a slot stays)."""
     pool = ImagePool(3)
     pool.query(batches(1)[0])  # fill
     shadow = [t.clone() for t in pool.images]
-    g = torch.Generator().manual_seed(7)
-    g_check = torch.Generator().manual_seed(7)
-    for x in batches(10, seed=2):
-        out = pool.query(x, generator=g)
-        for i in range(x.shape[0]):
-            if torch.rand((), generator=g_check).item() > 0.5:
-                slot = int(torch.randint(3, (), generator=g_check))
-                assert torch.equal(out[i:i + 1], shadow[slot])
-                shadow[slot] = x[i:i + 1].clone()
+    torch.manual_seed(7)
+    check = torch.Generator().manual_seed(7)
+    duplicates = 0
+    for x in batches(20, batch=6, seed=2):
+        out = pool.query(x)
+        u, slots = torch.rand(6, generator=check), torch.randint(3, (6,), generator=check)
+        before = list(shadow)
+        for i in range(6):
+            if u[i] > 0.5:
+                assert torch.equal(out[i], before[slots[i]])
+                shadow[slots[i]] = x[i].clone()
             else:
-                assert torch.equal(out[i:i + 1], x[i:i + 1])
+                assert torch.equal(out[i], x[i])
+        swapped = slots[u > 0.5]
+        duplicates += len(swapped) - len(set(swapped.tolist()))
+    assert duplicates > 0  # two swaps into one slot did happen
     assert all(torch.equal(a, b) for a, b in zip(pool.images, shadow))
+
+
+def test_pool_reads_nothing_on_the_host_and_loops_over_no_sample():
+    """The ops of one query: no scalar read (item, bool, ...), no boolean-mask indexing, and as
+    many for a batch of 8 as for a batch of 2."""
+    seen = []
+
+    class Ops(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen[-1].append(func.__name__.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    for batch in (2, 8):
+        pool = ImagePool(3)
+        pool.query(torch.randn(3, 4, 2, 2))
+        seen.append([])
+        with Ops():
+            pool.query(torch.randn(batch, 4, 2, 2))
+    assert seen[0] == seen[1]
+    assert not {"_local_scalar_dense", "nonzero", "masked_select"} & set(seen[0])
 
 
 def test_pool_state_round_trip_resumes_bit_exactly(tmp_path):
     pool = ImagePool(5)
-    g = torch.Generator().manual_seed(11)
+    torch.manual_seed(11)
     for x in batches(4, seed=3):
-        pool.query(x, generator=g)
+        pool.query(x)
     # save pool and random state (through torch.save with the safe loader, as checkpoints do)
-    torch.save({"pool": pool.state_dict(), "rng": g.get_state()}, tmp_path / "state.pt")
+    torch.save({"pool": pool.state_dict(), "rng": torch.get_rng_state()}, tmp_path / "state.pt")
     state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert state["pool"]["images"].shape == (5, 4, 2, 2)
+    going_on = [pool.query(x) for x in batches(6, seed=4)]
     resumed = ImagePool(5)
     resumed.load_state_dict(state["pool"])
-    g_resumed = torch.Generator()
-    g_resumed.set_state(state["rng"])
-    for x in batches(6, seed=4):
-        assert torch.equal(pool.query(x, generator=g), resumed.query(x, generator=g_resumed))
-    assert all(torch.equal(a, b) for a, b in zip(pool.images, resumed.images))
+    torch.set_rng_state(state["rng"])
+    for x, out in zip(batches(6, seed=4), going_on):
+        assert torch.equal(resumed.query(x), out)
+    assert torch.equal(pool.images, resumed.images)
     with pytest.raises(ValueError, match="size"):
         ImagePool(4).load_state_dict(pool.state_dict())
+    partial = ImagePool(5)  # a pool still filling, and an empty one
+    partial.load_state_dict({"size": 5, "images": batches(1)[0]})
+    assert len(partial) == 3 and torch.equal(partial.query(batches(1)[0])[:2], batches(1)[0][:2])
     empty = ImagePool(5)
     empty.load_state_dict(ImagePool(5).state_dict())
     assert len(empty) == 0
-
-
-def test_pool_uses_global_rng_without_generator():
-    def run():
-        torch.manual_seed(5)
-        pool = ImagePool(2)
-        return [pool.query(x) for x in batches(5, seed=6)]
-
-    assert all(torch.equal(a, b) for a, b in zip(run(), run()))
 
 
 # --------------------------------------------------------------------------------------
@@ -243,3 +309,4 @@ def test_build_losses_from_configs():
     assert losses["gan"].mode == "lsgan" and "perceptual" not in losses
     pools = build_image_pools(market)
     assert [p.size for p in pools] == [50, 50] and pools[0] is not pools[1]
+    assert [p.size for p in build_image_pools(market, size=25)] == [25, 25]  # one of two ranks

@@ -8,20 +8,27 @@
 - :class:`PerceptualLoss`: L1 between VGG19 ``features[0:4]`` (up to relu1_2) activations of the
   generated and target images, inputs mapped from [-1, 1] to [0, 1] then normalised with the
   ImageNet mean/std, target features detached, VGG frozen.
-- :class:`ImagePool`: pix2pix's history of generated samples for the discriminator steps, with a
-  state dict and an explicit random generator so that resumed training is bit-exact.
+- :class:`ImagePool`: pix2pix's history of generated samples for the discriminator steps, a
+  tensor on the device with a state dict, so that resumed training is bit-exact.
 
 The lambdas (``lambda_gan``, ``lambda_l1``, ``lambda_perceptual``) are applied by the training
 loop; these modules return unweighted means.  Pure modules: no device handling.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models import VGG19_Weights
+
+try:
+    import fcntl
+except ImportError:  # Windows: no file locks, each process loads on its own
+    fcntl = None
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -100,11 +107,22 @@ def _missing_weights_message(reason: str) -> str:
     )
 
 
+@contextlib.contextmanager
+def _exclusive(lock: Path):
+    """Holds an exclusive ``flock`` on the file ``lock`` (created if missing) inside the block."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:  # closing it releases the lock
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def load_vgg19_relu1_2(weights: str = "") -> nn.Sequential:
     """VGG19 ``features[0:4]`` with ImageNet weights.
 
-    weights: ``""`` (torchvision's weights API: the torch hub cache, downloaded when missing),
-    a path to ``vgg19-dcbb9e9d.pth``, or ``"random"`` (torchvision's initialisation; tests).
+    weights: ``""`` (torchvision's weights API: the torch hub cache, downloaded when missing, by
+    one process at a time), a path to ``vgg19-dcbb9e9d.pth``, or ``"random"`` (torchvision's
+    initialisation; tests).
     Only the four layers are built; the other VGG19 tensors in the file are ignored.
     """
     vgg = _vgg19_relu1_2()
@@ -125,10 +143,11 @@ def load_vgg19_relu1_2(weights: str = "") -> nn.Sequential:
                 _missing_weights_message(f"{path}: cannot read ({exc})")) from None
         source = str(path)
     else:
-        from torchvision.models import VGG19_Weights
-
-        try:
-            state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
+        lock = Path(torch.hub.get_dir()) / "checkpoints" / f"{VGG19_FILE}.lock"
+        try:  # one process of a machine downloads; the others wait, then read its file
+            with _exclusive(lock):
+                state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=True,
+                                                                   check_hash=True)
         except Exception as exc:  # noqa: BLE001 - no internet, bad hash, unreadable cache
             raise VGGWeightsError(_missing_weights_message(
                 f"could not load or download the VGG19 weights ({type(exc).__name__}: {exc})"
@@ -181,58 +200,75 @@ class PerceptualLoss(nn.Module):
 
 
 class ImagePool:
-    """History of generated samples (pix2pix / PATN): ``pool.query(batch, generator)``.
+    """History of generated samples (pix2pix / PATN): ``pool.query(batch)``, on the device.
 
     size 0: the batch is returned unchanged.  Until the pool holds ``size`` samples, every
     sample is stored and returned.  Then each sample, with probability 0.5, is swapped with a
     random stored one (the stored one is returned, the new one stored); otherwise it is returned
-    itself.  Random numbers come from ``generator`` (a CPU ``torch.Generator``) or the global
-    torch RNG; with :meth:`state_dict` and the generator's state a resumed run draws the same.
-    Returned samples are detached.
+    itself.  Unlike pix2pix's loop over samples, the draws of one batch see the pool as it was
+    before the batch's swaps, and of two swaps into one slot the later sample stays.  Random
+    numbers come from the default generator of the images' device (kept in checkpoints), with
+    no read on the host.  Returned samples are detached.
     """
 
     def __init__(self, size: int) -> None:
         if size < 0:
             raise ValueError(f"pool size must be >= 0, got {size}")
         self.size = size
-        self.images: list[Tensor] = []
+        self.images: Optional[Tensor] = None  # (size, ...) once a sample is stored
+        self.count = 0  # samples stored: the filling needs no random numbers
 
     def __len__(self) -> int:
-        return len(self.images)
+        return self.count
 
-    def query(self, images: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    def query(self, images: Tensor) -> Tensor:
+        images = images.detach()
         if self.size == 0:
-            return images.detach()
-        out = []
-        for image in images.detach():
-            image = image.unsqueeze(0)
-            if len(self.images) < self.size:
-                self.images.append(image.clone())
-                out.append(image)
-            elif torch.rand((), generator=generator).item() > 0.5:
-                index = int(torch.randint(self.size, (), generator=generator).item())
-                out.append(self.images[index].to(image.device))
-                self.images[index] = image.clone()
-            else:
-                out.append(image)
-        return torch.cat(out, dim=0)
+            return images
+        if self.images is None:
+            self.images = images.new_empty((self.size, *images.shape[1:]))
+        fill = min(self.size - self.count, images.shape[0])
+        self.images[self.count:self.count + fill] = images[:fill]
+        self.count += fill
+        if fill == images.shape[0]:
+            return images
+        return torch.cat([images[:fill], self._swap(images[fill:])])
 
     __call__ = query
 
+    def _swap(self, images: Tensor) -> Tensor:
+        """The swap rule on a full pool, for every sample at once."""
+        n, device = images.shape[0], images.device
+        swap = torch.rand(n, device=device) > 0.5
+        slot = torch.randint(self.size, (n,), device=device)
+        out = torch.where(swap.view(-1, *[1] * (images.dim() - 1)), self.images[slot], images)
+        # per slot, the last sample swapped into it (-1: none); each write into a slot then
+        # carries that sample (or the slot's own value), so the order of the writes is moot
+        order = torch.where(swap, torch.arange(n, device=device), -1)
+        last = torch.full((self.size,), -1, device=device).scatter_reduce(0, slot, order, "amax")
+        winner = last[slot]
+        value = torch.where((winner >= 0).view(-1, *[1] * (images.dim() - 1)),
+                            images[winner.clamp(min=0)], self.images[slot])
+        self.images.index_copy_(0, slot, value)
+        return out
+
     def state_dict(self) -> dict:
-        """``{"size": int, "images": (n, ...) tensor}`` (n stored samples, stacked)."""
-        images = torch.cat(self.images, 0) if self.images else torch.empty(0)
-        return {"size": self.size, "images": images.detach().clone()}
+        """``{"size": int, "images": (n, ...) tensor}`` (the n stored samples)."""
+        images = self.images[:self.count] if self.count else torch.empty(0)
+        return {"size": self.size, "images": images.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("size") != self.size:
             raise ValueError(f"ImagePool: state of a pool of size {state.get('size')!r} loaded "
                              f"into a pool of size {self.size}")
         images = state["images"]
-        if images.shape[0] > self.size:
-            raise ValueError(f"ImagePool: state holds {images.shape[0]} samples for size "
-                             f"{self.size}")
-        self.images = [image.unsqueeze(0).clone() for image in images] if images.numel() else []
+        count = images.shape[0] if images.numel() else 0
+        if count > self.size:
+            raise ValueError(f"ImagePool: state holds {count} samples for size {self.size}")
+        self.images, self.count = None, count
+        if count:
+            self.images = images.new_empty((self.size, *images.shape[1:]))
+            self.images[:count] = images
 
 
 # --------------------------------------------------------------------------------------
@@ -251,6 +287,8 @@ def build_losses(cfg) -> nn.ModuleDict:
     return losses
 
 
-def build_image_pools(cfg) -> tuple[ImagePool, ImagePool]:
-    """(shape pool, appearance pool): one history pool per discriminator."""
-    return ImagePool(cfg.loss.pool_size), ImagePool(cfg.loss.pool_size)
+def build_image_pools(cfg, size: Optional[int] = None) -> tuple[ImagePool, ImagePool]:
+    """(shape pool, appearance pool): one history pool per discriminator, of ``size`` samples
+    (default ``loss.pool_size``; one rank of several passes its share)."""
+    size = cfg.loss.pool_size if size is None else size
+    return ImagePool(size), ImagePool(size)
