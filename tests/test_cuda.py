@@ -1,19 +1,14 @@
-"""What only a CUDA GPU can show: AMP training steps, fused attention kernels, exact resume.
-
-Each check is a plain function (``check_*``) of the device and of what it checks (an attention
-implementation, a trainer, a trainer factory): the tests here run them on CUDA and are skipped
-without it, ``tests/test_cuda_checks.py`` runs the same functions on the CPU, with the correct
-implementations and with deliberately broken ones, to show that each check fails on a wrong
-backward, a skipped optimizer step or an inexact resume.  ``scripts/gpu_check.py`` runs this
-file on a GPU machine together with the NCCL run and the batch-32 benchmark.
-
-``CUBLAS_WORKSPACE_CONFIG`` (needed by deterministic cuBLAS) is set in ``conftest.py`` when the
-test session starts, before anything uses CUDA: cuBLAS reads it only once.
+"""What only a CUDA GPU can show (``-m cuda``: AMP training steps, fused attention kernels, exact
+resume, NCCL DDP), and the same checks on the CPU against correct and deliberately broken code (a
+backward 1% off or missing a term, skipped optimizer steps, parameters that never move, a resume
+that loses the random state), which shows that each check can fail.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -24,11 +19,10 @@ from xinggan.config import load_config
 from xinggan.ops.attention import dot_product_attention
 from xinggan.training import Trainer
 
-from helpers import load_script, tiny_training_overrides
+from helpers import tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-pytestmark = requires_cuda
+torch.set_num_threads(min(torch.get_num_threads(), 2))
 
 # -- attention: output and gradients against float64 ------------------------------------------
 
@@ -36,7 +30,7 @@ pytestmark = requires_cuda
 # allowed for an attention output or gradient, by the dtype its products run in: a few units of
 # that dtype's rounding.  float32 allows TF32's 10-bit mantissa, which CUDA may use for float32
 # products.  A gradient 1% off (k's gradient scaled by 1.01) is outside the float32 bound; in
-# bfloat16 a dropped term of the softmax backward is (tests/test_cuda_checks.py).
+# bfloat16 a dropped term of the softmax backward is (the CPU tests below).
 REL_TOL = {torch.float32: 2 * 2.0 ** -10, torch.float16: 4 * 2.0 ** -10,
            torch.bfloat16: 4 * 2.0 ** -7}
 
@@ -95,6 +89,8 @@ def chunked_128(q, k, v):
     return dot_product_attention(q, k, v, "chunked", chunk=128)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("n,dtype", [(512, torch.bfloat16), (2816, torch.bfloat16),
                                      (512, torch.float32), (2816, torch.float32)])
 def test_auto_attention_never_runs_the_math_path(n, dtype):
@@ -104,6 +100,8 @@ def test_auto_attention_never_runs_the_math_path(n, dtype):
     check_attention(auto_without_math, "cuda", n=n, dtype=dtype)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_chunked_under_autocast_matches_float64_on_cuda():
     check_attention(chunked_128, "cuda", n=700, dv=64, autocast=torch.bfloat16)
 
@@ -176,6 +174,8 @@ def training_config(root: Path, device: str = "cuda", **extra):
         "train.checkpoint_every": 2, **extra}))
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_amp_training_steps(tiny_data, tmp_path, amp):
     # 6 iterations: fp16's scaler starts at 2**16 and may skip the first steps on overflow
@@ -195,6 +195,25 @@ def training_tensors(trainer) -> dict:
             "optimizers": {name: o.state_dict() for name, o in optimizers(trainer).items()}}
 
 
+def differing_tensors(a, b, where: str = "") -> tuple[int, list[str]]:
+    """(tensors compared, places that differ) of two trees of dicts, lists and tensors, bit for
+    bit (-0.0 differs from 0.0, a NaN equals the same NaN); plain values are not compared."""
+    if torch.is_tensor(a) and torch.is_tensor(b):
+        same = a.dtype == b.dtype and a.shape == b.shape and torch.equal(
+            *(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8) for t in (a, b)))
+        return 1, [] if same else [where or "<root>"]
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return 0, [f"{where}: a tensor on one side only"]
+    pairs = ([(f"{where}.{k}", a.get(k), b.get(k)) for k in {**a, **b}] if isinstance(a, dict) and isinstance(b, dict)
+             else [(f"{where}[{i}]", x, y) for i, x, y in zip(range(len(a)), a, b)]
+             if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b) else [])
+    count, diffs = 0, []
+    for place, x, y in pairs:
+        n, d = differing_tensors(x, y, place)
+        count, diffs = count + n, diffs + d
+    return count, diffs
+
+
 def check_exact_resume(make_trainer: Callable, root: Path, iterations: int) -> int:
     """A straight run of ``iterations`` against ``iterations // 2`` plus a resume in a fresh
     trainer (with the process's RNG moved on in between): every parameter, buffer and
@@ -207,8 +226,7 @@ def check_exact_resume(make_trainer: Callable, root: Path, iterations: int) -> i
     resumed = make_trainer(root / "split")
     resumed.fit(resume=True)
     assert straight.iteration == resumed.iteration == iterations
-    count, diffs = load_script("gpu_check").differing_tensors(training_tensors(straight),
-                                                  training_tensors(resumed))
+    count, diffs = differing_tensors(training_tensors(straight), training_tensors(resumed))
     assert count > 0
     assert not diffs, f"{len(diffs)} tensors differ after the resume: {diffs[:8]}"
     return count
@@ -232,8 +250,231 @@ def deterministic_backends(device: str):
          torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved[1:]
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_exact_resume_on_cuda_with_deterministic_algorithms(tiny_data, tmp_path):
     cfg = training_config(tiny_data, **{"train.iterations": 4, "train.deterministic": True})
     with deterministic_backends("cuda"):
         check_exact_resume(lambda run_dir: Trainer(cfg, run_dir, progress=False,
                                                    tensorboard=False), tmp_path, 4)
+
+
+# -- NCCL DDP: two processes, straight against stopped and resumed ------------------------------
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_two_process_ddp_resume_is_exact(tiny_data, tmp_path):
+    """torchrun, 2 processes, deterministic: 4 iterations straight against 2, stop, resume to 4; every
+    checkpoint file of the two runs holds the same tensors, bit for bit."""
+    def train(run_dir, iterations, *extra):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                   str(REPO / "train.py"), "--config", str(REPO / "configs" / "toy.yaml"), "--no-progress",
+                   "--run-dir", str(run_dir), *extra, "--set", *tiny_training_overrides(tiny_data, **{
+                       "train.device": "cuda", "train.batch_size": 4, "train.checkpoint_every": 2,
+                       "train.deterministic": True, "model.generator.dropout": 0.5, "train.iterations": iterations})]
+        run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        return run.stdout + run.stderr
+
+    train(tmp_path / "straight", 4)
+    train(tmp_path / "split", 2)
+    assert "resumed from" in train(tmp_path / "split", 4, "--resume")
+    files = sorted(p.name for p in (tmp_path / "straight" / "checkpoints").glob("*.pt"))
+    assert files and files == sorted(p.name for p in (tmp_path / "split" / "checkpoints").glob("*.pt"))
+    for name in files:
+        a, b = (torch.load(tmp_path / run / "checkpoints" / name, map_location="cpu", weights_only=True)
+                for run in ("straight", "split"))
+        count, diffs = differing_tensors(a, b)
+        assert count > 0 and not diffs, (name, diffs[:8])
+
+
+# -- the checks on the CPU, against correct and broken code ----------------------------------------
+
+
+def test_bit_for_bit_comparison_flags_each_kind_of_difference():
+    a = {"w": torch.tensor([0.0, float("nan")]), "ranks": [{"rng": torch.arange(4, dtype=torch.uint8)}]}
+    assert differing_tensors(a, {"w": a["w"].clone(), "ranks": [{"rng": torch.arange(4, dtype=torch.uint8)}]}) == (2, [])
+    assert differing_tensors(a, {**a, "w": torch.tensor([-0.0, float("nan")])})[1] == [".w"]
+    assert differing_tensors(a, {**a, "w": a["w"].double()})[1] == [".w"]
+    assert differing_tensors(a, {**a, "ranks": [{"rng": torch.ones(4, dtype=torch.uint8)}]})[1] == [".ranks[0].rng"]
+    assert differing_tensors(a, {**a, "w": [0.0]})[1] == [".w: a tensor on one side only"]
+
+
+# -- deliberately wrong attention backwards ---------------------------------------------------
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the backward multiplies the incoming gradient by ``factor``."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
+
+
+def k_gradient_one_percent_off(q, k, v):
+    """The correct attention, with k's gradient scaled by 1.01; the output is untouched."""
+    return auto_without_math(q, _ScaleGradient.apply(k, 1.01), v)
+
+
+class _SoftmaxWithoutRowTerm(torch.autograd.Function):
+    """softmax over the last axis whose backward drops the row term: ``p * g`` instead of
+    ``p * (g - rowsum(p * g))``."""
+
+    @staticmethod
+    def forward(ctx, s):
+        p = torch.softmax(s, dim=-1)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, grad):
+        (p,) = ctx.saved_tensors
+        return p * grad
+
+
+def attention_without_row_term(q, k, v):
+    """The reference path (products under the current autocast, softmax in at least float32)
+    with the softmax backward missing its row term."""
+    energy = torch.bmm(q, k.transpose(1, 2))
+    p = _SoftmaxWithoutRowTerm.apply(energy.to(torch.promote_types(energy.dtype, torch.float32)))
+    return torch.bmm(p.to(v.dtype), v)
+
+
+def test_the_broken_attentions_break_the_backward_only():
+    """The two broken implementations give the exact forward and another gradient, so only
+    a gradient check can catch them (checked on float64 against the formula)."""
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 40, d, generator=g, dtype=torch.float64) for d in (8, 8, 16))
+    w = torch.randn(1, 40, 16, generator=g, dtype=torch.float64)
+    grads = []
+    for fn in (exact_attention, k_gradient_one_percent_off, attention_without_row_term):
+        inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = fn(*inputs)
+        torch.testing.assert_close(out, exact_attention(q, k, v), rtol=1e-9, atol=0)
+        (out * w).sum().backward()
+        grads.append([t.grad for t in inputs])
+    exact, scaled, no_row = grads
+    torch.testing.assert_close(scaled[1], 1.01 * exact[1], rtol=1e-9, atol=0)
+    torch.testing.assert_close(scaled[0], exact[0], rtol=1e-9, atol=0)
+    assert not torch.allclose(no_row[0], exact[0], rtol=1e-3)
+
+
+# -- attention checks ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_check_passes_on_cpu(dtype):
+    """The check of test_auto_attention_never_runs_the_math_path, on the CPU (``auto`` runs
+    ``chunked`` here) and on SDPA's CPU path."""
+    check_attention(auto_without_math, "cpu", n=512, dtype=dtype)
+    check_attention(lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(
+        q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=1.0).squeeze(1),
+        "cpu", n=512, dtype=dtype)
+
+
+def test_attention_check_fails_on_a_k_gradient_one_percent_off():
+    with pytest.raises(AssertionError, match="grad k") as caught:
+        check_attention(k_gradient_one_percent_off, "cpu", n=512, dtype=torch.float32)
+    assert "output" not in str(caught.value) and "grad q" not in str(caught.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_check_fails_on_a_softmax_backward_without_its_row_term(dtype):
+    with pytest.raises(AssertionError, match="grad q"):
+        check_attention(attention_without_row_term, "cpu", n=512, dtype=dtype)
+
+
+def test_autocast_attention_check_passes_and_fails_on_cpu():
+    """The check of test_chunked_under_autocast_matches_float64_on_cuda, under CPU autocast."""
+    check_attention(chunked_128, "cpu", n=700, dv=64, autocast=torch.bfloat16)
+    with pytest.raises(AssertionError, match="grad q"):
+        check_attention(attention_without_row_term, "cpu", n=700, dv=64,
+                        autocast=torch.bfloat16)
+
+
+# -- training-step checks -------------------------------------------------------------------
+
+
+class SkipsEveryStep:
+    """A grad scaler that finds inf/NaN gradients on every iteration: it scales the losses and
+    never runs an optimizer step (what an fp16 run whose every step overflows does)."""
+
+    def __init__(self):
+        self.scale_value = 2.0 ** 16
+
+    def is_enabled(self):
+        return True
+
+    def scale(self, loss):
+        return loss * self.scale_value
+
+    def step(self, optimizer):
+        return None  # skipped, as torch.amp.GradScaler skips on inf/NaN gradients
+
+    def update(self):
+        self.scale_value /= 2
+
+    def state_dict(self):
+        return {}
+
+
+def cpu_trainer(root, run_dir, **extra):
+    return Trainer(training_config(root, "cpu", **extra), run_dir, progress=False,
+                   tensorboard=False)
+
+
+def test_training_check_passes_on_cpu(tiny_data, tmp_path):
+    result = check_training_steps(cpu_trainer(tiny_data, tmp_path), "off")
+    assert result["iteration"] == 2
+
+
+@pytest.mark.parametrize("amp,message", [("fp16", "skipped the optimizer step on all 2"),
+                                         ("off", "optimizer steps \\[0\\], not 2")])
+def test_training_check_fails_when_every_step_is_skipped(tiny_data, tmp_path, amp, message):
+    trainer = cpu_trainer(tiny_data, tmp_path)
+    trainer.parts.scaler = SkipsEveryStep()
+    buffers = {k: v.clone() for k, v in trainer.generator.named_buffers() if v.is_floating_point()}
+    with pytest.raises(AssertionError, match=message):
+        check_training_steps(trainer, amp)
+    # the BatchNorm statistics did move: a check on the state dict would have passed
+    moved = [k for k, v in trainer.generator.named_buffers() if k in buffers
+             and not torch.equal(v, buffers[k])]
+    assert moved
+
+
+def test_training_check_fails_when_parameters_do_not_move(tiny_data, tmp_path):
+    """The optimizers step, but at learning rate 0: the parameter comparison catches it."""
+    trainer = cpu_trainer(tiny_data, tmp_path)
+    trainer.current_lr = lambda iteration=None: 0.0
+    with pytest.raises(AssertionError, match="parameters did not change"):
+        check_training_steps(trainer, "off")
+
+
+# -- exact-resume checks ----------------------------------------------------------------------
+
+
+def test_resume_check_passes_on_cpu(tiny_data, tmp_path):
+    assert check_exact_resume(lambda run_dir: cpu_trainer(tiny_data, run_dir), tmp_path, 2) > 50
+
+
+def test_resume_check_fails_on_a_resume_that_loses_the_random_state(tiny_data, tmp_path):
+    def forgetful_trainer(run_dir):
+        trainer = cpu_trainer(tiny_data, run_dir)
+        restore = trainer.resume
+
+        def resume():  # restores the checkpoint, then draws from a fresh random stream
+            found = restore()
+            torch.manual_seed(1)
+            return found
+
+        trainer.resume = resume
+        return trainer
+
+    with pytest.raises(AssertionError, match="tensors differ after the resume"):
+        check_exact_resume(forgetful_trainer, tmp_path, 2)

@@ -15,9 +15,9 @@ import torch
 from matplotlib.figure import Figure
 
 from xinggan.data.pairs import PAIR_SEPARATOR
+from xinggan.metric_registry import get_protocol
 from xinggan.metrics.inputs import load_rgb
 from xinggan.metrics.layouts import IMAGE_EXTENSIONS, LayoutError, resolve_results, strip_image_name
-from xinggan.metrics.protocols import get_protocol
 from xinggan.metrics.ssim import ssim
 from xinggan.visualize import draw_skeleton
 
