@@ -1,23 +1,9 @@
 """Fréchet Inception Distance (FID) with either Inception network, and cached real-set statistics.
 
-``d^2 = |mu_1 - mu_2|^2 + Tr(S_1 + S_2 - 2 sqrtm(S_1 S_2))`` between Gaussians fitted to 2048-d
-pool features (mean; covariance with ``N - 1``), ``sqrtm`` by ``scipy.linalg.sqrtm``; as in the
-TTUR / pytorch-fid code: when the product is singular, ``1e-6`` is added to both diagonals, and a
-negligible imaginary part is dropped. Two networks:
-
-* ``'tf-inception'`` -- torch-fidelity's port of TensorFlow's 2015-12-05 Inception (feature
-  ``'2048'``), the network of the original FID; see :mod:`xinggan.metrics.inception_score`.
-* ``'torchvision'`` -- the FID of the GFLA-era papers (GFLA, PISE, DPTN ``metrics.py``): an early
-  pytorch-fid ``InceptionV3`` built on torchvision's ImageNet ``inception_v3`` weights. Images in
-  [0, 1] (``float32(uint8) / 255``) are resized to 299 x 299 bilinearly (``align_corners=False``)
-  and then passed through torchvision's ``transform_input`` formula
-  (``x * std / 0.5 + (mean - 0.5) / 0.5`` per channel) applied directly to the [0, 1] values, as that
-  code did, before the blocks up to the final average pool. Its numbers are not comparable with
-  TF-Inception FID. (Those scripts also dropped the last incomplete batch of 64; here every image
-  counts.)
-
-Real-set statistics are cached on disk (npz) under a key made of the protocol, the network, the
-hash of the sorted file list and the image resolution (:func:`real_statistics`).
+``d^2 = |mu_1 - mu_2|^2 + Tr(S_1 + S_2 - 2 sqrtm(S_1 S_2))`` as in the TTUR / pytorch-fid code
+(``1e-6`` on both diagonals when the product is singular, a negligible imaginary part dropped).
+Networks: torch-fidelity's TF-ported Inception (feature ``'2048'``) or :class:`TorchvisionInception`,
+the GFLA-era one. Real statistics are cached as npz per protocol, network, file list and size.
 """
 from __future__ import annotations
 
@@ -32,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import linalg
+
+from ..progress import progress as progress_bar
 
 from .weights import locate_weights
 
@@ -129,7 +117,7 @@ class TorchvisionInception(torch.nn.Module):
     def __init__(self, weights_path: Optional[str] = None, allow_download: bool = True,
                  random_init: bool = False):
         super().__init__()
-        from torchvision.models import inception_v3
+        from torchvision.models import inception_v3  # torchvision takes seconds to import: only when built
 
         self.network = inception_v3(weights=None, aux_logits=True, transform_input=False,
                                     init_weights=False)
@@ -182,8 +170,6 @@ def real_statistics(paths: Sequence[Path], protocol: str, network: str, resoluti
 
     ``extract(paths)`` loads a batch of image files and returns their ``(B, 2048)`` features.
     """
-    from xinggan.progress import progress as progress_bar
-
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = statistics_cache_key(protocol, network, [Path(p).name for p in paths], resolution)
     height, width = resolution

@@ -1,17 +1,9 @@
 """Inception Score (IS) with TensorFlow's 2015-12-05 Inception graph, through torch-fidelity's port.
 
-Reproduces the OpenAI ``inception_score.py`` the PATN/XingGAN scripts called: images resized to
-299 x 299 as the TF graph does (bilinear with TF1 semantics), ``(x - 128) / 128``, the 2048-d pool
-features times the 1008-way logits weight WITHOUT the bias, softmax, and the score
-``exp(E_x KL(p(y|x) || p(y)))`` over 10 contiguous splits (``part = preds[i*N//10:(i+1)*N//10]``,
-no shuffling), reported as mean and standard deviation over the splits. The splits follow the
-order of the images (``evaluate_folder``: the pairs file; the released script: ``os.listdir``),
-so the std, and marginally the mean, depend on it.
-
-The network is torch-fidelity's ``FeatureExtractorInceptionV3`` (feature ``'logits_unbiased'``);
-it is not re-implemented here. Its weights file ``weights-inception-2015-12-05-6726825d.pth`` is
-torch-fidelity's download (see :mod:`xinggan.metrics.weights`). :func:`inception_score_from_logits`
-is the arithmetic on the logits, separate from the network.
+Reproduces the OpenAI ``inception_score.py`` the PATN/XingGAN scripts called (unbiased logits,
+10 contiguous splits in the images' order, mean and std); the network and its weights file are
+torch-fidelity's, :func:`inception_score_from_logits` is the arithmetic. Details:
+docs/data_and_metrics.md.
 """
 from __future__ import annotations
 
@@ -56,7 +48,7 @@ def inception_score_from_logits(logits: np.ndarray, splits: int = IS_SPLITS) -> 
 
 
 def _build_extractor(features: tuple, weights_path: Optional[str], random_init: bool):
-    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception  # loads torchvision: only when built
 
     if not random_init:
         return tf_inception.FeatureExtractorInceptionV3(

@@ -1,24 +1,10 @@
 """The inputs of a folder evaluation: which files are scored, checked up front, then read in batches.
 
-:func:`resolve_inputs` matches a folder of generated images to its pairs (a pairs CSV, or the
-file names; :mod:`xinggan.metrics.layouts`) and to the target images (a targets folder, or panel 2
-of each released strip), prints the layout it matched, and checks every file before anything is
-scored: all readable, each target the size of its generated image and of the protocol. The
-result is an :class:`EvaluationInputs`.
-
-:class:`BatchReader` turns pairs ``[start, stop)`` into a :class:`Batch` the metrics share:
-
-* a strip panel ``k`` of ``n`` is the column range ``[k W / n, (k + 1) W / n)`` of the decoded
-  file (a strip is decoded once for its target and generated panels);
-* with the JPEG round trip (step 1 of the PATN protocol, :mod:`xinggan.metrics.preprocess`)
-  targets become ``jpeg_q75(released_8bit(x))``, generated PNGs ``jpeg_q75(x)``, while generated
-  JPEGs and strip panels are used as decoded (they already are step 1's output);
-* ``pad_columns`` white columns are added on each side for SSIM and IS (DeepFashion: 40), and the
-  target pose masks (:mod:`xinggan.metrics.mask`) are drawn in both frames when a masked metric
-  runs.
-
-It also reads the keypoint files: the targets' annotations and the keypoints detected on the
-generated images, whose rows are named after the generated files.
+:func:`resolve_inputs` matches a folder to its pairs and targets (:mod:`xinggan.metrics.layouts`),
+prints the matched layout and checks every file (readable, sizes agree with each other and the
+protocol). :class:`BatchReader` reads pairs ``[start, stop)`` as one :class:`Batch`, with the
+protocol's image steps (:mod:`xinggan.metrics.preprocess`) and, when a masked metric runs, the
+target pose masks. Also reads the target keypoints and the generated images' detections.
 """
 from __future__ import annotations
 

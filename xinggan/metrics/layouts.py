@@ -1,42 +1,23 @@
 """Result folders as the pose-transfer repositories publish them: which file holds which pair.
 
-A folder of results is recognised from its file names alone (:func:`infer_layout`), or named
-with ``layout=``. The layouts:
-
-``stems``
-    ``<from stem>___<to stem>.png|jpg``: one generated image per pair, this project's own output
-    (:func:`xinggan.data.pairs.result_stem`).
-``strips``
-    ``<from>.jpg___<to>.jpg_vis.jpg`` (or ``_vis.png``): what the released ``test.py`` of PATN,
-    XingGAN and BiGraphGAN wrote, one horizontal strip of five equal panels per pair,
-    ``[source | source pose | target | target pose | generated]`` (Market 128 x 320, DeepFashion
-    256 x 880). The released ``getMetrics_market.py`` / ``getMetrics_fashion.py`` split each strip
-    into fifths, took the target from panel 2 and the generated image from panel 4 (0-based), and
-    recovered the pair from the name (drop ``_vis.jpg``, split on ``___``).
-``names``
-    ``<from>.jpg___<to>.jpg.png|jpg``: one generated image per pair, full image names joined.
-``2``
-    ``<from>_2_<to>[_vis].png|jpg``: the convention of GFLA, PISE, DPTN, NTED, PIDM and CFLD
-    (stems or names on either side), single images or strips depending on the repository; for
-    strips ``panel`` says which panel is the generated image.
-
-:func:`resolve_results` matches the files to the pairs of a pairs CSV, or, when no pairs CSV is
-given, takes the pairs from the file names (what the released scripts did). Names are compared
-without their image extension, so ``a.jpg`` and ``a`` are the same image.
-
-File order without a pairs CSV: the released scripts read the folder in ``os.listdir`` order,
-which depends on the file system; it decides which images share an Inception-score split.
-``file_order="sorted"`` (the default) sorts by file name so that the score is the same on every
-machine; ``file_order="listdir"`` keeps the file system's order as the released scripts did.
-SSIM, mask-SSIM and PCKh are means over pairs and do not depend on the order.
+A folder is recognised from its file names (:func:`infer_layout`) or named with ``layout=``:
+``stems`` (``<from stem>___<to stem>.png|jpg``, this project's output), ``strips`` (the 5-panel
+``<from>.jpg___<to>.jpg_vis.jpg`` of PATN / XingGAN / BiGraphGAN: target in panel 2, generated
+in panel 4), ``names`` (``<from>.jpg___<to>.jpg.png|jpg``) and ``2`` (``<from>_2_<to>[_vis]``
+of GFLA .. CFLD). :func:`resolve_results` matches the files to the pairs of a pairs CSV or takes
+the pairs from the names (image extensions ignored); without a CSV the order is sorted names, or
+``os.listdir`` as the released scripts had it (it decides the IS splits).
 """
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
+
+from PIL import Image
 
 from ..data.pairs import PAIR_SEPARATOR
 
@@ -193,8 +174,6 @@ def infer_layout(names: Sequence[str], folder: Path) -> Layout:
 
 
 def _panel_count(path: Path, image_width: Optional[int]) -> int:
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -280,8 +259,6 @@ def resolve_results(
                               f"(layout '{chosen.name}'):" + listing(missing))
         extra = sorted(set(names) - set(files))
         if extra:
-            import warnings
-
             warnings.warn(f"{len(extra)} image(s) in {folder} belong to no pair of {pairs_csv} and are "
                           f"ignored:" + listing(extra), stacklevel=3)
         pair_list = list(pairs)

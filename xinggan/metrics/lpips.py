@@ -48,7 +48,7 @@ class LPIPSAlex(torch.nn.Module):
     def __init__(self, backbone_path: Optional[str] = None, pretrained_backbone: bool = True,
                  allow_download: bool = True):
         super().__init__()
-        import lpips
+        import lpips  # loads torchvision (seconds): only when the network is built
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision's deprecation notes about 'pretrained'

@@ -1,29 +1,9 @@
-"""Pose mask of the mask-SSIM / mask-IS / mask-LPIPS metrics.
+"""Pose mask of the mask-SSIM / mask-IS / mask-LPIPS metrics, from the TARGET keypoints.
 
 Reproduces ``produce_ma_mask(kp_array, img_size, point_radius=4)`` of the Deformable-GAN / PATN
-tool code, which XingGAN's Market-1501 evaluation (and GFLA's mask-LPIPS) applied to the TARGET
-keypoints:
-
-1. for each of the 23 joint pairs in :data:`xinggan.joints.MASK_LIMBS` (the released code's
-   1-based list minus one) with both ends present, the quadrilateral with corners
-   ``from + n, from - n, to - n, to + n`` (``n`` = the unit perpendicular of the segment times
-   4), rasterised as ``skimage.draw.polygon`` does; a pair whose ends coincide has no
-   perpendicular and draws nothing;
-2. a disk ``(r - y)^2 + (c - x)^2 < 16`` at every present joint (``skimage.draw.circle`` of
-   scikit-image 0.14 with radius 4);
-3. a 5 x 5 dilation followed by a 5 x 5 erosion (``skimage.morphology.dilation`` / ``erosion``
-   with ``square(5)``: grey morphology with scipy's ``'reflect'`` borders, so only the part of
-   the window inside the image counts and the border never erodes the mask).
-
-Joints outside the frame (DeepFashion x down to -31) are kept; what falls outside is clipped.
-
-``skimage.draw.polygon`` tests every pixel centre of the bounding box with O'Rourke's crossing
-rule (a pixel on an edge or a vertex counts as inside) at a few hundred microseconds per limb,
-which makes 12,000 masks take over a minute. :func:`pose_masks` computes the same pixel sets for a
-whole batch at once: each polygon row is filled from its exact interval, and every pixel centre
-within ``1e-6`` of the outline (axis-aligned limbs put whole rows there; 3-4-5 limb directions
-put integer pixels exactly on slanted edges) is decided by a vectorised copy of skimage's own
-floating-point test, so boundary pixels come out as skimage rounds them.
+tool code pixel for pixel (limb quadrilaterals, joint disks, 5 x 5 closing; the steps are in
+docs/data_and_metrics.md), for a whole batch at once: polygon rows are filled from their exact
+intervals, and pixel centres within ``1e-6`` of an outline get scikit-image's own test.
 """
 from __future__ import annotations
 
