@@ -1,11 +1,8 @@
 """One step of a variant as a submitit job: ``train`` runs ``train.py --resume`` in each task (with
 torchrun's variables: DDP, one task per GPU), ``score`` runs ``test.py`` and records the metrics.
-
-``train.py`` saves and exits 0 on SIGTERM, SIGUSR1 or SIGUSR2. On SIGUSR2 (Slurm's ``--signal``
-before the time limit) submitit calls :meth:`VariantJob.checkpoint`, which passes it to the
-child, waits for it to exit and gives submitit the same step to requeue; SIGTERM is passed on.
-A training job that stops before the last iteration fails, so its scoring job never runs.
-"""
+``train.py`` saves and exits 0 on SIGTERM or SIGUSR2. On SIGUSR2 (Slurm's ``--signal``) submitit
+calls :meth:`VariantJob.checkpoint`, which passes it on, waits for ``train.py`` to exit and returns
+the step for submitit to requeue. A training job that stops early fails: its scoring never runs."""
 from __future__ import annotations
 
 import os
@@ -19,28 +16,15 @@ from pathlib import Path
 
 import submitit
 
-from xinggan.sweep.ablation import write_ablation_tables
-from xinggan.sweep.variants import STATUS, read_definition, read_json, trained, update_record
+from xinggan.sweep.ablation import STATUS, read_definition, read_json, trained, update_record, write_ablation_tables
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def distributed_env() -> dict:
-    """torchrun's variables for this task of a job of several (none for one task); the port,
-    drawn from the job id, is the same after a requeue."""
-    if submitit.JobEnvironment().num_tasks <= 1:
-        return {}
-    d = submitit.helpers.TorchDistributedEnvironment()
-    return {k: str(v) for k, v in (("RANK", d.rank), ("LOCAL_RANK", d.local_rank), ("WORLD_SIZE", d.world_size),
-                                   ("MASTER_ADDR", d.master_addr), ("MASTER_PORT", d.master_port))}
-
-
-def log_tail(path: Path, lines: int = 5) -> list[str]:
-    try:
-        text = path.read_bytes()[-(1 << 16):].decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
+def export_distributed_env() -> None:
+    """torchrun's variables (RANK, WORLD_SIZE, MASTER_PORT from the job id...) for a multi-task job."""
+    if submitit.JobEnvironment().num_tasks > 1:
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
 
 
 class VariantFailed(RuntimeError):
@@ -64,14 +48,15 @@ class VariantJob(submitit.helpers.Checkpointable):
 
     def __call__(self):
         run, data = Path(self.out) / self.name, read_definition(Path(self.out))
-        total = next(int(v["iterations"]) for v in data["variants"] if v["name"] == self.name)
+        total = next(v["config"]["train"]["iterations"] for v in data["variants"] if v["name"] == self.name)
+        common = ["--config", str(run / "config.yaml"), "--no-progress"]
         if self.step == "train":
+            export_distributed_env()
             rank = submitit.JobEnvironment().global_rank
             log = run / ("train.log" if rank == 0 else f"train.rank{rank}.log")
-            code = 0 if trained(run, total) else self._run(
-                ["train.py", "--config", str(run / "config.yaml"), "--run-dir", str(run), "--resume",
-                 "--no-progress"], log, data["cwd"], distributed_env())
-            if rank or (code == 0 and trained(run, total)):
+            code = trained(run, total) or self._run(["train.py", "--run-dir", str(run), "--resume", *common],
+                                                    log, data["cwd"])
+            if rank or trained(run, total):
                 return code
             status = read_json(run / STATUS)
             if code == 0:  # stopped by a signal: starting the sweep again resumes it
@@ -80,9 +65,8 @@ class VariantJob(submitit.helpers.Checkpointable):
         if not trained(run, total):
             return self._fail(run, f"not trained to iteration {total}", run / STATUS)
         log = run / "score.log"
-        code = self._run(["test.py", "--checkpoint", str(run / "checkpoints" / "latest.pt"), "--config",
-                          str(run / "config.yaml"), "--out", str(run / "results"), "--no-progress"],
-                         log, data["cwd"], {})
+        code = self._run(["test.py", "--checkpoint", str(run / "checkpoints" / "latest.pt"), "--out",
+                          str(run / "results"), *common], log, data["cwd"])
         if code != 0:
             return self._fail(run, f"test.py exited with status {code}", log)
         result = read_json(run / "results" / "metrics.json")
@@ -91,14 +75,14 @@ class VariantJob(submitit.helpers.Checkpointable):
         write_ablation_tables(Path(self.out))  # once every variant is scored
         return numbers
 
-    def _run(self, cmd: list, log: Path, cwd: str, env: dict) -> int:
+    def _run(self, cmd: list, log: Path, cwd: str) -> int:
         """Run a script of the repository to its end, output appended to ``log``."""
         cmd = [sys.executable, str(REPO / cmd[0])] + cmd[1:]
         with open(log, "a") as handle:
             handle.write(f"$ {shlex.join(cmd)}  # {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
             handle.flush()
             self._child = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd,
-                                           env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+                                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._code = None  # set by a thread: a signal handler here never waits on Popen's lock
         threading.Thread(target=lambda child: setattr(self, "_code", child.wait()), args=(self._child,),
                          daemon=True).start()
@@ -111,5 +95,6 @@ class VariantJob(submitit.helpers.Checkpointable):
             signal.signal(signal.SIGTERM, previous)
 
     def _fail(self, run: Path, error: str, log: Path):
-        update_record(run, error=error, log=str(log), tail=log_tail(log))
+        update_record(run, error=error, log=str(log),
+                      tail=log.read_text(errors="replace").splitlines()[-5:] if log.is_file() else None)
         raise VariantFailed(f"{self.name}: {error} (log {log})")

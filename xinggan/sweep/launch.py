@@ -1,11 +1,7 @@
-"""Launch the variants of a sweep that are not scored yet, as submitit jobs.
-
-Slurm: the variants to train form one job array (``train.py --resume``, one task per GPU,
-``--requeue``, SIGUSR2 ``--signal-delay`` seconds before ``--time``), and each variant is scored
-in its own 1-GPU job once its training job succeeded (``afterok``); the command returns once all
-are queued. Local: the same jobs one after another on this machine; the command waits, and on
-Ctrl-C or SIGTERM the running job saves and stops.
-"""
+"""Launch the variants not scored yet. Slurm: one job array trains them (one task per GPU,
+``--requeue``, SIGUSR2 ``--signal-delay`` seconds before ``--time``), and each is scored in a
+1-GPU job once its training succeeded (``afterok``); the command returns once all are queued.
+Local: the same jobs one after another; the command waits, Ctrl-C or SIGTERM saves and stops."""
 from __future__ import annotations
 
 import fcntl
@@ -19,19 +15,14 @@ from pathlib import Path
 import submitit
 import torch
 
-from xinggan.sweep.ablation import status_lines, variant_state
+from xinggan.sweep.ablation import (LOCK, RECORD, SweepError, check_out, definition, plan_variants, read_json,
+                                    status_lines, trained, update_record, variant_state, write_definition)
 from xinggan.sweep.jobs import VariantJob
-from xinggan.sweep.variants import (LOCK, RECORD, SweepError, check_out, definition, plan_variants,
-                                    read_json, trained, update_record, write_definition)
-
-LOCAL_TIMEOUT_MIN = 60 * 24 * 365  # the local controller's time limit: none to speak of
 
 
 def local_gpus() -> list[int]:
     """This machine's GPUs, numbered as ``CUDA_VISIBLE_DEVICES`` names them."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return list(range(torch.cuda.device_count()))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(torch.cuda.device_count()))))
     if not all(x.strip().isdigit() for x in visible.split(",") if x.strip()):
         raise SweepError(f"CUDA_VISIBLE_DEVICES={visible}: the local launcher needs GPU numbers")
     return [int(x) for x in visible.split(",") if x.strip()]
@@ -68,10 +59,8 @@ def run_sweep(args) -> int:
             print(f"follow with: python scripts/sweep.py --status {args.out}")
             return 0
         finished = _run_local(out, todo, args, totals, gpus)
-    lines = status_lines(out)
+    lines = status_lines(out) + ([] if finished else ["stopped: the job saved; the same command resumes it"])
     print("\n".join(lines))
-    if not finished:
-        print("stopped: the running job saved its checkpoint; the same command resumes it")
     return 130 if not finished else 0 if lines[-1].startswith("tables: ") else 1
 
 
@@ -82,28 +71,23 @@ def _live(out: Path, names: list[str]) -> list[str]:
     return [n for n in names if {read_json(out / n / RECORD).get(k) for k in ("train_job", "score_job")} & queued]
 
 
-def _slurm_executor(out: Path, args, tasks: int, gpus: int, cpus: int, **params) -> submitit.SlurmExecutor:
-    executor = submitit.SlurmExecutor(folder=out / "submitit", max_num_timeout=args.max_requeues)
-    params.update(job_name=f"sweep-{out.name}", ntasks_per_node=tasks, gpus_per_node=gpus or None,
-                  time=args.time, cpus_per_task=args.cpus_per_task or cpus, partition=args.partition,
-                  mem=args.mem, setup=args.slurm_setup, signal_delay_s=args.signal_delay)
-    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
-    return executor
-
-
 def _submit_slurm(out: Path, todo: list[str], args, totals: dict, cpus: int) -> None:
     """The training array, then a scoring job per variant that waits for its training job."""
     extra = {"requeue": True, **dict(args.slurm_extra or ())}
-    train = _slurm_executor(out, args, max(1, args.gpus_per_node), args.gpus_per_node, cpus, nodes=args.nodes,
-                            array_parallelism=args.array_parallelism, additional_parameters=extra)
+    executor = submitit.SlurmExecutor(folder=out / "submitit", max_num_timeout=args.max_requeues)
+    executor.update_parameters(
+        job_name=f"sweep-{out.name}", time=args.time, cpus_per_task=args.cpus_per_task or cpus, mem=args.mem,
+        partition=args.partition, signal_delay_s=args.signal_delay or 90, nodes=args.nodes or 1,
+        ntasks_per_node=max(1, args.gpus_per_node), gpus_per_node=args.gpus_per_node or None,
+        array_parallelism=args.array_parallelism or len(todo), additional_parameters=extra)
     names = [n for n in todo if not trained(out / n, totals[n])]
-    jobs = train.submit_array([VariantJob(str(out), n, "train") for n in names]) if names else []
+    jobs = executor.submit_array([VariantJob(str(out), n, "train") for n in names]) if names else []
     ids = {n: str(j.job_id) for n, j in zip(names, jobs)}
-    score = _slurm_executor(out, args, 1, min(1, args.gpus_per_node), cpus)
+    executor.update_parameters(nodes=1, ntasks_per_node=1, gpus_per_node=min(1, args.gpus_per_node) or None)
     for name in todo:
         after = {"dependency": f"afterok:{ids[name]}", "kill_on_invalid_dep": "yes"} if name in ids else {}
-        score.update_parameters(additional_parameters={**extra, **after})
-        job = score.submit(VariantJob(str(out), name, "score"))
+        executor.update_parameters(additional_parameters={**extra, **after})
+        job = executor.submit(VariantJob(str(out), name, "score"))
         update_record(out / name, launcher="slurm", train_job=ids.get(name), score_job=str(job.job_id),
                       error=None, log=None, tail=None)
         print(f"{name}: " + (f"train job {ids[name]}, then " if name in ids else "") + f"score job {job.job_id}")
@@ -129,7 +113,7 @@ def _run_local(out: Path, todo: list[str], args, totals: dict, gpus: list[int]) 
             if stopped or trained(out / name, totals[name]) != (step == "score"):
                 continue
             n = per_job if step == "train" else min(1, per_job)
-            executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, tasks_per_node=max(1, n),
+            executor.update_parameters(timeout_min=60 * 24 * 365, tasks_per_node=max(1, n),  # no time limit
                                        gpus_per_node=n, visible_gpus=gpus[:n])
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the job: a terminal's Ctrl-C
             running[:] = [executor.submit(VariantJob(str(out), name, step))]  # reaches train.py only
