@@ -184,6 +184,82 @@ def _panel_count(path: Path, image_width: Optional[int]) -> int:
     return 1
 
 
+def _file_of_each_pair(parsed: dict, pairs: Optional[list], folder: Path) -> tuple[dict, dict]:
+    """``(pair key -> file, file -> pair as read)``; keys compare names without extensions, and
+    ``pairs`` decides names that split more than one way."""
+    wanted = None
+    if pairs is not None:
+        wanted = {(strip_image_name(s), strip_image_name(t)) for s, t in pairs}
+    by_key: dict[tuple[str, str], str] = {}
+    raw_pair: dict[str, tuple[str, str]] = {}
+    ambiguous = []
+    for name, readings in parsed.items():
+        if not readings:
+            continue
+        keys = [(strip_image_name(s), strip_image_name(t)) for s, t in readings]
+        if len(keys) > 1:
+            fitting = [i for i, k in enumerate(keys) if wanted is not None and k in wanted]
+            if len(fitting) != 1:
+                ambiguous.append(f"{name}: " + " | ".join(f"{s} -> {t}" for s, t in readings))
+                continue
+            keys, readings = [keys[fitting[0]]], [readings[fitting[0]]]
+        key = keys[0]
+        if key in by_key:
+            raise LayoutError(f"{folder}: two files for the pair {key[0]} -> {key[1]}: {by_key[key]} and {name}")
+        by_key[key] = name
+        raw_pair[name] = readings[0]
+    if ambiguous:
+        raise LayoutError(f"{folder}: {len(ambiguous)} name(s) can be split at more than one '_2_'"
+                          + (" and the pairs CSV does not decide" if wanted is not None else
+                             "; pass the pairs CSV (--pairs)") + ":" + listing(ambiguous))
+    return by_key, raw_pair
+
+
+def _files_in_pair_order(names: list, by_key: dict, pairs: list, pairs_csv, chosen: Layout, folder: Path) -> list:
+    """The file of each pair of the pairs CSV; a missing one is an error, an extra one a warning."""
+    files, missing = [], []
+    for line, (source, target) in enumerate(pairs, start=2):
+        key = (strip_image_name(source), strip_image_name(target))
+        if key in by_key:
+            files.append(by_key[key])
+        else:
+            missing.append(f"{chosen.expected(source, target)}  (pair {source},{target} on line {line} "
+                           f"of {pairs_csv})")
+    if missing:
+        raise LayoutError(f"{len(missing)} of {len(pairs)} generated images are missing in {folder} "
+                          f"(layout '{chosen.name}'):" + listing(missing))
+    extra = sorted(set(names) - set(files))
+    if extra:
+        warnings.warn(f"{len(extra)} image(s) in {folder} belong to no pair of {pairs_csv} and are "
+                      f"ignored:" + listing(extra), stacklevel=4)
+    return files
+
+
+def _panels(chosen: Layout, first: Path, image_width: Optional[int], panel: Optional[int]) -> tuple[int, Optional[int]]:
+    """``(panels per file, panel of the generated image)``: strips or single images."""
+    folder = first.parent
+    if chosen.strips is True:
+        panels = _panel_count(first, image_width) if image_width else STRIP_PANELS
+        if panels != STRIP_PANELS and image_width:
+            raise LayoutError(f"{first}: a '{chosen.name}' strip should hold {STRIP_PANELS} panels of "
+                              f"width {image_width}; its width is not {STRIP_PANELS * image_width}")
+    elif chosen.strips is False:
+        panels = 1
+    else:
+        panels = _panel_count(first, image_width) if image_width else 1
+    if panels > 1:
+        if panel is None:
+            if panels != STRIP_PANELS or chosen.name != "strips":
+                raise LayoutError(f"{folder}: the images are strips of {panels} panels; pass --panel K "
+                                  f"(0-based) for the generated image")
+            panel = STRIP_GENERATED_PANEL
+        if not 0 <= panel < panels:
+            raise LayoutError(f"--panel {panel}: the strips in {folder} have panels 0..{panels - 1}")
+    elif panel not in (None, 0):
+        raise LayoutError(f"--panel {panel}: the images in {folder} are single images, not strips")
+    return panels, panel
+
+
 def resolve_results(
     generated_dir,
     pairs: Optional[list] = None,
@@ -213,81 +289,18 @@ def resolve_results(
     if unparsed and pairs is None:
         raise LayoutError(f"{folder}: {len(unparsed)} of {len(names)} file(s) do not fit layout "
                           f"'{chosen.name}' ({chosen.example}):" + listing(unparsed))
-
-    # Which key of a pair each file stands for (names compared without extensions).
-    wanted = None
-    if pairs is not None:
-        wanted = {(strip_image_name(s), strip_image_name(t)) for s, t in pairs}
-    by_key: dict[tuple[str, str], str] = {}
-    raw_pair: dict[str, tuple[str, str]] = {}
-    ambiguous = []
-    for name, readings in parsed.items():
-        if not readings:
-            continue
-        keys = [(strip_image_name(s), strip_image_name(t)) for s, t in readings]
-        if len(keys) > 1:
-            fitting = [i for i, k in enumerate(keys) if wanted is not None and k in wanted]
-            if len(fitting) != 1:
-                ambiguous.append(f"{name}: " + " | ".join(f"{s} -> {t}" for s, t in readings))
-                continue
-            keys, readings = [keys[fitting[0]]], [readings[fitting[0]]]
-        key = keys[0]
-        if key in by_key:
-            raise LayoutError(f"{folder}: two files for the pair {key[0]} -> {key[1]}: {by_key[key]} and {name}")
-        by_key[key] = name
-        raw_pair[name] = readings[0]
-    if ambiguous:
-        raise LayoutError(f"{folder}: {len(ambiguous)} name(s) can be split at more than one '_2_'"
-                          + (" and the pairs CSV does not decide" if wanted is not None else
-                             "; pass the pairs CSV (--pairs)") + ":" + listing(ambiguous))
-
+    by_key, raw_pair = _file_of_each_pair(parsed, pairs, folder)
     if pairs is None:
         files = [n for n in names if n in raw_pair]
         pair_list = [raw_pair[n] for n in files]
-        pairs_from_files = True
     else:
-        files, missing = [], []
-        for line, (source, target) in enumerate(pairs, start=2):
-            key = (strip_image_name(source), strip_image_name(target))
-            if key in by_key:
-                files.append(by_key[key])
-            else:
-                missing.append(f"{chosen.expected(source, target)}  (pair {source},{target} on line {line} "
-                               f"of {pairs_csv})")
-        if missing:
-            raise LayoutError(f"{len(missing)} of {len(pairs)} generated images are missing in {folder} "
-                              f"(layout '{chosen.name}'):" + listing(missing))
-        extra = sorted(set(names) - set(files))
-        if extra:
-            warnings.warn(f"{len(extra)} image(s) in {folder} belong to no pair of {pairs_csv} and are "
-                          f"ignored:" + listing(extra), stacklevel=3)
-        pair_list = list(pairs)
-        pairs_from_files = False
+        files, pair_list = _files_in_pair_order(names, by_key, pairs, pairs_csv, chosen, folder), list(pairs)
     if not files:
         raise LayoutError(f"{folder}: no pairs")
 
-    # Strips or single images.
-    if chosen.strips is True:
-        panels = _panel_count(folder / files[0], image_width) if image_width else STRIP_PANELS
-        if panels != STRIP_PANELS and image_width:
-            raise LayoutError(f"{folder / files[0]}: a '{chosen.name}' strip should hold {STRIP_PANELS} panels of "
-                              f"width {image_width}; its width is not {STRIP_PANELS * image_width}")
-    elif chosen.strips is False:
-        panels = 1
-    else:
-        panels = _panel_count(folder / files[0], image_width) if image_width else 1
-    if panels > 1:
-        if panel is None:
-            if panels != STRIP_PANELS or chosen.name != "strips":
-                raise LayoutError(f"{folder}: the images are strips of {panels} panels; pass --panel K "
-                                  f"(0-based) for the generated image")
-            panel = STRIP_GENERATED_PANEL
-        if not 0 <= panel < panels:
-            raise LayoutError(f"--panel {panel}: the strips in {folder} have panels 0..{panels - 1}")
-    elif panel not in (None, 0):
-        raise LayoutError(f"--panel {panel}: the images in {folder} are single images, not strips")
+    panels, panel = _panels(chosen, folder / files[0], image_width, panel)
     generated = [PanelRef(folder / f, panel if panels > 1 else None, panels) for f in files]
     strip_targets = None
     if chosen.name == "strips" and panels == STRIP_PANELS:
         strip_targets = [PanelRef(folder / f, STRIP_TARGET_PANEL, panels) for f in files]
-    return ResultSet(chosen, pair_list, generated, strip_targets, panels, pairs_from_files)
+    return ResultSet(chosen, pair_list, generated, strip_targets, panels, pairs is None)

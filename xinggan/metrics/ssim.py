@@ -195,8 +195,9 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: Union[SSIMSett
     """Per-pair SSIM of two batches ``(B, C, H, W)`` (or ``(C, H, W)``); returns float64 ``(B,)``.
 
     ``settings``: an :class:`SSIMSettings` or its name. Values are used as given (uint8 0..255 for
-    the PATN setting, [0, 1] floats for GFLA); they are converted to float64. ``data_range`` overrides ``settings.data_range``: a number or a
-    ``(B,)`` tensor. ``'generated'`` takes max - min of each generated image over all channels.
+    the PATN setting, [0, 1] floats for GFLA), in float64. ``data_range`` overrides
+    ``settings.data_range``: a number or a ``(B,)`` tensor; ``'generated'`` takes max - min of each
+    generated image over all channels.
 
     The computation runs on ``generated.device`` in chunks of ``chunk`` pairs (small enough to
     stay in cache). On the CPU the chunks are spread over ``workers`` threads (default: torch's
