@@ -9,7 +9,6 @@ Without --amp, bf16 is timed beside fp32 where `amp: auto` picks it (native bf16
 ``--quick``: Market, XingGAN, batch 1, 2 repeats (an explicit --repeats / --attention still applies).
 """
 import argparse
-import json
 import sys
 
 import torch
@@ -82,10 +81,7 @@ def main(argv=None) -> int:
                "rise of the peak RSS over one G fwd+bwd in a fresh process (VmHWM reset just before the step)"}
     out = report.resolve_out(args.out, "benchmark")
     for setting in progress(settings, desc="benchmark", unit="setting"):
-        for row in workloads.measure_setting(setting, device, options):
-            results["rows"].append(row)
-            print(json.dumps({k: v.get("median_s", "...") if isinstance(v, dict) else v for k, v in row.items()}),
-                  flush=True)
+        results["rows"] += workloads.measure_setting(setting, device, options)
         report.write_pair(out, {**results, "complete": False}, report.markdown({**results, "complete": False}))
     json_path, md_path = report.write_pair(out, {**results, "complete": True}, report.markdown(results))
     print(f"wrote {json_path} and {md_path}")

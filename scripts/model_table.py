@@ -52,7 +52,7 @@ def measure(config: str, overlay: Optional[str], device: torch.device, memory: b
     row["gflops"] = counter.get_total_flops() / 1e9
     if memory and device.type == "cuda":
         step = workloads.generator_steps(cfg, 1, device, ["off"], False)[1]["off"]
-        row["memory"] = {"peak_mb": harness.cuda_peak_gb(step, device) * 1024, "method": "cuda max_memory_allocated"}
+        row["memory"] = {"rise_mb": harness.cuda_peak_gb(step, device) * 1024, "method": "CUDA max allocated"}
     elif memory:
         row["memory"] = cpu_peak_memory(config, overlay)
     return row
@@ -83,10 +83,9 @@ def markdown(rows: list, device: str) -> str:
         if "error" in row:
             lines.append(f"| {name} | {overlay} | not built: {row['error'][:120]} | | | | | |")
             continue
-        p, mem = row["params"], row.get("memory", {})
-        lines.append(f"| {name} | {overlay} | " + " | ".join(f"{p[k] / 1e6:.3f} M" for k in p)
-                     + f" | {row['gflops']:.2f} | {mem.get('peak_mb', float('nan')):.0f} | "
-                     f"{mem.get('rise_mb', float('nan')):.0f} |")
+        mem = [f"{row.get('memory', {})[k]:.0f}" if k in row.get("memory", {}) else "-" for k in ("peak_mb", "rise_mb")]
+        lines.append(f"| {name} | {overlay} | " + " | ".join(f"{n / 1e6:.3f} M" for n in row["params"].values())
+                     + f" | {row['gflops']:.2f} | {' | '.join(mem)} |")
     methods = sorted({row["memory"]["method"] for row in rows if row.get("memory")})
     return "\n".join(lines + (["", "Memory: " + "; ".join(methods) + "."] if methods else [])) + "\n"
 

@@ -20,7 +20,7 @@ from xinggan.models import build_generator
 from xinggan.ops import attention
 from xinggan.precision import autocast
 from xinggan.prep.toy import make_toy_dataset
-from xinggan.released.convert import to_official_state_dict
+from xinggan.released.convert import to_released_state_dict
 from xinggan.released.network import released_generator_forward
 from xinggan.runtime import configure_backends
 from xinggan.training import build_parts, train_step
@@ -55,9 +55,9 @@ def released_forward(cfg, device: torch.device):
     ``(image, pose, pose2, training) -> output`` and the weights that take gradients."""
     torch.manual_seed(0)
     generator, gen = build_generator(cfg), cfg.model.generator
-    names = set(to_official_state_dict("generator", dict(generator.named_parameters())))
+    names = set(to_released_state_dict("generator", dict(generator.named_parameters())))
     sd = {k: v.detach().clone().to(device).requires_grad_(k in names)
-          for k, v in to_official_state_dict("generator", generator.state_dict()).items()}
+          for k, v in to_released_state_dict("generator", generator.state_dict()).items()}
 
     def forward(image, pose, pose2, training):
         return released_generator_forward(sd, image, pose, pose2, cfg.model.norm, n_blocks=gen.n_blocks,
@@ -173,7 +173,6 @@ def sdpa_kernel_report() -> list:
 @dataclass(frozen=True)
 class Setting:
     """One entry of a run's plan: what is timed together."""
-
     dataset: str
     model: str
     batch: int
@@ -190,7 +189,6 @@ class Setting:
 @dataclass(frozen=True)
 class Options:
     """How a run measures (the command line's flags)."""
-
     repeats: int = 7
     warmup: int = 1
     threads: int = 2
