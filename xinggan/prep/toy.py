@@ -1,20 +1,10 @@
 """A procedurally drawn toy dataset in the Market-1501 layout, for demos and tests.
 
-Real Market-1501 and DeepFashion images cannot be shipped, so this draws small cartoon people
-from the same 18 OpenPose COCO-18 keypoints the real annotations use. Each identity has a fixed
-appearance (skin, hair, top and bottom colours, sleeve and leg length, an optional chest
-stripe, body proportions) and is drawn in several poses (standing, walking, side views, arms
-up / out, waving, hands on hips, back view) with random jitter, on a per-image background of
-colour gradients, blocks and noise. The drawing is a function of the keypoints and the
-identity only, so a pose-transfer model can learn to re-pose the toy people: same-identity
-images differ only by pose and background, as in Market-1501.
-
-Output (``make_toy_dataset``): ``train/`` and ``test/`` JPEGs named like Market-1501
-(``0001_c1s1_000100_00.jpg``: person id before the first ``_``), split by identity,
-``market-annotation-{train,test}.csv`` in the exact Market format (some joints missing, as
-from a detector: the face of a back view, the far eye and ear of a side view, a few random
-drops) and ``market-pairs-{train,test}.csv`` (train: the Market rule of
-:func:`~xinggan.data.build_pairs`; test: a seeded sample of same-identity pairs). The files
+Cartoon people drawn from the 18 COCO-18 keypoints: each identity has a fixed appearance and
+body and is drawn in several poses over a random background, so same-identity images differ
+only by pose and background, as in Market-1501. ``make_toy_dataset`` writes ``train/`` and
+``test/`` JPEGs with Market names, split by identity, and the Market annotation CSVs (joints
+hidden by the view and a few random drops missing, as from a detector) and pair CSVs; the files
 are a pure function of the arguments.
 """
 from __future__ import annotations
@@ -29,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from ..data.annotations import MISSING, build_pairs, write_annotations, write_pairs
 from ..joints import JOINT_NAMES, NUM_JOINTS
+from ..progress import progress as progress_bar
 
 __all__ = ["POSES", "draw_person", "make_toy_dataset", "toy_pose"]
 
@@ -114,9 +105,55 @@ def _direction(angle_deg: float) -> np.ndarray:
     return np.array([math.sin(a), math.cos(a)])
 
 
+def _limb_angles(pose: str, side: bool, j, rng: np.random.Generator) -> tuple[dict, dict]:
+    """Arm and leg angles {"r", "l": (upper, lower)}, degrees from straight down (outward; forward in side views)."""
+    if side:
+        swing = 22 + j(6)
+        arms = {"r": (swing, swing + 18 + j(6)), "l": (-swing, -swing + 10 + j(5))}
+        stride = 20 + j(5)
+        legs = {"r": (-stride, -stride - 25 + j(5)), "l": (stride, stride - 3 + j(3))}
+        if rng.random() < 0.5:  # which leg and arm lead
+            arms, legs = {"r": arms["l"], "l": arms["r"]}, {"r": legs["l"], "l": legs["r"]}
+        return arms, legs
+    legs = {"r": (5 + j(2), 1 + j(2)), "l": (5 + j(2), 1 + j(2))}
+    down = lambda: (12 + j(4), 6 + j(4))  # noqa: E731
+    if pose in ("stand", "back"):
+        arms = {"r": down(), "l": down()}
+    elif pose == "walk":
+        legs = {"r": (3 + j(2), -6 + j(3)), "l": (9 + j(2), 12 + j(3))}
+        if rng.random() < 0.5:
+            legs = {"r": legs["l"], "l": legs["r"]}
+        arms = {"r": (14 + j(3), -10 + j(5)), "l": (10 + j(3), 22 + j(5))}
+    elif pose == "arms_up":
+        a = 155 + j(8)
+        arms = {"r": (a, a + 8 + j(5)), "l": (a + j(4), a + 8 + j(5))}
+    elif pose == "arms_out":
+        arms = {"r": (88 + j(8), 92 + j(10)), "l": (88 + j(8), 92 + j(10))}
+    elif pose == "wave":
+        raised = (100 + j(10), 170 + j(8))
+        arms = {"r": raised, "l": down()} if rng.random() < 0.5 else {"r": down(), "l": raised}
+    else:  # hips: hands on the hips
+        arms = {"r": (40 + j(4), -50 + j(6)), "l": (40 + j(4), -50 + j(6))}
+    if pose in ("arms_out", "stand") and rng.random() < 0.4:
+        legs = {"r": (12 + j(3), 4 + j(2)), "l": (12 + j(3), 4 + j(2))}  # wide stance
+    return arms, legs
+
+
+def _face(view: str, facing: float) -> dict:
+    """Face joint -> (x, y) offset from the head centre, in head radii."""
+    if view == "front":
+        return {NOSE: (0, 0.3), R_EYE: (-0.38, -0.08), L_EYE: (0.38, -0.08), R_EAR: (-0.98, 0.05),
+                L_EAR: (0.98, 0.05)}
+    if view == "back":  # nose and eyes hidden (marked missing by _annotate)
+        return {NOSE: (0, 0), R_EYE: (0, 0), L_EYE: (0, 0), R_EAR: (0.98, 0.05), L_EAR: (-0.98, 0.05)}
+    (near_eye, near_ear), far = ((R_EYE, R_EAR), (L_EYE, L_EAR)) if facing > 0 else ((L_EYE, L_EAR), (R_EYE, R_EAR))
+    return {NOSE: (facing * 0.98, 0.25), near_eye: (facing * 0.6, -0.1), near_ear: (-facing * 0.15, 0.05),
+            far[0]: (0, 0), far[1]: (0, 0)}
+
+
 def toy_pose(identity: Identity, pose: str, rng: np.random.Generator,
              height: int = 128, width: int = 64) -> tuple[np.ndarray, str]:
-    """Float keypoints (18, 2) of (y, x) in pixels of a ``height`` x ``width`` frame, and the view.
+    """Float keypoints (18, 2) of (y, x) in a ``height`` x ``width`` frame, and the view.
 
     The view is "front", "back", "side_left" or "side_right". No joint is marked missing here.
     """
@@ -124,99 +161,38 @@ def toy_pose(identity: Identity, pose: str, rng: np.random.Generator,
         raise ValueError(f"unknown toy pose {pose!r}; choose from {POSES}")
     j = lambda sd: float(rng.normal(0.0, sd))  # noqa: E731 - angle jitter in degrees
     hgt = identity.height
-    torso, head_up, r = 0.30 * hgt, 0.105 * hgt, 0.062 * hgt
-    upper_arm, forearm = 0.16 * hgt, 0.145 * hgt
-    thigh, shin = 0.245 * hgt, 0.235 * hgt
-
     view = {"side_left": "side_left", "side_right": "side_right", "back": "back"}.get(pose, "front")
     side = view.startswith("side")
     facing = -1.0 if view == "side_left" else 1.0  # image direction the person faces in a side view
-    # Image-x sign of the person's right and left sides (front view: their right is image left).
-    s_right, s_left = (1.0, -1.0) if view == "back" else (-1.0, 1.0)
-    sw = 1.5 if side else identity.shoulder
-    hw = 1.2 if side else identity.hip
-    if side:  # the side nearer the camera is drawn in front; facing +x shows the right side
-        s_right, s_left = (facing, -facing)
+    # Image-x sign of the person's right and left sides (front view: their right is image left;
+    # side view: the near side is drawn in front, facing +x shows the right side).
+    if side:
+        s_right, s_left = facing, -facing
+    else:
+        s_right, s_left = (1.0, -1.0) if view == "back" else (-1.0, 1.0)
+    sw, hw = (1.5, 1.2) if side else (identity.shoulder, identity.hip)
 
     kp = np.zeros((NUM_JOINTS, 2))  # (x, y), hip centre at the origin, y down
-
-    def put(i: int, xy) -> None:
-        kp[i] = xy
-
     lean = j(1.5) if not side else facing * abs(j(3.0))
+    torso = 0.30 * hgt
     neck = np.array([math.sin(math.radians(lean)) * torso, -torso])
-    put(NECK, neck)
-    put(R_SHOULDER, neck + [s_right * sw, 0.03 * hgt])
-    put(L_SHOULDER, neck + [s_left * sw, 0.03 * hgt])
-    put(R_HIP, [s_right * hw, 0.0])
-    put(L_HIP, [s_left * hw, 0.0])
-
-    # Limb angles (degrees from straight down, positive = outward from the body in front views,
-    # = forward in side views).
-    if side:
-        swing = 22 + j(6)
-        arms = {"r": (swing, swing + 18 + j(6)), "l": (-swing, -swing + 10 + j(5))}
-        stride = 20 + j(5)
-        legs = {"r": (-stride, -stride - 25 + j(5)), "l": (stride, stride - 3 + j(3))}
-        if rng.random() < 0.5:  # which leg and arm lead
-            arms = {"r": arms["l"], "l": arms["r"]}
-            legs = {"r": legs["l"], "l": legs["r"]}
-    else:
-        legs = {"r": (5 + j(2), 1 + j(2)), "l": (5 + j(2), 1 + j(2))}
-        down = lambda: (12 + j(4), 6 + j(4))  # noqa: E731
-        if pose in ("stand", "back"):
-            arms = {"r": down(), "l": down()}
-        elif pose == "walk":
-            legs = {"r": (3 + j(2), -6 + j(3)), "l": (9 + j(2), 12 + j(3))}
-            if rng.random() < 0.5:
-                legs = {"r": legs["l"], "l": legs["r"]}
-            arms = {"r": (14 + j(3), -10 + j(5)), "l": (10 + j(3), 22 + j(5))}
-        elif pose == "arms_up":
-            a = 155 + j(8)
-            arms = {"r": (a, a + 8 + j(5)), "l": (a + j(4), a + 8 + j(5))}
-        elif pose == "arms_out":
-            arms = {"r": (88 + j(8), 92 + j(10)), "l": (88 + j(8), 92 + j(10))}
-        elif pose == "wave":
-            raised = (100 + j(10), 170 + j(8))
-            arms = {"r": raised, "l": down()} if rng.random() < 0.5 else {"r": down(), "l": raised}
-        else:  # hips: hands on the hips
-            arms = {"r": (40 + j(4), -50 + j(6)), "l": (40 + j(4), -50 + j(6))}
-        if pose in ("arms_out", "stand") and rng.random() < 0.4:
-            legs = {"r": (12 + j(3), 4 + j(2)), "l": (12 + j(3), 4 + j(2))}  # wide stance
-
-    # In side views "forward" is the facing direction for both arms and legs.
-    limbs = [  # (root, middle, end joints, side sign, angles, segment lengths): arms, then legs
-        (R_SHOULDER, R_ELBOW, R_WRIST, s_right, arms["r"], (upper_arm, forearm)),
-        (L_SHOULDER, L_ELBOW, L_WRIST, s_left, arms["l"], (upper_arm, forearm)),
-        (R_HIP, R_KNEE, R_ANKLE, s_right, legs["r"], (thigh, shin)),
-        (L_HIP, L_KNEE, L_ANKLE, s_left, legs["l"], (thigh, shin)),
-    ]
-    for root, middle, end, s, (a_first, a_second), (first, second) in limbs:
-        sign = facing if side else s
-        put(middle, kp[root] + first * _direction(sign * a_first))
-        put(end, kp[middle] + second * _direction(sign * a_second))
-
+    kp[NECK] = neck
+    kp[R_SHOULDER], kp[L_SHOULDER] = neck + [s_right * sw, 0.03 * hgt], neck + [s_left * sw, 0.03 * hgt]
+    kp[R_HIP], kp[L_HIP] = [s_right * hw, 0.0], [s_left * hw, 0.0]
+    arms, legs = _limb_angles(pose, side, j, rng)
+    arm, leg = (0.16 * hgt, 0.145 * hgt), (0.245 * hgt, 0.235 * hgt)
+    for root, middle, end, s, (a_first, a_second), (first, second) in (
+            (R_SHOULDER, R_ELBOW, R_WRIST, s_right, arms["r"], arm),
+            (L_SHOULDER, L_ELBOW, L_WRIST, s_left, arms["l"], arm),
+            (R_HIP, R_KNEE, R_ANKLE, s_right, legs["r"], leg),
+            (L_HIP, L_KNEE, L_ANKLE, s_left, legs["l"], leg)):
+        sign = facing if side else s  # in side views "forward" is the facing direction
+        kp[middle] = kp[root] + first * _direction(sign * a_first)
+        kp[end] = kp[middle] + second * _direction(sign * a_second)
+    head_up, r = 0.105 * hgt, 0.062 * hgt
     centre = neck + [math.sin(math.radians(lean)) * head_up, -head_up]
-    if view == "front":
-        put(NOSE, centre + [0, 0.3 * r])
-        put(R_EYE, centre + [-0.38 * r, -0.08 * r])
-        put(L_EYE, centre + [0.38 * r, -0.08 * r])
-        put(R_EAR, centre + [-0.98 * r, 0.05 * r])
-        put(L_EAR, centre + [0.98 * r, 0.05 * r])
-    elif view == "back":
-        put(NOSE, centre)  # hidden; marked missing below
-        put(R_EYE, centre)
-        put(L_EYE, centre)
-        put(R_EAR, centre + [0.98 * r, 0.05 * r])
-        put(L_EAR, centre + [-0.98 * r, 0.05 * r])
-    else:
-        put(NOSE, centre + [facing * 0.98 * r, 0.25 * r])
-        near_eye, far_eye = (R_EYE, L_EYE) if facing > 0 else (L_EYE, R_EYE)
-        near_ear, far_ear = (R_EAR, L_EAR) if facing > 0 else (L_EAR, R_EAR)
-        put(near_eye, centre + [facing * 0.6 * r, -0.1 * r])
-        put(near_ear, centre + [-facing * 0.15 * r, 0.05 * r])
-        put(far_eye, centre)
-        put(far_ear, centre)
+    for joint, offset in _face(view, facing).items():
+        kp[joint] = centre + np.array(offset) * r
 
     # Place the body: lowest ankle on the ground, centred with jitter, scaled to the frame.
     scale = height / _REF_HEIGHT
@@ -276,98 +252,104 @@ def _shade(colour, factor: float) -> tuple[int, int, int]:
     return tuple(int(c * factor) for c in colour)
 
 
-def draw_person(layer: _Layer, identity: Identity, kp: np.ndarray, view: str) -> None:
-    """Draw the person of ``identity`` with float keypoints ``kp`` (18, 2) of (y, x)."""
-    ident = identity
-    side = view.startswith("side")
-    facing = -1.0 if view == "side_left" else 1.0
-    s = layer.scale
-    r = 0.062 * ident.height
-    mid_hip = (kp[R_HIP] + kp[L_HIP]) / 2
-    up = kp[NECK] - mid_hip
-    up = up / max(np.linalg.norm(up), 1e-6)
-    head = kp[NECK] + up * 0.105 * ident.height * s  # head centre, as laid out by toy_pose
+class _Person:
+    """One identity at float keypoints (18, 2) of (y, x), drawn part by part onto a layer."""
 
-    def leg(hip, knee, ankle, shade):
+    def __init__(self, layer: _Layer, identity: Identity, kp: np.ndarray, view: str):
+        self.layer, self.ident, self.kp, self.view = layer, identity, kp, view
+        self.side = view.startswith("side")
+        self.facing = -1.0 if view == "side_left" else 1.0
+        self.mid_hip = (kp[R_HIP] + kp[L_HIP]) / 2
+        up = kp[NECK] - self.mid_hip
+        up = up / max(np.linalg.norm(up), 1e-6)
+        self.head = kp[NECK] + up * 0.105 * identity.height * layer.scale  # as laid out by toy_pose
+
+    def leg(self, hip, knee, ankle, shade: float) -> None:
+        kp, ident, limb = self.kp, self.ident, self.layer.limb
         bottom, skin, shoes = (_shade(c, shade) for c in (ident.bottom, ident.skin, ident.shoes))
         if ident.shorts:
             cut = kp[hip] + 0.55 * (kp[knee] - kp[hip])
-            layer.limb(kp[knee], kp[ankle], ident.leg_width * 0.8, skin)
-            layer.limb(cut, kp[knee], ident.leg_width * 0.85, skin)
-            layer.limb(kp[hip], cut, ident.leg_width * 1.1, bottom)
+            limb(kp[knee], kp[ankle], ident.leg_width * 0.8, skin)
+            limb(cut, kp[knee], ident.leg_width * 0.85, skin)
+            limb(kp[hip], cut, ident.leg_width * 1.1, bottom)
         else:
-            layer.limb(kp[hip], kp[knee], ident.leg_width, bottom)
-            layer.limb(kp[knee], kp[ankle], ident.leg_width * 0.9, bottom)
-        toe = kp[ankle] + np.array([0.015, 0.05 * facing if side else 0.0]) * ident.height * s
-        layer.limb(kp[ankle] + [0.01 * ident.height * s, 0], toe, ident.leg_width * 0.75, shoes)
+            limb(kp[hip], kp[knee], ident.leg_width, bottom)
+            limb(kp[knee], kp[ankle], ident.leg_width * 0.9, bottom)
+        h, s = ident.height, self.layer.scale
+        toe = kp[ankle] + np.array([0.015, 0.05 * self.facing if self.side else 0.0]) * h * s
+        limb(kp[ankle] + [0.01 * h * s, 0], toe, ident.leg_width * 0.75, shoes)
 
-    def arm(shoulder, elbow, wrist, shade):
+    def arm(self, shoulder, elbow, wrist, shade: float) -> None:
+        kp, ident = self.kp, self.ident
         top, skin = _shade(ident.top, shade), _shade(ident.skin, shade)
-        layer.limb(kp[shoulder], kp[elbow], ident.arm_width * 1.1, top)
-        layer.limb(kp[elbow], kp[wrist], ident.arm_width, top if ident.long_sleeves else skin)
-        layer.ellipse(kp[wrist], ident.arm_width * 0.7, ident.arm_width * 0.7, skin)
+        self.layer.limb(kp[shoulder], kp[elbow], ident.arm_width * 1.1, top)
+        self.layer.limb(kp[elbow], kp[wrist], ident.arm_width, top if ident.long_sleeves else skin)
+        self.layer.ellipse(kp[wrist], ident.arm_width * 0.7, ident.arm_width * 0.7, skin)
 
-    def torso():
-        if side:  # a slab around the neck-hip axis, as deep as the chest
-            axis = mid_hip - kp[NECK]
+    def torso(self) -> None:
+        kp, ident, s = self.kp, self.ident, self.layer.scale
+        if self.side:  # a slab around the neck-hip axis, as deep as the chest
+            axis = self.mid_hip - kp[NECK]
             normal = np.array([axis[1], -axis[0]]) / max(np.linalg.norm(axis), 1e-6)
             top = kp[NECK] + axis * 0.06
             chest, waist = 0.075 * ident.height * s, 0.065 * ident.height * s
             shoulders = (top + normal * chest, top - normal * chest)
-            hips = (mid_hip + normal * waist, mid_hip - normal * waist)
+            hips = (self.mid_hip + normal * waist, self.mid_hip - normal * waist)
         else:
             rs, ls, rh, lh = kp[R_SHOULDER], kp[L_SHOULDER], kp[R_HIP], kp[L_HIP]
             out = lambda p, q, amount: p + (p - q) / max(np.linalg.norm(p - q), 1e-6) * amount * s  # noqa: E731
             shoulders = (out(rs, ls, ident.arm_width * 0.3), out(ls, rs, ident.arm_width * 0.3))
             hips = (out(rh, lh, ident.leg_width * 0.45), out(lh, rh, ident.leg_width * 0.45))
-        layer.polygon([shoulders[0], shoulders[1], hips[1], hips[0]], ident.top)
+        self.layer.polygon([shoulders[0], shoulders[1], hips[1], hips[0]], ident.top)
         lerp = lambda t: (shoulders[0] + t * (hips[0] - shoulders[0]),  # noqa: E731
                           shoulders[1] + t * (hips[1] - shoulders[1]))
         if ident.stripe is not None:
             (a0, a1), (b0, b1) = lerp(0.32), lerp(0.47)
-            layer.polygon([a0, a1, b1, b0], ident.stripe)
-        (w0, w1) = lerp(0.86)
+            self.layer.polygon([a0, a1, b1, b0], ident.stripe)
+        w0, w1 = lerp(0.86)
         drop = np.array([0.05 * ident.height * s, 0.0])
-        layer.polygon([w0, w1, hips[1] + drop, hips[0] + drop], ident.bottom)
+        self.layer.polygon([w0, w1, hips[1] + drop, hips[0] + drop], ident.bottom)
 
-    def head_shapes():
+    def head_shapes(self) -> None:
+        kp, ident, head, s, f = self.kp, self.ident, self.head, self.layer.scale, self.facing
+        r, ellipse = 0.062 * ident.height, self.layer.ellipse
         if ident.long_hair:  # behind the neck and the face
-            hang = head + np.array([1.7 * r * s, -0.15 * r * s * (facing if side else 0)])
-            layer.limb(head, hang, 2.0 * r, ident.hair)
-        layer.limb(kp[NECK], kp[NECK] + (head - kp[NECK]) * 0.6, r * 0.8, ident.skin)
-        if view == "back":
-            layer.ellipse(head, r * 1.08, r * 1.02, ident.hair)
-        elif side:
-            layer.ellipse(head + np.array([0.08 * r, facing * 0.12 * r]) * s, r * 0.95, r * 0.9, ident.skin)
-            layer.ellipse(head + np.array([-0.3 * r, -facing * 0.22 * r]) * s, r * 0.85, r * 0.85, ident.hair)
-            eye = head + np.array([-0.1 * r, facing * 0.6 * r]) * s
-            layer.ellipse(eye, r * 0.12, r * 0.12, (30, 25, 25))
+            hang = head + np.array([1.7 * r * s, -0.15 * r * s * (f if self.side else 0)])
+            self.layer.limb(head, hang, 2.0 * r, ident.hair)
+        self.layer.limb(kp[NECK], kp[NECK] + (head - kp[NECK]) * 0.6, r * 0.8, ident.skin)
+        if self.view == "back":
+            ellipse(head, r * 1.08, r * 1.02, ident.hair)
+        elif self.side:
+            ellipse(head + np.array([0.08 * r, f * 0.12 * r]) * s, r * 0.95, r * 0.9, ident.skin)
+            ellipse(head + np.array([-0.3 * r, -f * 0.22 * r]) * s, r * 0.85, r * 0.85, ident.hair)
+            ellipse(head + np.array([-0.1 * r, f * 0.6 * r]) * s, r * 0.12, r * 0.12, (30, 25, 25))
         else:
-            layer.ellipse(head + np.array([-0.3 * r, 0.0]) * s, r * 0.85, r * 1.06, ident.hair)
-            layer.ellipse(head + np.array([0.12 * r, 0.0]) * s, r * 0.9, r * 0.9, ident.skin)
+            ellipse(head + np.array([-0.3 * r, 0.0]) * s, r * 0.85, r * 1.06, ident.hair)
+            ellipse(head + np.array([0.12 * r, 0.0]) * s, r * 0.9, r * 0.9, ident.skin)
             for e in (-0.38, 0.38):
-                eye = head + np.array([-0.08 * r, e * r]) * s
-                layer.ellipse(eye, r * 0.12, r * 0.12, (30, 25, 25))
+                ellipse(head + np.array([-0.08 * r, e * r]) * s, r * 0.12, r * 0.12, (30, 25, 25))
 
-    if side:
-        near_r = facing > 0  # facing +x shows the right side
-        far_arm = (L_SHOULDER, L_ELBOW, L_WRIST) if near_r else (R_SHOULDER, R_ELBOW, R_WRIST)
-        near_arm = (R_SHOULDER, R_ELBOW, R_WRIST) if near_r else (L_SHOULDER, L_ELBOW, L_WRIST)
-        far_leg = (L_HIP, L_KNEE, L_ANKLE) if near_r else (R_HIP, R_KNEE, R_ANKLE)
-        near_leg = (R_HIP, R_KNEE, R_ANKLE) if near_r else (L_HIP, L_KNEE, L_ANKLE)
-        arm(*far_arm, 0.78)
-        leg(*far_leg, 0.78)
-        torso()
-        leg(*near_leg, 1.0)
-        head_shapes()
-        arm(*near_arm, 1.0)
+
+def draw_person(layer: _Layer, identity: Identity, kp: np.ndarray, view: str) -> None:
+    """Draw the person of ``identity`` with float keypoints ``kp`` (18, 2) of (y, x)."""
+    p = _Person(layer, identity, kp, view)
+    right = ((R_SHOULDER, R_ELBOW, R_WRIST), (R_HIP, R_KNEE, R_ANKLE))
+    left = ((L_SHOULDER, L_ELBOW, L_WRIST), (L_HIP, L_KNEE, L_ANKLE))
+    if p.side:  # far limbs shaded behind the torso; facing +x shows the right side
+        (near_arm, near_leg), (far_arm, far_leg) = (right, left) if p.facing > 0 else (left, right)
+        p.arm(*far_arm, 0.78)
+        p.leg(*far_leg, 0.78)
+        p.torso()
+        p.leg(*near_leg, 1.0)
+        p.head_shapes()
+        p.arm(*near_arm, 1.0)
     else:
-        leg(R_HIP, R_KNEE, R_ANKLE, 1.0)
-        leg(L_HIP, L_KNEE, L_ANKLE, 1.0)
-        torso()
-        head_shapes()
-        arm(R_SHOULDER, R_ELBOW, R_WRIST, 1.0)
-        arm(L_SHOULDER, L_ELBOW, L_WRIST, 1.0)
+        p.leg(*right[1], 1.0)
+        p.leg(*left[1], 1.0)
+        p.torso()
+        p.head_shapes()
+        p.arm(*right[0], 1.0)
+        p.arm(*left[0], 1.0)
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -406,13 +388,7 @@ def render(identity: Identity, kp: np.ndarray, view: str, rng: np.random.Generat
 def _annotate(kp: np.ndarray, view: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Integer keypoints as a detector would report them: hidden joints and a few misses -> -1."""
     out = np.rint(kp).astype(np.int64)
-    hidden = []
-    if view == "back":
-        hidden = [NOSE, R_EYE, L_EYE]
-    elif view == "side_right":
-        hidden = [L_EYE, L_EAR]
-    elif view == "side_left":
-        hidden = [R_EYE, R_EAR]
+    hidden = {"back": [NOSE, R_EYE, L_EYE], "side_right": [L_EYE, L_EAR], "side_left": [R_EYE, R_EAR]}.get(view, [])
     if rng.random() < 0.15:  # a detector misses a limb end or an ear now and then
         optional = [R_ELBOW, R_WRIST, L_ELBOW, L_WRIST, R_KNEE, R_ANKLE, L_KNEE, L_ANKLE, R_EAR, L_EAR]
         hidden += list(rng.choice(optional, size=rng.integers(1, 3), replace=False))
@@ -431,8 +407,6 @@ def make_toy_dataset(out: str | Path, seed: int = 0, identities: int = 40, test_
     if identities < 1 or test_identities < 1 or poses < 2:
         raise ValueError("need at least one identity per split and two poses per identity")
     out = Path(out)
-    from xinggan.progress import progress as progress_bar
-
     counts = {}
     splits = {"train": range(1, identities + 1),
               "test": range(identities + 1, identities + test_identities + 1)}
