@@ -17,7 +17,7 @@ import torch
 
 from xinggan.config import load_config
 from xinggan.ops.attention import dot_product_attention
-from xinggan.training import Trainer
+from xinggan.training import Trainer, distributed
 
 from helpers import tiny_training_overrides
 
@@ -183,6 +183,69 @@ def test_amp_training_steps(tiny_data, tmp_path, amp):
                                         "train.checkpoint_every": 6})
     trainer = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
     check_training_steps(trainer, amp)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_steady_iterations_never_wait_for_the_gpu(tiny_data, tmp_path, amp):
+    """After a warm-up step, four training steps run with CUDA's sync debug mode set to "error":
+    any host read or synchronising copy inside an iteration raises."""
+    cfg = training_config(tiny_data, **{"train.amp": amp, "train.iterations": 8,
+                                        "train.log_every": 100, "train.checkpoint_every": 100})
+    trainer = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    loader, _ = trainer.make_loader(0)
+    batches = iter(loader)
+    trainer.step(trainer._to_device(next(batches)))  # warm-up: first-use allocations and caches
+    steady = [next(batches) for _ in range(4)]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in steady:
+            trainer.step(trainer._to_device(batch))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    trainer.parts.health.check()  # and the steps were real ones
+
+
+def _sync_batchnorm_worker(rank: int, init_file: str, root: str, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        cfg = training_config(Path(root), **{"train.batch_size": 4, "train.iterations": 1,
+                                             "model.generator.dropout": 0.0})
+        trainer = Trainer(cfg, Path(out) / "run", device=torch.device("cuda", rank), rank=rank,
+                          world_size=2, progress=False, tensorboard=False)
+        assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.generator.modules())
+        trainer.fit()
+        if rank == 0:
+            torch.save({k: v.cpu() for k, v in trainer.generator.named_buffers()},
+                       Path(out) / "two.pt")
+    finally:
+        distributed.finish()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_two_gpus_normalise_over_the_whole_batch_as_the_release(tiny_data, tmp_path):
+    """batch 4 on 2 GPUs with ``sync_batchnorm: auto``: the generator's BatchNorm statistics
+    after one iteration are those of one GPU over the 4 images (the release's grouping)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_sync_batchnorm_worker, args=(str(tmp_path / "init"), str(tiny_data), str(tmp_path)),
+             nprocs=2, join=True)
+    cfg = training_config(tiny_data, **{"train.batch_size": 4, "train.iterations": 1,
+                                        "model.generator.dropout": 0.0})
+    one = Trainer(cfg, tmp_path / "one", progress=False, tensorboard=False)
+    one.fit()
+    two = torch.load(tmp_path / "two.pt", weights_only=True)
+    stats = [k for k in two if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for key in stats:
+        torch.testing.assert_close(two[key], dict(one.generator.named_buffers())[key].cpu(),
+                                   rtol=1e-4, atol=1e-5, msg=key)
 
 
 # -- exact resume -----------------------------------------------------------------------------

@@ -122,8 +122,8 @@ def probe_attention(parts: GANParts, batch: dict, notice: Callable[[str], None])
     generator = plain(parts.generator)
     device = next(generator.parameters()).device
     buffers = {k: v.clone() for k, v in generator.named_buffers()}
-    with torch.random.fork_rng(devices=[device]), parts.autocast(), torch.compiler.disable():
-        out = generator(batch["source_image"], batch["source_pose"], batch["target_pose"])
+    with torch.random.fork_rng(devices=[device]), parts.autocast():  # forward(): not compiled
+        out = generator.forward(batch["source_image"], batch["source_pose"], batch["target_pose"])
         out.float().mean().backward()
     generator.zero_grad(set_to_none=True)
     with torch.no_grad():
@@ -230,6 +230,7 @@ class Trainer:
     def save(self) -> None:
         """Copy this rank's state to host memory and write it in the background (a collective:
         every rank calls it at the same iteration)."""
+        start = time.perf_counter()
         self.settle()
         t0 = time.perf_counter()
         it, folder = self.iteration, self.checkpoint_path.parent
@@ -244,9 +245,10 @@ class Trainer:
                  if self.is_main else None)
         copy_s = time.perf_counter() - t0
         self._pending_iteration = it
-        self.writer.submit(functools.partial(self._write, state, own_part, it, folder, copy_s))
+        timing = {"loop_blocked_s": time.perf_counter() - start, "host_copy_s": copy_s}
+        self.writer.submit(functools.partial(self._write, state, own_part, it, folder, timing))
 
-    def _write(self, state, own_part, it: int, folder: Path, copy_s: float) -> None:
+    def _write(self, state, own_part, it: int, folder: Path, timing: dict) -> None:
         """In the writer thread: this rank's part, then (rank 0) ``latest.pt`` once every part of
         ``it`` is there, then the parts of older saves and the run's status."""
         t0 = time.perf_counter()
@@ -270,9 +272,9 @@ class Trainer:
             if path.name not in keep:
                 path.unlink(missing_ok=True)
         self.write_status("running", iteration=it)
-        with open(self.run_dir / "saves.jsonl", "a") as handle:
-            handle.write(json.dumps({"iteration": it, "host_copy_s": round(copy_s, 4),
-                                     "write_s": round(time.perf_counter() - t0, 4)}) + "\n")
+        timing = {"iteration": it, **timing, "write_s": time.perf_counter() - t0}
+        with open(self.run_dir / "saves.jsonl", "a") as handle:  # how long saving took
+            handle.write(json.dumps({k: round(v, 4) for k, v in timing.items()}) + "\n")
 
     def write_status(self, state: str, iteration: Optional[int] = None, error: str = "") -> None:
         """``<run>/status.json`` (rank 0): the state, the last saved iteration, the end."""
