@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
@@ -43,7 +44,7 @@ from xinggan.models import build_generator  # noqa: E402
 from xinggan.prep.framing import MIN_JOINTS, fit_keypoints, present_joints, read_photo  # noqa: E402
 from xinggan.prep.toy import POSES, Identity, toy_pose  # noqa: E402
 from xinggan.repose import (ModelFrame, check_inside, frame_source, frame_target, generate,  # noqa: E402
-                            load_model, panel, parse_keypoints, save_gif)
+                            keypoints_from_json, load_model, panel, parse_keypoints, save_gif)
 from xinggan.runtime import DeviceError, pick_device  # noqa: E402
 from xinggan.visualize import draw_skeleton  # noqa: E402
 
@@ -114,11 +115,19 @@ def load_gallery(spec: str | Path | None, cfg, frame: ModelFrame) -> list[tuple[
     return poses[:GALLERY_SIZE]
 
 
+@contextmanager
+def shown():
+    """A DataError becomes a gr.Error with its message: shown in the page, returned by the API."""
+    try:
+        yield
+    except DataError as exc:
+        raise gr.Error(str(exc)) from None
+
+
 class Studio:
     """The model, its frame, the detector (if any) and the gallery; its methods are the page's actions.
 
-    Each action raises ``gr.Error`` with a one-line message on bad input (shown in the page,
-    returned by the API); nothing it raises stops the server.
+    Each action raises ``gr.Error`` with a one-line message on bad input; the server keeps serving.
     """
 
     def __init__(self, generator, cfg, device="cpu", detector=None, gallery=None):
@@ -140,12 +149,8 @@ class Studio:
         return (image, *shrink(image))
 
     def keypoints(self, text: str, where: str) -> np.ndarray:
-        try:
-            return parse_keypoints(json.loads(text), where)
-        except json.JSONDecodeError as exc:
-            raise gr.Error(f"{where}: not JSON ({exc})") from None
-        except DataError as exc:
-            raise gr.Error(str(exc)) from None
+        with shown():
+            return keypoints_from_json(text, where)
 
     def detect(self, small: np.ndarray, scale: float, where: str) -> np.ndarray:
         """Detected keypoints of a shrunk photo, in the pixels of the original one."""
@@ -157,29 +162,23 @@ class Studio:
     def source(self, path, source_json: str):
         """(framed source, shrunk photo, scale) from a photo and its keypoints ("" detects)."""
         image, small, scale = self.photo(path, "source photo")
+        by = None
         if source_json and source_json.strip():
             kp = self.keypoints(source_json, "source keypoints")
-            try:
+            with shown():
                 check_inside(kp, "source keypoints", *image.shape[:2])
-            except DataError as exc:
-                raise gr.Error(str(exc)) from None
-            kp, by = rescale(kp, scale), None
         else:
-            kp, by = rescale(self.detect(small, scale, "source photo"), scale), self.detector.name
-        try:
-            return frame_source(small, kp, self.frame, "source photo", detector=by), small, scale
-        except DataError as exc:
-            raise gr.Error(str(exc)) from None
+            kp, by = self.detect(small, scale, "source photo"), self.detector.name
+        with shown():
+            return frame_source(small, rescale(kp, scale), self.frame, "source photo", detector=by), small, scale
 
-    def target(self, target_json: str) -> np.ndarray:
+    def target(self, target_json: str, where: str = "target keypoints") -> np.ndarray:
         """The target keypoints fitted into the model's frame."""
         if not target_json or not target_json.strip():
-            raise gr.Error("target keypoints: pick a gallery pose, a photo, or give the JSON")
-        kp = self.keypoints(target_json, "target keypoints")
-        try:
-            return frame_target(kp, self.frame, "target keypoints")
-        except DataError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(f"{where}: pick a gallery pose, a photo, or give the JSON")
+        kp = self.keypoints(target_json, where)
+        with shown():
+            return frame_target(kp, self.frame, where)
 
     # -- actions --------------------------------------------------------------------------
     def repose(self, path, source_json: str, target_json: str):
@@ -205,16 +204,15 @@ class Studio:
         y1, x1 = max(small.shape[0], int(top + h) + 1), max(small.shape[1], int(left + w) + 1)
         canvas = Image.new("RGB", (x1 - x0, y1 - y0), (200, 200, 200))
         canvas.paste(Image.fromarray(small), (-x0, -y0))
-        line = max(2, (y1 - y0) // 150)
         ImageDraw.Draw(canvas).rectangle([left - x0, top - y0, left - x0 + w, top - y0 + h],
-                                         outline=(255, 0, 0), width=line)
+                                         outline=(255, 0, 0), width=max(2, (y1 - y0) // 150))
         canvas = canvas.resize((max(1, round(canvas.width * VIEW_HEIGHT / canvas.height)), VIEW_HEIGHT))
-        model_view = Image.fromarray(framed.image).resize(
-            (round(self.frame.width * VIEW_HEIGHT / self.frame.height), VIEW_HEIGHT), Image.NEAREST)
-        both = Image.new("RGB", (canvas.width + 8 + model_view.width, VIEW_HEIGHT), (255, 255, 255))
-        both.paste(canvas, (0, 0))
-        both.paste(model_view, (canvas.width + 8, 0))
-        return np.asarray(both)
+        model_view = enlarge(framed.image)
+        both = np.full((max(VIEW_HEIGHT, model_view.shape[0]), canvas.width + 8 + model_view.shape[1], 3),
+                       255, np.uint8)
+        both[:VIEW_HEIGHT, :canvas.width] = np.asarray(canvas)
+        both[:model_view.shape[0], canvas.width + 8:] = model_view
+        return both
 
     def animate(self, path, source_json: str, sequence: str) -> tuple[str, str]:
         """An animated GIF of the source in each pose of ``sequence`` (one keypoints JSON a line)."""
@@ -222,15 +220,9 @@ class Studio:
         if not lines:
             raise gr.Error("sequence: add target poses first (one keypoints JSON a line)")
         framed = self.source(path, source_json)[0]
-        frames = []
-        for k, line in enumerate(lines, 1):
-            kp = self.keypoints(line, f"sequence line {k}")
-            try:
-                target = frame_target(kp, self.frame, f"sequence line {k}")
-            except DataError as exc:
-                raise gr.Error(str(exc)) from None
-            frames.append(generate(self.generator, self.frame, framed.image, framed.keypoints, target,
-                                   self.device))
+        targets = [self.target(line, f"sequence line {k}") for k, line in enumerate(lines, 1)]
+        frames = [generate(self.generator, self.frame, framed.image, framed.keypoints, t, self.device)
+                  for t in targets]
         gif = str(save_gif(frames, self.out_dir / f"sequence_{uuid.uuid4().hex[:8]}.gif"))
         return gif, gif
 
@@ -270,12 +262,20 @@ class Studio:
             return np.full((NUM_JOINTS, 2), MISSING, np.int64)
         return self.keypoints(text, where)
 
-    def target_preview(self, target_json: str):
-        """The target skeleton as the model gets it, enlarged (empty while there is no valid pose)."""
+    def target_view(self, text: str) -> np.ndarray:
+        """The target pose as shown and edited: fitted into the frame once it has enough joints."""
+        kp = self.editable(text, "target keypoints")
         try:
-            kp = self.target(target_json)
+            return frame_target(kp, self.frame, "target keypoints")
+        except DataError:  # too few joints yet: as given
+            return kp
+
+    def target_preview(self, target_json: str):
+        """The target skeleton as the model gets it, enlarged (empty while the JSON is invalid)."""
+        try:
+            kp = self.target_view(target_json)
         except gr.Error:
-            kp = np.full((NUM_JOINTS, 2), MISSING, np.int64)
+            kp = self.editable("", "")
         h, w = self.frame.height * self.zoom, self.frame.width * self.zoom
         return draw_skeleton(rescale(kp, self.zoom), h, w)
 
@@ -283,17 +283,15 @@ class Studio:
         """The target keypoints detected on a photo, fitted into the frame."""
         _, small, scale = self.photo(path, "target photo")
         kp = self.detect(small, scale, "target photo")
-        try:
+        with shown():
             return to_json(frame_target(kp, self.frame, "target photo", detector=self.detector.name))
-        except DataError as exc:
-            raise gr.Error(str(exc)) from None
 
     def pick(self, evt: gr.SelectData) -> str:
         return to_json(self.gallery[evt.index][1])
 
     def place_target(self, target_json: str, joint: str, evt: gr.SelectData) -> str:
         """The target pose (in the frame) with ``joint`` where the preview was clicked."""
-        kp = self.target(target_json) if target_json and target_json.strip() else self.editable("", "")
+        kp = self.target_view(target_json)
         kp[JOINT_NAMES.index(joint)] = rescale(np.array([evt.index[::-1]]), 1.0 / self.zoom)[0]
         return to_json(kp)
 
@@ -309,8 +307,7 @@ class Studio:
 
     def mirror(self, target_json: str) -> str:
         """The target pose flipped left to right (left and right joints swap)."""
-        kp = self.target(target_json)
-        flipped = kp[list(FLIP_PERMUTATION)].copy()
+        flipped = self.target_view(target_json)[list(FLIP_PERMUTATION)]
         present = present_joints(flipped)
         flipped[present, 1] = self.frame.width - 1 - flipped[present, 1]
         return to_json(flipped)

@@ -16,7 +16,7 @@ from xinggan.data.annotations import read_annotations, read_pairs
 from xinggan.models import build_generator
 from xinggan.prep.framing import read_photo
 from xinggan.prep.toy import make_toy_dataset
-from xinggan.released.convert import to_official_state_dict
+from xinggan.released.convert import to_released_state_dict
 from xinggan.repose import ModelFrame, generate, load_model
 
 from helpers import tiny_training_overrides
@@ -174,7 +174,7 @@ def test_every_input_error_names_its_file(checkpoint, photos, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     err = run_error(script, base + ["--source", source, "--target", str(bad)], detector, capsys)
-    assert f"{bad}: not a JSON file" in err
+    assert f"{bad}: not valid JSON" in err
     bad.write_text(json.dumps([[1, 2]] * 5))
     err = run_error(script, base + ["--source", source, "--target", str(bad)], detector, capsys)
     assert f"{bad}: expected" in err
@@ -245,7 +245,7 @@ def test_a_released_generator_file_is_converted_on_load(tmp_path):
     cfg = load_config(REPO / "configs" / "toy.yaml", tiny_training_overrides(tmp_path))
     ours = build_generator(cfg).state_dict()
     released = tmp_path / "latest_net_netG.pth"
-    torch.save(to_official_state_dict("generator", ours), released)
+    torch.save(to_released_state_dict("generator", ours), released)
     generator, loaded_cfg = load_model(released, cfg)
     assert loaded_cfg is cfg
     assert all(torch.equal(generator.state_dict()[k], v) for k, v in ours.items())

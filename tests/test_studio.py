@@ -81,7 +81,7 @@ def test_repose_gives_the_model_size_and_names_each_bad_input(studio, toy, tmp_p
     few[:4] = src_kp[:4]
     assert "only 4 of 18 joints" in error_of(studio.repose, src, as_json(few), as_json(tgt_kp))
     assert "expected {'keypoints_y'" in error_of(studio.repose, src, as_json(src_kp[:5]), as_json(tgt_kp))
-    assert "not JSON" in error_of(studio.repose, src, as_json(src_kp), "[[1, 2")
+    assert "target keypoints: not valid JSON" in error_of(studio.repose, src, as_json(src_kp), "[[1, 2")
     off = src_kp.copy()
     off[4] = (70, 10)
     assert "joint right_wrist at (y, x) = (70, 10) lies outside the 64 x 32 image" in error_of(
@@ -122,6 +122,11 @@ def test_target_editing_mirror_hide_and_click(studio, toy):
     click = gr.SelectData(None, {"index": [10 * studio.zoom + 1, 30 * studio.zoom + 2], "value": None})
     placed = json.loads(studio.place_target(as_json(fitted), "nose", click))
     assert placed[0] == [30, 10]
+    # A pose drawn from nothing is shown joint by joint, before it has enough joints to fit.
+    started = studio.place_target("", "neck", click)
+    assert json.loads(started)[1] == [30, 10]
+    preview = studio.target_preview(started)
+    assert preview[30 * studio.zoom + 2, 10 * studio.zoom + 1].any() and preview[:, :5 * studio.zoom].max() == 0
     assert studio.target_preview(as_json(fitted)).shape == (64 * studio.zoom, 32 * studio.zoom, 3)
 
 

@@ -32,7 +32,7 @@ from xinggan.joints import JOINT_NAMES, NUM_JOINTS
 from xinggan.models import build_generator
 from xinggan.prep.framing import (FRAME_PRESETS, Framed, check_joints, fit_keypoints, fit_to_frame,
                                   present_joints)
-from xinggan.released.convert import convert_official_state_dict, load_official_state_dict
+from xinggan.released.convert import convert_released_state_dict, load_released_state_dict
 from xinggan.visualize import draw_skeleton, to_uint8
 
 __all__ = ["ModelFrame", "check_inside", "frame_source", "frame_target", "generate", "is_keypoint_spec",
@@ -66,7 +66,7 @@ def load_model(path: str | Path, config=None, device: str | torch.device = "cpu"
         state = None
     if state is not None:
         return load_generator(path, device=device, state=state), embedded_config(state, path)
-    weights = convert_official_state_dict("generator", load_official_state_dict(path), config)
+    weights = convert_released_state_dict("generator", load_released_state_dict(path), config)
     with torch.device("meta"):
         generator = build_generator(config)
     generator.load_state_dict(weights, strict=True, assign=True)
@@ -126,7 +126,7 @@ def keypoints_from_json(text: str, where: str) -> np.ndarray:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: not a JSON file ({exc})") from None
+        raise DataError(f"{where}: not valid JSON ({exc})") from None
     return parse_keypoints(value, where)
 
 
