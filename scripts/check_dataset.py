@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from xinggan.config import ConfigError, load_config
 from xinggan.prep.check import check_dataset
 
 
@@ -32,8 +33,6 @@ def main(argv=None) -> int:
     p.add_argument("--all", action="store_true", help="list every problem, not 20 of each kind")
     args = p.parse_args(argv)
     if args.config:
-        from xinggan.config import ConfigError, load_config
-
         try:
             cfg = load_config(args.config, args.set)
         except ConfigError as exc:
