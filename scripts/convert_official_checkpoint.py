@@ -4,7 +4,7 @@
         --generator market/latest_net_netG.pth \
         [--shape-discriminator market/latest_net_netD_PB.pth] \
         [--appearance-discriminator market/latest_net_netD_PP.pth] \
-        --out checkpoints/xinggan_market_official.pt
+        --out checkpoints/xinggan_market_released.pt
 
 The released files are read with ``torch.load(weights_only=True)``; every key is mapped by an
 explicit rule (``xinggan/released/convert.py``), the weights are loaded strictly into the networks
@@ -23,8 +23,8 @@ from xinggan.checkpoint import CheckpointError, save_checkpoint
 from xinggan.config import load_config_or_exit
 from xinggan.models import build_discriminators, build_generator, count_parameters
 from xinggan.released.convert import (
-    convert_official_state_dict,
-    load_official_state_dict,
+    convert_released_state_dict,
+    load_released_state_dict,
 )
 
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         for kind, path in sources.items():
             if path is None:
                 continue
-            converted = convert_official_state_dict(kind, load_official_state_dict(path), cfg,
+            converted = convert_released_state_dict(kind, load_released_state_dict(path), cfg,
                                                     notes)
             # Load strictly into the network as a final check (built on the meta device:
             # the converted tensors are assigned, nothing is initialised).

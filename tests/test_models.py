@@ -19,7 +19,7 @@ from xinggan.models import (
     set_attention_impl,
 )
 from xinggan.released import key_listing
-from xinggan.released.convert import map_official_key
+from xinggan.released.convert import map_released_key
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny_generator.pt"
@@ -71,7 +71,7 @@ def test_released_parameter_counts(dataset):
 
 
 @pytest.mark.parametrize("dataset", ["market", "deepfashion"])
-def test_state_dicts_map_one_to_one_onto_official_keys(dataset):
+def test_state_dicts_map_one_to_one_onto_released_keys(dataset):
     cfg = load_config(REPO / "configs" / f"{dataset}.yaml")
     with torch.device("meta"):
         networks = {"G": build_generator(cfg)}
@@ -85,11 +85,11 @@ def test_state_dicts_map_one_to_one_onto_official_keys(dataset):
         assert count_parameters(net) == listing["num_parameters"]
         mapped = {}
         for key, entry in listing["state_dict"].items():
-            target = map_official_key(kinds[name], key)
+            target = map_released_key(kinds[name], key)
             assert target in ours, (name, key, target)
             assert ours[target] == tuple(entry["shape"]), (name, key, target)
             mapped[target] = key
-        assert set(mapped) == set(ours)  # a bijection: no two official keys share a target
+        assert set(mapped) == set(ours)  # a bijection: no two released keys share a target
 
 
 def test_module_names_follow_the_paper():

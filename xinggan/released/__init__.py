@@ -1,7 +1,7 @@
 """The released XingGAN code's networks, kept as references, not as models.
 
 - :mod:`xinggan.released.network`: the released forward passes written out literally in
-  functional ops on the official key names, with the N x N attention maps the released code
+  functional ops on the released key names, with the N x N attention maps the released code
   forms: the numerical and speed reference for :mod:`xinggan.models`;
 - :mod:`xinggan.released.convert`: the explicit key mapping between the authors' checkpoints
   (Ha0Tang/XingGAN, commit 10d6146) and our modules, both ways;
@@ -35,5 +35,5 @@ def key_listing(dataset: str, net: str) -> dict:
         raise ValueError(f"dataset must be one of {sorted(_FILES)}, got {dataset!r}")
     if net not in _NETS:
         raise ValueError(f"net must be one of {_NETS}, got {net!r}")
-    path = KEYS_DIR / f"official_{net[0]}_{_FILES[dataset]}_keys.json"
+    path = KEYS_DIR / f"released_{net[0]}_{_FILES[dataset]}_keys.json"
     return _read(path)[net]

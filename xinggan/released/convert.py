@@ -4,7 +4,7 @@ The released files (``latest_net_netG.pth``, ``latest_net_netD_PB.pth``,
 ``latest_net_netD_PP.pth``) are plain ``state_dict`` s of tensors saved by the PATN-style code
 (github.com/Ha0Tang/XingGAN @ 10d6146).  Their keys carry a ``model.`` prefix and
 ``nn.Sequential`` indices that count the parameter-free layers (padding, ReLU, dropout).  Every
-key is mapped by an explicit rule below (official module path -> our module path); nothing is
+key is mapped by an explicit rule below (released module path -> our module path); nothing is
 matched by position.
 
 - ``module.`` prefixes (checkpoints saved from ``DataParallel``) are removed.
@@ -36,11 +36,11 @@ RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 class ConversionError(CheckpointError):
-    """An official checkpoint does not map onto the network described by the config."""
+    """A released checkpoint does not map onto the network described by the config."""
 
 
 # --------------------------------------------------------------------------------------
-# Explicit rules: official module path -> our module path
+# Explicit rules: released module path -> our module path
 # --------------------------------------------------------------------------------------
 
 # Sequential indices of the released encoders / discriminator stems:
@@ -89,10 +89,10 @@ _DISCRIMINATOR_RULES = _rules(
 )
 
 
-def _residual_index(official: str) -> int:
-    i = int(official) - 9  # model.10 is our block1
+def _residual_index(released: str) -> int:
+    i = int(released) - 9  # model.10 is our block1
     if i < 1:
-        raise KeyError(official)
+        raise KeyError(released)
     return i
 
 
@@ -107,8 +107,8 @@ def _strip_prefixes(key: str) -> str:
             return key
 
 
-def map_official_key(kind: str, key: str) -> Optional[str]:
-    """Our state-dict key for an official key, or None if no rule matches."""
+def map_released_key(kind: str, key: str) -> Optional[str]:
+    """Our state-dict key for a released key, or None if no rule matches."""
     rules = _GENERATOR_RULES if kind == "generator" else _DISCRIMINATOR_RULES
     module_path, _, param = _strip_prefixes(key).rpartition(".")
     for pattern, fn in rules:
@@ -134,8 +134,8 @@ _STREAMS = {"appearance_encoder": ("stream1_down", _INV_STEM),
             "shape_decoder": ("stream2_up", _INV_DECODER)}
 
 
-def _official_module(kind: str, module_path: str) -> Optional[str]:
-    """The official module path of one of ours (the inverse of the rules above)."""
+def _released_module(kind: str, module_path: str) -> Optional[str]:
+    """The released module path of one of ours (the inverse of the rules above)."""
     if kind != "generator":
         m = re.fullmatch(r"block(\d+)\.conv_block\.(\w+)", module_path)
         if m:
@@ -158,11 +158,11 @@ def _official_module(kind: str, module_path: str) -> Optional[str]:
     return f"att.{m[1]}.{stream}.{_INV_CONV_PATH[m[3]]}" if m[3] in _INV_CONV_PATH else None
 
 
-def to_official_state_dict(kind: str, state_dict: Mapping[str, Tensor]
+def to_released_state_dict(kind: str, state_dict: Mapping[str, Tensor]
                            ) -> "OrderedDict[str, Tensor]":
-    """Our state dict of a released-architecture network under the official key names.
+    """Our state dict of a released-architecture network under the released key names.
 
-    The inverse of :func:`convert_official_state_dict` (each key is checked to map back to
+    The inverse of :func:`convert_released_state_dict` (each key is checked to map back to
     itself); used to run the literal released forward pass (:mod:`xinggan.released.network`)
     on our weights.  Raises :class:`ConversionError` for keys the released network lacks
     (a config that is not the released one).
@@ -171,9 +171,9 @@ def to_official_state_dict(kind: str, state_dict: Mapping[str, Tensor]
     unknown = []
     for key, value in state_dict.items():
         module_path, _, param = key.rpartition(".")
-        official = _official_module(kind, module_path)
-        name = f"model.{official}.{param}" if official else None
-        if name is None or map_official_key(kind, name) != key:
+        released = _released_module(kind, module_path)
+        name = f"model.{released}.{param}" if released else None
+        if name is None or map_released_key(kind, name) != key:
             unknown.append(key)
             continue
         out[name] = value
@@ -207,7 +207,7 @@ def _describe(items: Mapping[str, tuple], limit: int = 40) -> str:
     return "\n".join(lines)
 
 
-def convert_official_state_dict(kind: str, official_sd: Mapping[str, Tensor], cfg,
+def convert_released_state_dict(kind: str, released_sd: Mapping[str, Tensor], cfg,
                                 notes: Optional[list[str]] = None) -> "OrderedDict[str, Tensor]":
     """Convert one released state dict to ours.
 
@@ -227,11 +227,11 @@ def convert_official_state_dict(kind: str, official_sd: Mapping[str, Tensor], cf
     mismatched: dict[str, str] = {}  # our key -> description
     dropped: list[str] = []
     norm_hint = ""  # the norm the checkpoint seems to have been trained with, if not ours
-    for key, value in official_sd.items():
+    for key, value in released_sd.items():
         if not isinstance(value, Tensor):
-            raise ConversionError(f"{kind}: official entry {key!r} is a {type(value).__name__}, "
+            raise ConversionError(f"{kind}: released entry {key!r} is a {type(value).__name__}, "
                                   "not a tensor")
-        ours = map_official_key(kind, key)
+        ours = map_released_key(kind, key)
         if ours is None or ours not in target:
             module_path, _, param = (ours or "").rpartition(".")
             if (ours is not None and param in RUNNING_STATS
@@ -243,7 +243,7 @@ def convert_official_state_dict(kind: str, official_sd: Mapping[str, Tensor], cf
                 norm_hint = "batch"  # affine norm weights where we have InstanceNorm
             continue
         if ours in converted:
-            raise ConversionError(f"{kind}: official keys {origin[ours]!r} and {key!r} both map "
+            raise ConversionError(f"{kind}: released keys {origin[ours]!r} and {key!r} both map "
                                   f"to {ours!r} (the file holds the network twice?)")
         if tuple(value.shape) != target[ours]:
             mismatched[ours] = (f"    {key} {list(value.shape)} -> {ours} expects "
@@ -265,11 +265,11 @@ def convert_official_state_dict(kind: str, official_sd: Mapping[str, Tensor], cf
             del missing[k]
 
     if unmatched or missing or mismatched:
-        parts = [f"{kind}: the official checkpoint does not match the network of this config"]
+        parts = [f"{kind}: the released checkpoint does not match the network of this config"]
         if mismatched:
             parts.append("shape mismatches:\n" + "\n".join(mismatched.values()))
         if unmatched:
-            parts.append(f"official keys with no place in our network ({len(unmatched)}):\n"
+            parts.append(f"released keys with no place in our network ({len(unmatched)}):\n"
                          + _describe(unmatched))
         if missing:
             parts.append(f"our keys the checkpoint does not fill ({len(missing)}):\n"
@@ -301,11 +301,11 @@ def _hint(kind: str, norm_hint: str, mismatched: Mapping[str, str]) -> str:
     return "hint: " + "; ".join(hints)
 
 
-def load_official_state_dict(path: Union[str, Path]) -> "OrderedDict[str, Tensor]":
+def load_released_state_dict(path: Union[str, Path]) -> "OrderedDict[str, Tensor]":
     """Read a released ``.pth`` file safely (``weights_only=True``) as a dict of tensors."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"official checkpoint not found: {path}")
+        raise CheckpointError(f"released checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable file

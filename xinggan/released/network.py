@@ -1,14 +1,14 @@
-"""The released XingGAN forward pass, literally, in functional ops on the official key names.
+"""The released XingGAN forward pass, literally, in functional ops on the released key names.
 
 This is a second, independent description of the released networks (``docs/architecture.md``,
 layer by layer): plain ``F.conv2d`` / ``F.batch_norm`` / ``torch.bmm`` calls that read the tensors of an
-official state dict (``model.stream1_down.1.weight``, ``model.att.0.query_conv.weight``, ...)
+released state dict (``model.stream1_down.1.weight``, ``model.att.0.query_conv.weight``, ...)
 and materialise the N x N attention maps as the released code does.  It shares no code with the
 modules in :mod:`xinggan.models`, which makes it
 
 - the numerical reference that the converted modules must equal, and
 - the side-by-side reference for speed and memory in ``scripts/benchmark.py`` (same machine,
-  same timing loop; :func:`xinggan.released.convert.to_official_state_dict` gives it the weights
+  same timing loop; :func:`xinggan.released.convert.to_released_state_dict` gives it the weights
   of one of our generators).
 
 ``training=True`` runs the training-mode forward: BatchNorm on batch statistics (updating the
@@ -51,7 +51,7 @@ def released_generator_forward(sd: Mapping[str, Tensor], source_image: Tensor,
                                source_pose: Tensor, target_pose: Tensor, norm: str,
                                n_blocks: int = 9, n_images: int = 10, training: bool = False,
                                dropout: float = 0.5) -> Tensor:
-    """The released generator (``XingNetwork`` with its ``XingModel``), on official keys."""
+    """The released generator (``XingNetwork`` with its ``XingModel``), on released keys."""
     conv, conv_t, normalise, pad = _ops(sd, norm, training)
 
     def down(x, stream):
@@ -111,7 +111,7 @@ def released_generator_forward(sd: Mapping[str, Tensor], source_image: Tensor,
 def released_discriminator_forward(sd: Mapping[str, Tensor], x: Tensor, norm: str,
                                    sigmoid: bool, n_blocks: int = 3, training: bool = False,
                                    dropout: float = 0.5) -> Tensor:
-    """The released ResNet patch discriminator (``netD_PB`` / ``netD_PP``), on official keys."""
+    """The released ResNet patch discriminator (``netD_PB`` / ``netD_PP``), on released keys."""
     conv, _, normalise, pad = _ops(sd, norm, training)
     x = F.relu(normalise(conv(pad(x, 3), "model.1"), "model.2"))
     x = F.relu(normalise(conv(x, "model.4", 2, 1), "model.5"))
