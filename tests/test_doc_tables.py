@@ -4,8 +4,8 @@ Each table has one home, and this test reads it there:
 
 - docs/architecture.md, "Parameter counts and cost": generator, shape and appearance
   discriminator of the released configs;
-- docs/xingganpp.md, the ablation table: the generator of every overlay (Market / DeepFashion),
-  and the sentence that the XingGAN++ configs keep XingGAN's discriminators;
+- docs/xingganpp.md, the overlay table: as ``scripts/doc_tables.py`` generates it from the
+  configs, and the sentence that the XingGAN++ configs keep XingGAN's discriminators;
 - docs/xingganpp.md, the Enhanced Attention cost table: the parameters of one EA module.
 
 Models are built on the meta device (sizes only, no memory). The test also fails when a
@@ -25,17 +25,15 @@ from xinggan.config import load_config
 from xinggan.models import build_discriminators, build_generator, count_parameters
 from xinggan.models.enhanced_attention import EnhancedAttention
 
+from helpers import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
+doc_tables = load_script("doc_tables")
 ARCHITECTURE = REPO / "docs" / "architecture.md"
 XINGGANPP = REPO / "docs" / "xingganpp.md"
 
-# Which base config an ablation row's "applies to" column names. The "both" rows are measured on
-# XingGAN++ (docs/xingganpp.md says so above the table).
-BASES = {"XingGAN++": "{dataset}_xingganpp.yaml", "both": "{dataset}_xingganpp.yaml",
-         "XingGAN": "{dataset}.yaml"}
 CONFIG_TABLE = "| config | G params |"
-ABLATION_TABLE = "| overlay | what it changes |"
 EA_TABLE = "| grid | scale | Nq = Nk |"
 
 
@@ -99,19 +97,12 @@ def test_architecture_parameter_table():
         assert sizes(CONFIGS / name) == expected, name
 
 
-def test_xingganpp_ablation_table():
-    rows = table_rows(XINGGANPP, ABLATION_TABLE)
-    overlays = {row[0] for row in rows}
-    # Every overlay shipped in configs/ablations/ has its row, and the full config too.
-    assert overlays == {"(none)"} | {f"`{p.name}`" for p in (CONFIGS / "ablations").glob("*.yaml")}
-    for row in rows:
-        overlay, applies_to, params = row[0], row[2], row[3]
-        market, deepfashion = (count(value) for value in params.split("/"))
-        for dataset, expected in (("market", market), ("deepfashion", deepfashion)):
-            paths = [CONFIGS / BASES[applies_to].format(dataset=dataset)]
-            if overlay != "(none)":
-                paths.append(CONFIGS / "ablations" / config_name(overlay))
-            assert sizes(*paths)[0] == expected, (overlay, dataset)
+def test_xingganpp_overlay_table_is_current():
+    text = XINGGANPP.read_text()
+    assert doc_tables.updated(text) == text, (
+        "docs/xingganpp.md: the overlay table is out of date; run python scripts/doc_tables.py")
+    rows = table_rows(XINGGANPP, doc_tables.HEADER.splitlines()[0])
+    assert len(rows) == 1 + len(list((CONFIGS / "ablations").glob("*.yaml")))
 
 
 def test_xingganpp_keeps_the_released_discriminators():
