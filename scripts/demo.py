@@ -1,13 +1,9 @@
 """The CPU demo behind ``make demo``: toy data -> train -> generate -> evaluate -> results.
 
-1. draws the toy dataset (``scripts/make_toy_dataset.py``) unless it is already there;
-2. trains ``configs/toy.yaml`` with ``train.py`` (resuming if a run is already there), in
-   bfloat16 autocast where the CPU multiplies bf16 natively (AMX-BF16 or AVX512-BF16:
-   ``xinggan.precision.resolve_amp("auto")``), else in float32, the config being otherwise the
-   same; ``--amp`` overrides the choice;
-3. generates every toy test pair with ``test.py`` and scores it;
-4. scores the baseline of copying the source image as the answer, the same way;
-5. writes ``<out>/metrics.json``, ``<out>/metrics.md`` and ``<out>/grid.png``.
+Draws the toy dataset unless it is there; trains ``configs/toy.yaml`` with ``train.py`` (resuming a
+run that is there) in bf16 autocast where the CPU multiplies bf16 natively, else in float32
+(``--amp`` overrides); generates and scores the toy test pairs with ``test.py``; scores copying the
+source image as the answer; writes ``<out>/metrics.json``, ``<out>/metrics.md``, ``<out>/grid.png``.
 """
 from __future__ import annotations
 
@@ -20,8 +16,18 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image
+
+from xinggan.config import load_config
+from xinggan.data import read_pairs
+from xinggan.data.pairs import result_stem
+from xinggan.metrics.evaluate import evaluate_folder
+from xinggan.metrics.report import write_metrics
+from xinggan.precision import resolve_amp
+from xinggan.runtime import pick_device
 
 REPO = Path(__file__).resolve().parents[1]
+BETTER = {"ssim": max, "mask_ssim": max, "l1": min}
 
 
 def run(cmd: list[str]) -> None:
@@ -29,17 +35,7 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
-def _toy_size_matches(toy: Path, data_cfg) -> bool:
-    from PIL import Image
-
-    first = next(iter(sorted((toy / "test").glob("*.jpg"))), None)
-    if first is None:
-        return False
-    with Image.open(first) as im:
-        return im.size == (data_cfg.width, data_cfg.height)
-
-
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--toy-dir", default="datasets/toy")
     p.add_argument("--run-dir", default="runs/demo")
@@ -51,50 +47,30 @@ def main(argv=None) -> int:
                    help="training precision (auto: bf16 on CPUs with native bf16 units)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra overrides for training (e.g. train.iterations=100)")
-    args = p.parse_args(argv)
-    py = sys.executable
-    start = time.perf_counter()
-    toy, run_dir, out = Path(args.toy_dir), Path(args.run_dir), Path(args.out)
+    return p.parse_args(argv)
 
-    from xinggan.config import load_config
 
-    from xinggan.precision import resolve_amp
-    from xinggan.runtime import pick_device
+def _toy_size_matches(toy: Path, data_cfg) -> bool:
+    first = next(iter(sorted((toy / "test").glob("*.jpg"))), None)
+    if first is None:
+        return False
+    with Image.open(first) as im:
+        return im.size == (data_cfg.width, data_cfg.height)
 
-    base = load_config(args.config, [f"data.root={toy}", *args.set])
-    amp_dtype, line = resolve_amp(args.amp, pick_device(base.train.device))
-    print(line, flush=True)
-    amp = {None: "off", torch.bfloat16: "bf16"}[amp_dtype]
-    sets = [f"data.root={toy}", f"train.amp={amp}", *args.set]
-    cfg = load_config(args.config, sets)
+
+def draw_toy(toy: Path, cfg, config: str, identities: int) -> None:
+    """Draw the toy dataset at the config's size unless it is there at that size."""
     if (toy / "market-pairs-test.csv").is_file() and not _toy_size_matches(toy, cfg.data):
-        print(f"{toy} holds toy images of another size than {args.config} "
+        print(f"{toy} holds toy images of another size than {config} "
               f"({cfg.data.height} x {cfg.data.width}): drawing it again", flush=True)
         shutil.rmtree(toy)
     if not (toy / "market-pairs-test.csv").is_file():
-        run([py, "scripts/make_toy_dataset.py", "--out", str(toy), "--height", str(cfg.data.height),
-             "--width", str(cfg.data.width), "--identities", str(args.toy_identities)])
-    t_data = time.perf_counter()
+        run([sys.executable, "scripts/make_toy_dataset.py", "--out", str(toy), "--height", str(cfg.data.height),
+             "--width", str(cfg.data.width), "--identities", str(identities)])
 
-    train_cmd = [py, "train.py", "--config", args.config, "--run-dir", str(run_dir)]
-    for s in sets:
-        train_cmd += ["--set", s]
-    if (run_dir / "checkpoints" / "latest.pt").is_file():
-        train_cmd.append("--resume")
-    run(train_cmd)
-    t_train = time.perf_counter()
 
-    ckpt = run_dir / "checkpoints" / "latest.pt"
-    run([py, "test.py", "--checkpoint", str(ckpt), "--out", str(out / "model"),
-         "--set", f"data.root={toy}", "--device", "cpu"])
-    t_test = time.perf_counter()
-
-    # Baseline: answer every pair with the source image itself.
-    from xinggan.data import read_pairs
-    from xinggan.data.pairs import result_stem
-    from xinggan.metrics.evaluate import evaluate_folder
-    from xinggan.metrics.report import write_metrics
-
+def copy_source_baseline(toy: Path, out: Path, cfg) -> dict:
+    """Metrics of answering every test pair with its source image, scored as the model is."""
     base_dir = out / "copy_source_baseline" / "images"
     if base_dir.exists():
         shutil.rmtree(base_dir)
@@ -106,33 +82,18 @@ def main(argv=None) -> int:
                                annotations_csv=toy / "market-annotation-test.csv",
                                metrics=list(cfg.eval.metrics) or None, progress=False)
     write_metrics(baseline, out / "copy_source_baseline" / "metrics.json")
-    model = json.loads((out / "model" / "metrics.json").read_text())
-    t_end = time.perf_counter()
+    return baseline
 
-    keys = [k for k in ("ssim", "mask_ssim", "l1") if k in model]
-    better = {"ssim": max, "mask_ssim": max, "l1": min}
-    summary = {
-        "protocol": model.get("protocol"),
-        "num_pairs": model.get("num_pairs"),
-        "model": {k: model[k] for k in keys},
-        "copy_source_baseline": {k: baseline[k] for k in keys},
-        "model_beats_baseline": {k: better[k](model[k], baseline[k]) == model[k]
-                                 and model[k] != baseline[k] for k in keys},
-        "seconds": {"dataset": round(t_data - start, 1), "train": round(t_train - t_data, 1),
-                    "generate_and_score": round(t_test - t_train, 1),
-                    "baseline": round(t_end - t_test, 1), "total": round(t_end - start, 1)},
-        "config": args.config, "overrides": sets, "train_amp": amp, "precision": line,
-        "checkpoint": str(ckpt),
-    }
+
+def write_results(out: Path, summary: dict, model: dict, baseline: dict, height: int) -> None:
+    """``metrics.json``, ``metrics.md`` (also printed) and the enlarged ``grid.png``."""
+    keys, amp = list(summary["model"]), summary["train_amp"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
     if (out / "model" / "grid.png").is_file():  # enlarged so that small toy images read well
-        from PIL import Image
-
         with Image.open(out / "model" / "grid.png") as grid:
-            scale = max(1, 192 // cfg.data.height)
-            grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST).save(
-                out / "grid.png")
+            scale = max(1, 192 // height)
+            grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST).save(out / "grid.png")
     lines = [f"# Demo results ({summary['protocol']} protocol, {summary['num_pairs']} toy test pairs)",
              "", "| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
              "| XingGAN (toy config) | " + " | ".join(f"{model[k]:.4f}" for k in keys) + " |",
@@ -142,6 +103,47 @@ def main(argv=None) -> int:
              "target pose | generated | target."]
     (out / "metrics.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    py, start = sys.executable, time.perf_counter()
+    toy, run_dir, out = Path(args.toy_dir), Path(args.run_dir), Path(args.out)
+    base = load_config(args.config, [f"data.root={toy}", *args.set])
+    amp_dtype, line = resolve_amp(args.amp, pick_device(base.train.device))
+    print(line, flush=True)
+    amp = {None: "off", torch.bfloat16: "bf16"}[amp_dtype]
+    sets = [f"data.root={toy}", f"train.amp={amp}", *args.set]
+    cfg = load_config(args.config, sets)
+    draw_toy(toy, cfg, args.config, args.toy_identities)
+    t_data = time.perf_counter()
+
+    ckpt = run_dir / "checkpoints" / "latest.pt"
+    run([py, "train.py", "--config", args.config, "--run-dir", str(run_dir),
+         *[a for s in sets for a in ("--set", s)], *(["--resume"] if ckpt.is_file() else [])])
+    t_train = time.perf_counter()
+    run([py, "test.py", "--checkpoint", str(ckpt), "--out", str(out / "model"),
+         "--set", f"data.root={toy}", "--device", "cpu"])
+    t_test = time.perf_counter()
+    baseline = copy_source_baseline(toy, out, cfg)
+    model = json.loads((out / "model" / "metrics.json").read_text())
+    t_end = time.perf_counter()
+
+    keys = [k for k in BETTER if k in model]
+    summary = {
+        "protocol": model.get("protocol"),
+        "num_pairs": model.get("num_pairs"),
+        "model": {k: model[k] for k in keys},
+        "copy_source_baseline": {k: baseline[k] for k in keys},
+        "model_beats_baseline": {k: BETTER[k](model[k], baseline[k]) == model[k]
+                                 and model[k] != baseline[k] for k in keys},
+        "seconds": {"dataset": round(t_data - start, 1), "train": round(t_train - t_data, 1),
+                    "generate_and_score": round(t_test - t_train, 1),
+                    "baseline": round(t_end - t_test, 1), "total": round(t_end - start, 1)},
+        "config": args.config, "overrides": sets, "train_amp": amp, "precision": line,
+        "checkpoint": str(ckpt),
+    }
+    write_results(out, summary, model, baseline, cfg.data.height)
     return 0
 
 
