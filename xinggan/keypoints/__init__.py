@@ -1,17 +1,9 @@
-"""Keypoint detectors: 18 OpenPose COCO-18 joints from a photo, behind one interface.
+"""Keypoint detectors behind one interface: an RGB ``uint8`` image (H, W, 3) -> ``int64`` (18, 2)
+``(y, x)`` pixels, ``-1`` for a joint not found (the annotation files' format).
 
-Every detector takes one RGB ``uint8`` image ``(H, W, 3)`` and returns an ``int64`` array
-``(18, 2)`` of ``(y, x)`` pixel coordinates in that image, with ``-1``
-(:data:`xinggan.data.annotations.MISSING`) for a joint it did not find: the format of the
-annotation CSVs that the datasets ship (:mod:`xinggan.data.annotations`).
-
-Detectors are built by name with :func:`build_detector`; each lives in its own module, imported
-only when asked for, so that an optional dependency (MediaPipe) is never imported by the core:
-
-* ``openpose``: CMU's OpenPose COCO body model with the post-processing of the PATN / XingGAN
-  evaluation (needs a local weights file), :mod:`xinggan.keypoints.openpose`;
-* ``mediapipe``: MediaPipe Pose (legacy solution, full model shipped in the wheel), mapped to the
-  18 joints, :mod:`xinggan.keypoints.mediapipe_pose`.
+:func:`build_detector` imports a detector's module only when asked for, so the optional
+MediaPipe is never imported by the core: ``openpose`` (needs a local weights file) and
+``mediapipe`` (the optional extra).
 """
 from __future__ import annotations
 
@@ -23,8 +15,7 @@ import numpy as np
 from xinggan.data.annotations import MISSING
 from xinggan.joints import NUM_JOINTS
 
-__all__ = ["DETECTORS", "Detector", "DetectorUnavailable", "MISSING", "NUM_JOINTS", "build_detector",
-           "empty_keypoints"]
+__all__ = ["DETECTORS", "Detector", "DetectorUnavailable", "build_detector", "empty_keypoints"]
 
 
 class DetectorUnavailable(RuntimeError):
@@ -36,8 +27,7 @@ class Detector(Protocol):
 
     name: str
 
-    def detect(self, image: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
-        ...
+    def detect(self, image: np.ndarray) -> np.ndarray: ...
 
 
 def empty_keypoints() -> np.ndarray:

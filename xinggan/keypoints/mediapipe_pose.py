@@ -1,34 +1,8 @@
-"""MediaPipe Pose as an 18-joint OpenPose COCO-18 keypoint detector.
+"""MediaPipe Pose (BlazePose, Bazarevsky et al. 2020) as an 18-joint COCO-18 keypoint detector.
 
-MediaPipe Pose (Bazarevsky et al., "BlazePose: On-device Real-time Body Pose tracking", 2020)
-finds the most prominent person of an image and returns 33 landmarks, each with a position in
-fractions of the image width and height and a visibility score. This module uses its legacy
-solution API of ``mediapipe==0.10.21`` with the full landmark model (``model_complexity=1``):
-both of its networks ship inside the wheel, so it runs without a network connection (the lite
-and heavy models download themselves at first use; releases from 0.10.30 on no longer have the
-solution API). It is an optional dependency, installed by ``requirements-pose.txt``; nothing
-else in the package imports it.
-
-The 33 landmarks are mapped to the 18 joints of the annotation files (both use the person's
-own left and right):
-
-======================  ==========================  ======================  ===========
-joint                   MediaPipe landmark          joint                   landmark
-======================  ==========================  ======================  ===========
-0 nose                  0 nose                      9 right knee            26
-1 neck                  midpoint of 11 and 12       10 right ankle          28
-2 right shoulder        12                          11 left hip             23
-3 right elbow           14                          12 left knee            25
-4 right wrist           16                          13 left ankle           27
-5 left shoulder         11                          14 right eye            5
-6 left elbow            13                          15 left eye             2
-7 left wrist            15                          16 right ear            8
-8 right hip             24                          17 left ear             7
-======================  ==========================  ======================  ===========
-
-A landmark is kept when its visibility is at least 0.5 and it falls inside the image; the neck
-only when both shoulders are kept. Positions become integer pixels ``(round(y * H),
-round(x * W))``; anything else is ``-1``, as in the annotation files.
+The legacy solution API of ``mediapipe==0.10.21`` with the full model shipped in the wheel
+(runs offline); an optional dependency (``requirements-pose.txt``). Landmarks with visibility
+>= 0.5 inside the image are kept; the neck is the midpoint of the two shoulders.
 """
 from __future__ import annotations
 
@@ -39,8 +13,7 @@ import numpy as np
 from xinggan.joints import JOINT_NAMES
 from xinggan.keypoints import DetectorUnavailable, empty_keypoints
 
-__all__ = ["INSTALL_HINT", "LANDMARK_OF_JOINT", "MediaPipeDetector", "VISIBILITY_THRESHOLD",
-           "build_mediapipe_detector", "landmarks_to_keypoints"]
+__all__ = ["LANDMARK_OF_JOINT", "MediaPipeDetector", "build_mediapipe_detector", "landmarks_to_keypoints"]
 
 INSTALL_HINT = ("install the optional extra: pip install -r requirements-pose.txt "
                 "(mediapipe==0.10.21 with numpy<2 and protobuf<5), or run make pose-venv")
@@ -59,11 +32,9 @@ _NECK, _R_SHOULDER, _L_SHOULDER = (JOINT_NAMES.index(n) for n in ("neck", "right
 
 def landmarks_to_keypoints(landmarks: np.ndarray, height: int, width: int,
                            threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
-    """33 MediaPipe landmarks ``(x_n, y_n, visibility)`` -> ``(18, 2)`` int64 ``(y, x)`` pixels.
+    """(33, 3) landmarks (x, y as fractions of ``width``, ``height``; visibility) -> (18, 2) int64 (y, x).
 
-    ``landmarks`` has shape (33, 3): normalised x and y (fractions of ``width`` and ``height``)
-    and visibility. Joints below ``threshold`` or outside the ``height`` x ``width`` image are
-    ``-1``; the neck is the midpoint of the two shoulders when both are kept.
+    Joints below ``threshold`` or outside the image are ``-1``; the neck needs both shoulders.
     """
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.shape != (NUM_LANDMARKS, 3):
@@ -81,15 +52,14 @@ def landmarks_to_keypoints(landmarks: np.ndarray, height: int, width: int,
         position[joint] = (y, x)
         out[joint] = (yi, xi)
     if _R_SHOULDER in position and _L_SHOULDER in position:
-        y = (position[_R_SHOULDER][0] + position[_L_SHOULDER][0]) / 2
-        x = (position[_R_SHOULDER][1] + position[_L_SHOULDER][1]) / 2
+        y, x = (np.array(position[_R_SHOULDER]) + position[_L_SHOULDER]) / 2
         out[_NECK] = (int(round(y)), int(round(x)))
     return out
 
 
 def _import_pose_solution():
     try:
-        import mediapipe as mp
+        import mediapipe as mp  # optional: the requirements-pose.txt extra
     except ImportError as exc:
         raise DetectorUnavailable(f"the mediapipe detector needs MediaPipe, which is not installed "
                                   f"({exc}); {INSTALL_HINT}") from None
@@ -133,9 +103,6 @@ class MediaPipeDetector:
 
     def close(self) -> None:
         self._pose.close()
-
-    def __repr__(self) -> str:
-        return "MediaPipeDetector(model_complexity=1)"
 
 
 def build_mediapipe_detector(weights: Optional[str] = None, **options) -> MediaPipeDetector:

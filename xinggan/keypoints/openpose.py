@@ -1,45 +1,7 @@
-"""CMU's OpenPose COCO body model in PyTorch, its weight loaders, and the PATN / XingGAN detector.
-
-The network (Cao et al., "Realtime Multi-Person 2D Pose Estimation using Part Affinity Fields",
-CVPR 2017; the COCO model of the ``Realtime_Multi-Person_Pose_Estimation`` repository):
-
-* the first ten convolutions of VGG-19 (``conv1_1`` .. ``conv4_2``, three 2 x 2 max pools, stride
-  8), then ``conv4_3_CPM`` (512 -> 256) and ``conv4_4_CPM`` (256 -> 128), every one 3 x 3 + ReLU;
-* stage 1, two branches: ``conv5_{1,2,3}_CPM_L{1,2}`` (3 x 3, 128), ``conv5_4_CPM_L{1,2}``
-  (1 x 1, 512), ``conv5_5_CPM_L1`` (1 x 1 -> 38 part affinity fields) / ``conv5_5_CPM_L2``
-  (1 x 1 -> 19 heatmaps: 18 joints + background);
-* stages 2..6, two branches on the concatenation [PAFs, heatmaps, features] (38 + 19 + 128 = 185
-  channels): ``Mconv{1..5}_stage{t}_L{1,2}`` (7 x 7, 128), ``Mconv6_stage{t}_L{1,2}`` (1 x 1,
-  128), ``Mconv7_stage{t}_L{1,2}`` (1 x 1 -> 38 / 19);
-* every convolution is followed by a ReLU except the last one of each branch and stage. (The
-  widely used PyTorch port ``Hzzone/pytorch-openpose`` lists ``Mconv7_stage6_L1`` twice in its
-  no-ReLU list, so it applies a ReLU to the final heatmaps; the Caffe and Keras models do not.)
-
-Module and parameter names follow that PyTorch port (``model0.conv1_1.weight``,
-``model1_1.conv5_1_CPM_L1.weight``, ``model2_2.Mconv7_stage2_L2.bias``...), whose layer names are
-the Caffe / Keras ones. :func:`load_openpose_weights` reads either
-
-* PATN's Keras ``pose_estimator.h5`` (h5py; any Keras HDF5 layout: every dataset under a group
-  named after a layer, kernels stored ``(kh, kw, in, out)``, transposed to PyTorch's
-  ``(out, in, kh, kw)``), or
-* the PyTorch conversion ``body_pose_model.pth`` (a state dict keyed by the bare layer names,
-  ``conv1_1.weight``; keys with the ``model0.`` prefixes are read too).
-
-:class:`OpenPoseDetector` is the detector of PATN's ``tool/compute_coordinates.py``, which made
-the detections of the PATN / XingGAN PCKh: RGB -> BGR; scales ``[0.5, 1, 1.5, 2] x 368 / H``;
-each scaled image resized by truncating the size and bicubic interpolation (scikit-image
-``resize(order=3, preserve_range=True)`` with scikit-image 0.14's defaults: constant border, no
-anti-aliasing), input ``x / 255 - 0.5``; the PAFs and heatmaps resized back to the image size
-(``order=1``) and summed over the scales, the heatmaps divided by the number of scales, the PAFs
-not; then :func:`xinggan.keypoints.openpose_post.best_person`. That script feeds the scaled image
-to the network as it is (the pools floor odd sizes); ``pad_to_stride=True`` instead pads the
-bottom and right to a multiple of the stride 8 with grey (128), as the original CMU demo did,
-upsamples the maps by 8 and crops the padding before resizing them to the image.
-
-The released detections ran under Python 2, Keras and TensorFlow 1.4 with an older scikit-image:
-a PyTorch port of the same weights gives slightly different maps (float arithmetic, resampling
-details), so a few joints near the thresholds can differ. The weights cannot be downloaded by
-this project: pass a local file.
+"""CMU's OpenPose COCO body model (Cao et al., CVPR 2017) in PyTorch, its weight loaders, and the
+multi-scale detector of PATN's ``tool/compute_coordinates.py`` that made the PATN / XingGAN PCKh
+detections. Layer names follow the PyTorch port ``Hzzone/pytorch-openpose``; the steps are
+listed in datasets/README.md ("Keypoint detectors"). The weights are a local file.
 """
 from __future__ import annotations
 
@@ -47,8 +9,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import h5py
 import numpy as np
 import torch
+from skimage.transform import resize
 from torch import nn
 
 from . import DetectorUnavailable
@@ -142,27 +106,17 @@ def _layer_modules(model: OpenPoseBody) -> dict[str, str]:
 
 
 def _read_h5(path: Path, layers: dict) -> dict[str, np.ndarray]:
-    try:
-        import h5py
-    except ImportError:  # pragma: no cover - h5py is in requirements.txt
-        raise OpenPoseWeightsError(f"{path}: reading a Keras .h5 needs the h5py package (pip install h5py)") from None
+    """``{layer.weight|bias: array}`` of a Keras HDF5 file: every dataset under a group named after a layer."""
     found: dict[str, np.ndarray] = {}
 
     def visit(name: str, obj) -> None:
-        if not isinstance(obj, h5py.Dataset):
+        layer = next((p for p in reversed(name.split("/")[:-1]) if p in layers), None)
+        if not isinstance(obj, h5py.Dataset) or layer is None or obj.ndim not in (1, 4):
             return
-        parts = name.split("/")
-        layer = next((p for p in reversed(parts[:-1]) if p in layers), None)
-        if layer is None:
-            return
-        value = np.asarray(obj)
-        kind = "weight" if value.ndim == 4 else "bias" if value.ndim == 1 else None
-        if kind is None:
-            return
-        key = f"{layer}.{kind}"
+        key = f"{layer}.{'weight' if obj.ndim == 4 else 'bias'}"
         if key in found:
-            raise OpenPoseWeightsError(f"{path}: two {kind} arrays for layer {layer} (second at {name})")
-        found[key] = value
+            raise OpenPoseWeightsError(f"{path}: two arrays for {key} (second at {name})")
+        found[key] = np.asarray(obj)
 
     try:
         with h5py.File(path, "r") as handle:
@@ -174,6 +128,35 @@ def _read_h5(path: Path, layers: dict) -> dict[str, np.ndarray]:
     return found
 
 
+def _h5_tensors(path: Path, layers: dict, expected: dict) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for key, value in _read_h5(path, layers).items():
+        layer, kind = key.rsplit(".", 1)
+        target = tuple(expected[f"{layers[layer]}.{kind}"].shape)
+        if kind == "weight" and value.shape != target and value.transpose(3, 2, 0, 1).shape == target:
+            value = value.transpose(3, 2, 0, 1)  # Keras (kh, kw, in, out) -> (out, in, kh, kw)
+        tensors[f"{layers[layer]}.{kind}"] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+    return tensors
+
+
+def _pth_tensors(path: Path, layers: dict) -> dict[str, torch.Tensor]:
+    """A state dict keyed by bare layer names (``conv1_1.weight``) or with the ``model0.`` prefixes."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise OpenPoseWeightsError(f"{path}: cannot read as a PyTorch state dict "
+                                   f"({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict):
+        raise OpenPoseWeightsError(f"{path}: not a state dict")
+    tensors = {}
+    for key, value in state.items():
+        layer, _, kind = key.rpartition(".")
+        layer = layer.rpartition(".")[2]  # 'model0.conv1_1' or 'conv1_1'
+        if layer in layers and kind in ("weight", "bias"):
+            tensors[f"{layers[layer]}.{kind}"] = value.float()
+    return tensors
+
+
 def load_openpose_weights(model: OpenPoseBody, path: Union[str, Path]) -> OpenPoseBody:
     """Load a Keras ``.h5`` / ``.hdf5`` or a PyTorch ``.pth`` / ``.pt`` OpenPose body weights file into ``model``."""
     path = Path(path)
@@ -182,38 +165,16 @@ def load_openpose_weights(model: OpenPoseBody, path: Union[str, Path]) -> OpenPo
                                    f"{WEIGHT_FILES[0]} or the PyTorch conversion {WEIGHT_FILES[1]}")
     layers = _layer_modules(model)
     expected = model.state_dict()
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        raw = _read_h5(path, layers)
-        tensors = {}
-        for key, value in raw.items():
-            layer, kind = key.rsplit(".", 1)
-            target = tuple(expected[f"{layers[layer]}.{kind}"].shape)
-            if kind == "weight" and value.shape != target and value.transpose(3, 2, 0, 1).shape == target:
-                value = value.transpose(3, 2, 0, 1)  # Keras (kh, kw, in, out) -> (out, in, kh, kw)
-            tensors[f"{layers[layer]}.{kind}"] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise OpenPoseWeightsError(f"{path}: cannot read as a PyTorch state dict "
-                                       f"({type(error).__name__}: {error})") from None
-        if not isinstance(state, dict):
-            raise OpenPoseWeightsError(f"{path}: not a state dict")
-        tensors = {}
-        for key, value in state.items():
-            layer, _, kind = key.rpartition(".")
-            layer = layer.rpartition(".")[2]  # 'model0.conv1_1' or 'conv1_1'
-            if layer in layers and kind in ("weight", "bias"):
-                tensors[f"{layers[layer]}.{kind}"] = value.float()
+    keras = path.suffix.lower() in (".h5", ".hdf5")
+    tensors = _h5_tensors(path, layers, expected) if keras else _pth_tensors(path, layers)
     missing = [k for k in expected if k not in tensors]
     wrong = [f"{k}: file {tuple(tensors[k].shape)}, model {tuple(expected[k].shape)}"
              for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)]
     if missing or wrong:
         lines = [f"{path}: not the OpenPose COCO body model (18 joints, 38 PAF + 19 heatmap channels)"]
-        if missing:
-            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
-        if wrong:
-            lines.append(f"  shape mismatch ({len(wrong)}): " + ", ".join(wrong[:8]) + (" ..." if len(wrong) > 8 else ""))
+        for label, items in (("missing", missing), ("shape mismatch", wrong)):
+            if items:
+                lines.append(f"  {label} ({len(items)}): " + ", ".join(items[:8]) + (" ..." if len(items) > 8 else ""))
         raise OpenPoseWeightsError("\n".join(lines))
     model.load_state_dict(tensors, strict=True)
     return model
@@ -221,8 +182,6 @@ def load_openpose_weights(model: OpenPoseBody, path: Union[str, Path]) -> OpenPo
 
 def _resize(image: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
     """scikit-image ``resize(preserve_range=True)`` with the defaults of scikit-image 0.14."""
-    from skimage.transform import resize
-
     return resize(image, tuple(shape), order=order, mode="constant", cval=0, clip=True, preserve_range=True,
                   anti_aliasing=False)
 

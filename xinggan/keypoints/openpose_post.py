@@ -1,26 +1,9 @@
 """OpenPose COCO-18 post-processing: heatmaps and part affinity fields -> one person's 18 joints.
 
-The steps of ``compute_cordinates`` in PATN's ``tool/compute_coordinates.py`` (the script that
-produced the detections of the PATN / XingGAN PCKh), itself the Python demo of Cao et al.,
-"Realtime Multi-Person 2D Pose Estimation using Part Affinity Fields" (CVPR 2017):
-
-1. peaks: each of the 18 heatmaps is smoothed with ``scipy.ndimage.gaussian_filter(sigma=3)``;
-   a peak is a pixel ``>=`` its 4 neighbours (zero outside the map) and ``> 0.1``; its score is
-   the unsmoothed heatmap value there; peaks are numbered in part order, row-major within a part;
-2. limbs: for each of the 19 limbs (:data:`xinggan.joints.OPENPOSE_LIMBS`, PAF channels
-   :data:`PAF_CHANNELS`), every pair of candidate end points is scored by 10 samples along the
-   segment (positions rounded half away from zero, as Python 2's ``round``): the dot product of
-   the PAF with the unit direction; a connection needs more than 80% of the samples above 0.05
-   and a positive mean plus the distance prior ``min(0.5 * image height / length - 1, 0)``;
-   connections are taken in decreasing score, each end point once, at most ``min(nA, nB)``;
-3. people: connections are merged into subsets (joint indices, total score, part count) by the
-   released rules: a connection sharing a joint with one subset extends it, with two disjoint
-   subsets merges them, with none starts a new subset (only for the first 17 limbs); subsets with
-   fewer than 4 parts or a mean score below 0.4 are dropped; the subset with the highest total
-   score is the person.
-
-One deviation: where the released loop would raise an ``IndexError`` (a connection touching more
-than two subsets), only the first two are used.
+The steps of ``compute_cordinates`` in PATN's ``tool/compute_coordinates.py`` (peaks, limb
+scores along the PAFs, people assembled from limbs, the best person), listed in
+datasets/README.md ("Keypoint detectors"). Where the released loop would raise an
+``IndexError`` (a connection touching more than two people), only the first two are used.
 """
 from __future__ import annotations
 
