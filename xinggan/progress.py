@@ -1,19 +1,17 @@
-"""Progress on long work: a redrawn bar in a terminal, plain lines in a log file.
+"""Progress on long work: a tqdm bar in a terminal, plain lines in a log file.
 
-A tqdm bar redraws itself with carriage returns, which a terminal shows as one line and a log
-file (a Slurm job's output, ``make demo > log``) keeps as hundreds of copies.  :func:`progress`
-gives the bar when the stream is a terminal and otherwise a :class:`PlainProgress`, which
-writes one ordinary line at most every ``interval_s`` seconds (and at the end), e.g.::
+A redrawn bar fills a log file (a Slurm job's output) with copies; elsewhere than a terminal
+:func:`progress` gives a :class:`PlainProgress`, one line at most every ``interval_s`` seconds::
 
     train: 250/1000 it (25%), 3.1 it/s, 4m02s left, l1=0.214 gan=0.693
-
-Both take ``update(n)``, ``set_postfix(**values)``, ``close()``, iteration and ``with``.
 """
 from __future__ import annotations
 
 import sys
 import time
 from typing import Any, Iterable, Optional, TextIO
+
+from tqdm import tqdm
 
 __all__ = ["PlainProgress", "progress"]
 
@@ -30,8 +28,6 @@ def progress(iterable: Optional[Iterable] = None, *, total: Optional[int] = None
         total = len(iterable)
     isatty = getattr(stream, "isatty", None)
     if isatty is not None and isatty():
-        from tqdm import tqdm
-
         return tqdm(iterable, total=total, desc=desc or None, unit=unit, initial=initial,
                     disable=disable, leave=leave, dynamic_ncols=True, file=stream)
     return PlainProgress(iterable, total=total, desc=desc, unit=unit, initial=initial,
@@ -54,16 +50,12 @@ class PlainProgress:
                  desc: str = "", unit: str = "it", initial: int = 0, disable: bool = False,
                  stream: Optional[TextIO] = None, interval_s: float = LOG_INTERVAL_S,
                  clock=time.monotonic) -> None:
-        self.iterable = iterable
-        self.total, self.desc, self.unit = total, desc, unit
+        self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
         self.n = self._start = initial
-        self.disable = disable
+        self.disable, self.interval_s, self._clock = disable, interval_s, clock
         self.stream = sys.stderr if stream is None else stream
-        self.interval_s = interval_s
-        self._clock = clock
         self._t0 = self._last = clock()
-        self._postfix = ""
-        self._closed = False
+        self._postfix, self._closed = "", False
 
     def __iter__(self):
         for item in self.iterable:
@@ -89,17 +81,13 @@ class PlainProgress:
         now = self._clock() if now is None else now
         elapsed = max(now - self._t0, 1e-9)
         rate = (self.n - self._start) / elapsed
-        parts = [f"{self.n}/{self.total} {self.unit}" if self.total else f"{self.n} {self.unit}"]
-        if self.total:
-            parts[0] += f" ({100 * self.n / self.total:.0f}%)"
-        parts.append(f"{rate:.3g} {self.unit}/s")
+        parts = [f"{self.n}/{self.total} {self.unit} ({100 * self.n / self.total:.0f}%)" if self.total
+                 else f"{self.n} {self.unit}", f"{rate:.3g} {self.unit}/s"]
         if self.total and rate > 0 and self.n < self.total:
             parts.append(f"{_duration((self.total - self.n) / rate)} left")
         elif self.n >= (self.total or 0):
             parts.append(f"{_duration(elapsed)} in all")
-        text = ", ".join(parts)
-        if self._postfix:
-            text += f", {self._postfix}"
+        text = ", ".join(parts + [self._postfix] * bool(self._postfix))
         return f"{self.desc}: {text}" if self.desc else text
 
     def _write(self, now: float) -> None:
