@@ -1,36 +1,25 @@
-"""Turn the raw Market-1501 and DeepFashion downloads into the prepared layout.
+"""Turn the raw Market-1501 and DeepFashion downloads into the prepared layout (datasets/README.md).
 
-The prepared layout (see :mod:`xinggan.data.dataset`) is the one PATN and XingGAN train on:
-``train/`` and ``test/`` image folders beside the annotation and pair CSVs. The images cannot be
-fetched by code (licences, a password), so these functions only rearrange what the user
-downloaded, and say exactly which file is missing and where it comes from.
-
-* Market-1501: ``bounding_box_train/`` and ``bounding_box_test/`` (64 x 128 JPEGs) are copied
-  unchanged to ``train/`` and ``test/``; the training pairs are rebuilt with the PATN rule
-  (:func:`~xinggan.data.build_pairs`) when ``market-pairs-train.csv`` is absent.
-* DeepFashion In-shop: every image of ``img/`` (or ``img_highres/``) named in ``train.lst`` /
-  ``test.lst`` is cropped to columns 40..215 of its 256 x 256 frame (resized to 256 x 256 first
-  if it is another size), giving 256 x 176, and saved under its flat name as PATN's
-  preparation tool did (PIL JPEG, default quality 75). Annotation and pair CSVs whose names are
-  raw paths are rewritten with flat names.
-
-A source folder that is already prepared is accepted as is: it is verified (and copied when
-``out`` is another folder). Every function ends with :func:`~xinggan.prep.check.check_dataset`
-on the output and returns its problems.
+The images cannot be fetched by code (licences, a password): these functions rearrange what
+the user downloaded and say which file is missing and where it comes from. A source folder
+that is already prepared is verified (and copied when ``out`` is another folder); each
+function ends with :func:`~xinggan.prep.check.check_dataset` on the output.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from PIL import Image
-from xinggan.progress import progress as progress_bar
 
 from ..data.annotations import (DataError, build_pairs, deepfashion_flat_name, read_annotations, read_pairs,
                                 write_annotations, write_pairs)
+from ..progress import progress as progress_bar
 from .check import check_dataset
 
 __all__ = ["prepare_deepfashion", "prepare_market"]
@@ -66,17 +55,12 @@ def _find(name: str, folders: Sequence[Path | None]) -> Path | None:
     return None
 
 
-def _find_dir(names: Iterable[str], root: Path) -> Path | None:
+def _find_dir(names: Sequence[str], root: Path) -> Path | None:
     """``root/<name>`` or ``root/<child>/<name>`` (an unzipped archive folder) for the first name found."""
-    names = list(names)
-    for name in names:
-        if (root / name).is_dir():
-            return root / name
-    if root.is_dir():
-        for child in sorted(p for p in root.iterdir() if p.is_dir()):
-            for name in names:
-                if (child / name).is_dir():
-                    return child / name
+    for folder in [root] + sorted(p for p in root.iterdir() if p.is_dir()):
+        for name in names:
+            if (folder / name).is_dir():
+                return folder / name
     return None
 
 
@@ -85,20 +69,10 @@ def _listing(items: Sequence[str]) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > _SHOWN else "")
 
 
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
-
-
 def _copy(src: Path, dst: Path) -> None:
     """Copy unless ``dst`` is ``src`` or already holds a file of the same size."""
-    if _same(src, dst):
-        return
-    if dst.is_file() and dst.stat().st_size == src.stat().st_size:
-        return
-    shutil.copyfile(src, dst)
+    if not (dst.is_file() and (dst.samefile(src) or dst.stat().st_size == src.stat().st_size)):
+        shutil.copyfile(src, dst)
 
 
 def _find_csvs(names: Sequence[str], folders: Sequence[Path | None], help_text: str,
@@ -142,9 +116,7 @@ def prepare_market(raw: str | os.PathLike, out: str | os.PathLike | None = None,
     prepared = _is_prepared(raw, "market-annotation-{split}.csv")
     folders = [extra, raw, out]
     missing: list[str] = []
-    sources = {}
-    for split in ("train", "test"):
-        sources[split] = _find_dir((split,) if prepared else (f"bounding_box_{split}",), raw)
+    sources = {s: _find_dir((s,) if prepared else (f"bounding_box_{s}",), raw) for s in ("train", "test")}
     absent = [f"bounding_box_{s}/" for s, p in sources.items() if p is None]
     if absent:
         missing.append(f"{raw}: no {' or '.join(absent)} folder found; {MARKET_IMAGES_HELP}")
@@ -190,8 +162,7 @@ def _convert_deepfashion(src: Path, dst: Path, quality: int) -> None:
     try:
         with Image.open(src) as img:
             img.load()
-            size = img.size
-            if size == (176, 256) and img.format == "JPEG":
+            if img.size == (176, 256) and img.format == "JPEG":
                 shutil.copyfile(src, dst)  # already cropped
                 return
             rgb = img.convert("RGB")
@@ -206,29 +177,61 @@ def _convert_deepfashion(src: Path, dst: Path, quality: int) -> None:
     os.replace(partial, dst)
 
 
-def _flat_csv(src: Path, dst: Path, kind: str) -> int:
-    """Copy an annotation/pair CSV to ``dst``, rewriting raw In-shop paths as flat names."""
-    if kind == "annotations":
+def _flat_csv(src: Path, dst: Path, kind: str) -> None:
+    """Copy an annotation (``kind`` "annotation") or pair CSV, rewriting raw In-shop paths as flat names."""
+    if kind == "annotation":
         rows = read_annotations(src)
         flat = {deepfashion_flat_name(n): kp for n, kp in rows.items()}
-        if list(flat) != list(rows):
-            write_annotations(dst, flat)
-            log.info("%s: rewrote %d raw In-shop paths as flat names into %s", src, len(flat), dst)
-        else:
-            _copy(src, dst)
-        return len(flat)
-    pairs = read_pairs(src)
-    flat_pairs = [(deepfashion_flat_name(a), deepfashion_flat_name(b)) for a, b in pairs]
-    if flat_pairs != pairs:
-        write_pairs(dst, flat_pairs)
+        changed = list(flat) != list(rows)
+        write = write_annotations
+    else:
+        rows = read_pairs(src)
+        flat = [(deepfashion_flat_name(a), deepfashion_flat_name(b)) for a, b in rows]
+        changed, write = flat != rows, write_pairs
+    if changed:
+        write(dst, flat)
         log.info("%s: rewrote raw In-shop paths as flat names into %s", src, dst)
     else:
         _copy(src, dst)
-    return len(flat_pairs)
 
 
 def _read_list(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _inshop_index(image_root: Path, progress: bool) -> dict[str, Path]:
+    """Flat name -> path of every In-shop person image under ``image_root``."""
+    index: dict[str, Path] = {}
+    for path in progress_bar(sorted(image_root.rglob("*.jpg")), desc="index In-shop images", unit="img",
+                             disable=not progress, leave=False):
+        try:
+            index[deepfashion_flat_name("img/" + path.relative_to(image_root).as_posix())] = path
+        except DataError:
+            continue  # not an In-shop person image (e.g. a stray file)
+    return index
+
+
+def _convert_split(split: str, listing: Path, image_root: Path, index: dict, out: Path, quality: int,
+                   progress: bool) -> list[str]:
+    """Crop the images of ``listing`` into ``out/split``; problems: the list and annotations disagree."""
+    wanted = _read_list(listing)
+    annotated = set(read_annotations(out / f"fasion-resize-annotation-{split}.csv"))
+    missing = [n for n in wanted if n not in index]
+    if missing:
+        raise DataError(f"{image_root}: {len(missing)} images of {listing} are missing: "
+                        f"{_listing(missing)}; {DEEPFASHION_IMAGES_HELP}")
+    problems = []
+    if set(wanted) != annotated:
+        only_list, only_csv = sorted(set(wanted) - annotated), sorted(annotated - set(wanted))
+        problems.append(f"{listing} ({len(wanted)} names) and fasion-resize-annotation-{split}.csv "
+                        f"({len(annotated)} rows) differ: {len(only_list)} only in the list ({_listing(only_list)}), "
+                        f"{len(only_csv)} only in the annotations ({_listing(only_csv)})")
+    (out / split).mkdir(exist_ok=True)
+    for name in progress_bar(wanted, desc=f"DeepFashion {split}", unit="img", disable=not progress):
+        if not (out / split / name).is_file():
+            _convert_deepfashion(index[name], out / split / name, quality)
+    _copy(listing, out / f"{split}.lst")
+    return problems
 
 
 def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -241,66 +244,33 @@ def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = 
     """
     raw, out, extra = _folders(raw, out, annotations_dir, DEEPFASHION_IMAGES_HELP)
     prepared = _is_prepared(raw, "fasion-resize-annotation-{split}.csv")
-    folders = [extra, raw, out]
     csv_names = [f"fasion-resize-{kind}-{split}.csv" for kind in ("annotation", "pairs")
                  for split in ("train", "test")]
     missing: list[str] = []
-    image_root = None
-    if not prepared:
-        image_root = _find_dir(("img", "img_highres"), raw)
-        if image_root is None:
-            missing.append(f"{raw}: no img/ (or img_highres/) folder found; {DEEPFASHION_IMAGES_HELP}")
+    image_root = None if prepared else _find_dir(("img", "img_highres"), raw)
+    if not prepared and image_root is None:
+        missing.append(f"{raw}: no img/ (or img_highres/) folder found; {DEEPFASHION_IMAGES_HELP}")
     csvs = _find_csvs(csv_names if prepared else ["train.lst", "test.lst"] + csv_names,
-                      folders, DEEPFASHION_CSV_HELP, missing)
+                      [extra, raw, out], DEEPFASHION_CSV_HELP, missing)
     _raise_missing(missing)
     out.mkdir(parents=True, exist_ok=True)
+    for name in csv_names:
+        _flat_csv(csvs[name], out / name, name.split("-")[2])
     problems: list[str] = []
     counts = {}
-    for split in ("train", "test"):
-        n = _flat_csv(csvs[f"fasion-resize-annotation-{split}.csv"],
-                      out / f"fasion-resize-annotation-{split}.csv", "annotations")
-        _flat_csv(csvs[f"fasion-resize-pairs-{split}.csv"], out / f"fasion-resize-pairs-{split}.csv", "pairs")
-        counts[split] = n
-
     if prepared:
         for split in ("train", "test"):
             names = sorted(read_annotations(out / f"fasion-resize-annotation-{split}.csv"))
+            counts[split] = len(names)
             (out / split).mkdir(exist_ok=True)
             for name in progress_bar(names, desc=f"DeepFashion {split}", unit="img", disable=not progress):
                 if (raw / split / name).is_file():
                     _copy(raw / split / name, out / split / name)
     else:
-        index: dict[str, Path] = {}
-        for path in progress_bar(sorted(image_root.rglob("*.jpg")), desc="index In-shop images", unit="img",
-                         disable=not progress, leave=False):
-            rel = path.relative_to(image_root).as_posix()
-            try:
-                index[deepfashion_flat_name("img/" + rel)] = path
-            except DataError:
-                continue  # not an In-shop person image (e.g. a stray file)
+        index = _inshop_index(image_root, progress)
         for split in ("train", "test"):
-            wanted = _read_list(csvs[f"{split}.lst"])
-            annotated = set(read_annotations(out / f"fasion-resize-annotation-{split}.csv"))
-            missing = [n for n in wanted if n not in index]
-            if missing:
-                raise DataError(f"{image_root}: {len(missing)} images of {csvs[f'{split}.lst']} are "
-                                f"missing: {_listing(missing)}; {DEEPFASHION_IMAGES_HELP}")
-            if set(wanted) != annotated:
-                only_list = sorted(set(wanted) - annotated)
-                only_csv = sorted(annotated - set(wanted))
-                problems.append(
-                    f"{csvs[f'{split}.lst']} ({len(wanted)} names) and "
-                    f"fasion-resize-annotation-{split}.csv ({len(annotated)} rows) differ: "
-                    f"{len(only_list)} only in the list ({_listing(only_list)}), "
-                    f"{len(only_csv)} only in the annotations ({_listing(only_csv)})")
-            dst_dir = out / split
-            dst_dir.mkdir(exist_ok=True)
-            for name in progress_bar(wanted, desc=f"DeepFashion {split}", unit="img", disable=not progress):
-                dst = dst_dir / name
-                if not dst.is_file():
-                    _convert_deepfashion(index[name], dst, quality)
-            counts[split] = len(wanted)
-            _copy(csvs[f"{split}.lst"], out / f"{split}.lst")
+            problems += _convert_split(split, csvs[f"{split}.lst"], image_root, index, out, quality, progress)
+            counts[split] = len(_read_list(csvs[f"{split}.lst"]))
     log.info("DeepFashion prepared in %s: %d train and %d test images", out, counts["train"], counts["test"])
     if check:
         problems += check_dataset(out, 256, 176, ("train", "test"), progress=progress)
@@ -309,9 +279,6 @@ def prepare_deepfashion(raw: str | os.PathLike, out: str | os.PathLike | None = 
 
 def prepare_cli(prepare, description: str, argv=None) -> int:
     """Command line of ``scripts/prepare_{market,deepfashion}.py`` around ``prepare``."""
-    import argparse
-    import sys
-
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--raw", required=True, type=Path, help="the unzipped download (or a prepared folder)")
