@@ -1,24 +1,6 @@
-"""Cross-attention between the appearance and shape codes (paper Sec. 3.1-3.2, SA and AS).
-
-XingGAN's two attention directions are the same operation with the roles swapped:
-
-- shape-guided appearance (SA): queries and values from the appearance code A, keys from the
-  shape code S;
-- appearance-guided shape (AS): queries and values from S, keys from A.
-
-So one module ``attn(x, y)`` covers both: with N = h*w positions,
-
-    Q = query(x), K = key(y), V = value(x)          (1x1 convs; Q, K: C/8 ch, V: C ch)
-    E = Q^T K   (N x N, no 1/sqrt(d) scaling: the released code multiplies the raw projections)
-    out_i = sum_j softmax_j(E_ij) V_j               (softmax over the key axis)
-
-and it returns ``out`` as (B, C, h, w) *without* the residual; the Xing block adds
-``gamma * out`` (``xing_block.py``).  With ``share_projections: true`` (the released code) the
-same module object serves SA and AS.
-
-The product ``softmax(Q^T K) V`` itself is computed by :func:`xinggan.ops.attention.dot_product_attention`,
-which offers several equivalent kernels (``model.generator.attention_impl``: ``auto``, ``sdpa``,
-``reference``, ``chunked``).
+"""Cross-attention of the Xing blocks (paper Sec. 3.1-3.2): ``attn(x, y)`` with queries and
+values from x and keys from y serves SA (x = A, y = S) and AS (the mirror).  The product
+``softmax(Q^T K) V``, unscaled as released, is :func:`xinggan.ops.attention.dot_product_attention`.
 """
 from __future__ import annotations
 

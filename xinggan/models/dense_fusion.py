@@ -1,31 +1,6 @@
-"""Densely connected co-attention fusion of XingGAN++ (without stages: XingGAN's CAF head).
-
-XingGAN++ (Tang, Shao, Sebe, Van Gool; IEEE TPAMI 2025, arXiv 2501.08900) replaces XingGAN's
-co-attention fusion (CAF) by a "densely connected co-attention fusion module" that fuses the
-appearance and shape features of different stages.  Only the abstract was available to us and
-no code is public: this module is **our reading of XingGAN++, not the authors' code**
-(``docs/xingganpp.md``, section 3).
-
-The released CAF head (``docs/architecture.md``, "Co-attention fusion"; ``fusion.py``) predicts 2N + 1 fusion
-maps from the final codes and mixes the candidate images with them::
-
-    maps  = softmax_maps(head(cat(final appearance code (4 ngf), final shape code (8 ngf))))
-    head  = ConvT3x3 s2 (-> 4 ngf, bias=b) -> Norm -> ReLU
-            -> ConvT3x3 s2 (-> 2 ngf, bias=b) -> Norm -> ReLU -> ConvT1x1 (-> 2N + 1, bias=b)
-    image = sum_k maps_k * candidate_k   over the appearance candidates, the shape candidates
-                                         and finally the source image
-
-(``bias=b``: a bias only with InstanceNorm, as released.)  The dense version adds, for every
-stage t = 1..T, the codes of Xing block t, ``cat(appearance_t, shape_t)``, compressed by a
-per-stage 1x1 conv (with bias; no norm, no activation: a learned bottleneck) to
-``dense_channels`` channels, concatenated after the final codes.  Only the input width of the
-head's first layer changes; the candidates still come from the two decoders on the final codes.
-
-Without stages (``block_channels=()``) the module has exactly the layers of the released head
-(same names as ``fusion.CoAttentionFusion``: ``up1``, ``norm1``, ``up2``, ``norm2``,
-``to_maps``), computes exactly its function, and takes the same ``forward`` arguments, so it
-can stand in for it.  :meth:`DenseCoAttentionFusion.load_caf_state_dict` copies a plain CAF
-head's weights into a dense head, e.g. to start XingGAN++'s fusion from a trained XingGAN.
+"""Densely connected co-attention fusion of XingGAN++ (our reading; without stages: XingGAN's
+CAF head, layer for layer).  Each Xing block's codes, compressed by a 1x1 conv, join the final
+codes at the head's input.  Details: ``docs/xingganpp.md``, section 3.
 """
 from __future__ import annotations
 
@@ -38,18 +13,8 @@ from xinggan.models.fusion import CoAttentionFusion
 
 
 class DenseCoAttentionFusion(CoAttentionFusion):
-    """Fusion-map head over the final codes and (dense) every block's codes; weighted sum.
-
-    Args:
-        appearance_channels: width of the final appearance code (4 ngf).
-        shape_channels: width of the final shape code (8 ngf: updated appearance ++ shape).
-        ngf: generator width; the head's hidden layers have 4 ngf and 2 ngf channels.
-        norm: "batch" or "instance" (the head's convs carry a bias only with "instance").
-        num_candidates: N images per decoder; the head predicts 2N + 1 maps.
-        block_channels: the (appearance, shape) widths of the outputs of blocks 1..T; each gets a
-            1x1 compression.  Empty: no dense connections, XingGAN's CAF head exactly.
-        dense_channels: width of each compressed stage.
-    """
+    """CAF head whose input also holds every block's compressed codes (``block_channels``:
+    the (appearance, shape) widths of blocks 1..T; empty: XingGAN's CAF head)."""
 
     def __init__(self, appearance_channels: int, shape_channels: int, ngf: int, norm: str,
                  num_candidates: int, block_channels: Sequence[tuple[int, int]] = (),
@@ -58,7 +23,6 @@ class DenseCoAttentionFusion(CoAttentionFusion):
         in_channels = final_channels + len(block_channels) * dense_channels
         super().__init__(in_channels, ngf, norm, num_candidates)  # up1 ... to_maps, as released
         self.final_channels = final_channels
-        # one 1x1 conv per stage on cat(appearance_t, shape_t)
         self.stage_compressions = nn.ModuleList(
             nn.Conv2d(a + s, dense_channels, kernel_size=1) for a, s in block_channels)
 
@@ -75,7 +39,6 @@ class DenseCoAttentionFusion(CoAttentionFusion):
         return cls(4 * g.ngf, shape_channels, g.ngf, cfg.model.norm, g.num_candidates, blocks,
                    g.dense_channels)
 
-    # ------------------------------------------------------------------------------
     def head_input(self, appearance_code: Tensor, shape_code: Tensor,
                    block_codes: Optional[Sequence[tuple[Tensor, Tensor]]] = None) -> Tensor:
         """cat(final appearance, final shape, compressed block 1, ..., compressed block T)."""
@@ -91,7 +54,6 @@ class DenseCoAttentionFusion(CoAttentionFusion):
                 parts.append(compress(torch.cat([appearance_t, shape_t], dim=1)))
         return torch.cat(parts, dim=1)
 
-    # ------------------------------------------------------------------------------
     def head_state_dict(self) -> dict[str, Tensor]:
         """The state of the CAF layers only (``up1`` ... ``to_maps``), in layer order."""
         return {k: v for k, v in self.state_dict().items()
@@ -99,17 +61,9 @@ class DenseCoAttentionFusion(CoAttentionFusion):
 
     @torch.no_grad()
     def load_caf_state_dict(self, caf_state: Mapping[str, Tensor], zero_dense: bool = True) -> None:
-        """Copy the weights of a plain CAF head (XingGAN) into this head.
-
-        ``caf_state`` is the state dict of a head with the released layer order (ConvT, Norm,
-        ConvT, Norm, ConvT; e.g. ``fusion.CoAttentionFusion``).  Entries are paired in order,
-        whatever their names, and the last part of each name (``weight``, ``bias``,
-        ``running_mean``, ...) and every shape must agree -- except the first ConvT weight of a
-        dense head, whose first ``final_channels`` input rows receive the CAF weight.  With
-        ``zero_dense`` the rows of the compressed stages are set to zero, so the dense head then
-        predicts exactly the CAF head's maps until it is trained.  The stage compressions are
-        left as they are.
-        """
+        """Copy a plain CAF head's weights (paired in layer order) into this head; the first
+        ConvT gets them in its first ``final_channels`` rows, the stage rows zero with
+        ``zero_dense`` (the head then predicts the CAF maps)."""
         own = self.head_state_dict()
         if len(own) != len(caf_state):
             raise ValueError(

@@ -1,30 +1,6 @@
-"""The two conditional discriminators of XingGAN (paper Sec. 3.4): shape and appearance.
-
-Both are PATN's ResNet patch discriminator, as released:
-
-    ReflPad3 -> Conv7x7 (C_in -> ndf) -> Norm -> ReLU
-    -> Conv3x3 s2 (ndf -> 2 ndf) -> Norm -> ReLU -> Conv3x3 s2 (2 ndf -> 4 ndf) -> Norm -> ReLU
-    -> n_blocks residual blocks  x + [ReflPad1 -> Conv3x3 -> Norm -> ReLU -> Dropout ->
-                                      ReflPad1 -> Conv3x3 -> Norm](x)
-    -> [head: patch only] Conv3x3 (4 ndf -> 1, padding 1)
-    -> [sigmoid: true only] Sigmoid (computed in float32, see below)
-
-With ``head: features`` (released) there is no final 1-channel conv: the output is the
-(B, 4 ndf, H/4, W/4) map and the GAN loss is its mean.  Convs carry a bias only with
-InstanceNorm.  The discriminators keep PyTorch's default initialisation (the released code never
-initialises them).
-
-- shape discriminator (released ``netD_PB``): input cat(image, target pose) = 3 + 18 channels;
-- appearance discriminator (released ``netD_PP``): input cat(image, source image) = 6 channels.
-
-The sigmoid is :class:`Float32Sigmoid`: under bfloat16 / float16 autocast the convs hand it
-half-precision logits, and a sigmoid in that precision rounds to exactly 1.0 above a logit of
-about 6.2 (bfloat16) or 8.3 (float16).  The BCE loss of such a probability has a zero gradient
-(bfloat16: ``p (1 - p) = 0``) or an infinite one (float16: BCE's ``1 / max(p (1 - p), 1e-12)``
-does not fit), where float32 gives about 1 for a fake target.  In float32 the sigmoid keeps
-``1 - p`` up to a logit of about 16.6, as a float32 run does; the GAN loss
-(:class:`xinggan.losses.GANLoss`) takes that float32 probability as it is, outside autocast.  It
-has no parameters, so checkpoints and float32 results are unchanged.
+"""The shape and appearance discriminators of XingGAN (paper Sec. 3.4): PATN's ResNet
+discriminator as released (``docs/architecture.md``, "Discriminators"), with an optional patch
+head and a float32 sigmoid (``docs/networks.md``, "Losses").
 """
 from __future__ import annotations
 
@@ -38,8 +14,7 @@ from xinggan.models.layers import ReflectPadConv2d, ReLUDropout, conv_bias, conv
 
 
 class Float32Sigmoid(nn.Sigmoid):
-    """``nn.Sigmoid`` computed in float32 (float64 stays float64) whatever the input dtype or
-    autocast; returns the float32 probabilities.  See the module docstring."""
+    """``nn.Sigmoid`` in float32 (float64 stays) whatever the input dtype or autocast."""
 
     def forward(self, x: Tensor) -> Tensor:
         with torch.autocast(x.device.type, enabled=False):

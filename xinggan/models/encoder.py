@@ -1,15 +1,6 @@
-"""The appearance and shape encoders of XingGAN (paper Sec. 3, "Xing generator", first stage).
-
-Both branches start with the same down-sampling encoder with separate weights:
-
-    ReflectionPad(3) -> Conv7x7(C_in -> ngf) -> Norm -> ReLU
-    -> Conv3x3 stride 2 (ngf -> 2 ngf) -> Norm -> ReLU
-    -> Conv3x3 stride 2 (2 ngf -> 4 ngf) -> Norm -> ReLU
-
-so a (B, C_in, H, W) input becomes a (B, 4 ngf, H/4, W/4) code.  ``C_in`` is 3 for the
-appearance branch (the source image) and 36 for the shape branch (source-pose then target-pose
-heatmaps).  In the released checkpoints these are ``model.stream1_down`` (appearance) and
-``model.stream2_down`` (shape).
+"""The appearance and shape encoders of XingGAN (paper Sec. 3): (B, C_in, H, W) ->
+(B, 4 ngf, H/4, W/4); C_in is 3 (source image) or 36 (both poses).  Layers:
+``docs/architecture.md``.
 """
 from __future__ import annotations
 

@@ -1,27 +1,7 @@
-"""Co-attention fusion (CAF, paper Sec. 3.3): candidate images, fusion maps, one weighted sum.
-
-After the last Xing block the final appearance code ``a`` (4 ngf ch) and shape code ``s``
-(8 ngf ch) produce:
-
-- ``num_candidates`` (N, 10 as released) RGB candidates from the **appearance decoder**
-  (ConvT3x3 s2 -> Norm -> ReLU -> ConvT3x3 s2 -> Norm -> ReLU -> ReflPad3 -> Conv7x7 (with bias)
-  -> Tanh), released as ``model.stream1_up``;
-- N more from the **shape decoder**, which first maps s to 4 ngf channels with a 1x1
-  transposed conv -> Norm -> ReLU (``model.x2_con``/``x2_norm``) and then has the same layers
-  with its own weights (``model.stream2_up``);
-- 2N + 1 **fusion maps** from the attention head on concat(a, s): ConvT3x3 s2 -> Norm -> ReLU
-  -> ConvT3x3 s2 -> Norm -> ReLU -> ConvT1x1 -> softmax over the maps (``model.atte_con``,
-  ``atte_norm``, ``atte_con1``, ``atte_norm1``, ``atte_con2``).
-
-The source image is the last candidate.  Candidates are stacked on a candidate axis,
-(B, 2N+1, 3, H, W), and the output is ``(maps.unsqueeze(2) * candidates).sum(1)``: a convex
-combination of values in [-1, 1], with no final tanh (released behaviour).
-
-``fusion: false`` (ablation "no fusion") drops the shape decoder and the attention head; the
-appearance decoder then ends in a 3-channel conv and its single image is the output (exactly the
-"first candidate" of a released-style decoder).  The XingGAN++ dense fusion
-(``dense_fusion.py``) extends this head with the per-block codes the generator keeps;
-``generator.build_fusion`` picks one of the two.
+"""Co-attention fusion (CAF, paper Sec. 3.3): two candidate decoders, 2N + 1 fusion maps, and
+one weighted sum over the candidates (the source image last), with no final tanh, as released.
+Layers: ``docs/architecture.md`` ("Co-attention fusion"); ``fusion: false`` in
+``docs/networks.md``.
 """
 from __future__ import annotations
 
@@ -35,11 +15,8 @@ from xinggan.models.layers import ReflectPadConv2d, conv_bias, norm_layer, trans
 
 
 class CandidateDecoder(nn.Sequential):
-    """Up-sampling decoder: (B, in_channels, h, w) -> (B, num_images, 3, 4h, 4w) in [-1, 1].
-
-    With ``in_channels != 4 ngf`` (the shape decoder) a 1x1 transposed conv -> Norm -> ReLU
-    first maps the code to 4 ngf channels.
-    """
+    """(B, in_channels, h, w) -> (B, num_images, 3, 4h, 4w) in [-1, 1]; a code wider than
+    4 ngf (the shape decoder's) is first projected by a 1x1 ConvT -> Norm -> ReLU."""
 
     def __init__(self, in_channels: int, ngf: int, norm: str, num_images: int) -> None:
         bias = conv_bias(norm)
@@ -57,7 +34,7 @@ class CandidateDecoder(nn.Sequential):
             ("up2", transposed_conv(2 * ngf, ngf, 3, 2, bias)),
             ("norm2", norm_layer(norm, ngf)),
             ("relu2", nn.ReLU(inplace=True)),
-            # Reflection pad 3 + 7x7 conv; the image conv always has a bias in the released code.
+            # the image conv always has a bias in the released code
             ("conv_out", ReflectPadConv2d(ngf, 3 * num_images, 7, 3)),
             ("tanh", nn.Tanh()),
         ]
@@ -103,10 +80,7 @@ class CoAttentionFusion(nn.Module):
                 shape_candidates: Tensor, appearance_code: Tensor, shape_code: Tensor,
                 block_codes: Optional[Sequence[tuple[Tensor, Tensor]]] = None,
                 ) -> tuple[Tensor, Tensor]:
-        """Returns the fused image (B, 3, H, W) and the maps (B, 2N+1, H, W).
-
-        ``appearance_candidates`` and ``shape_candidates`` are (B, N, 3, H, W).
-        """
+        """Candidates (B, N, 3, H, W) each -> fused image (B, 3, H, W), maps (B, 2N+1, H, W)."""
         maps = self.fusion_maps(appearance_code, shape_code, block_codes)  # (B, 2N+1, H, W)
         candidates = torch.cat(
             [appearance_candidates, shape_candidates, source_image.unsqueeze(1)], dim=1

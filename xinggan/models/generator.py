@@ -1,15 +1,5 @@
-"""The XingGAN generator (paper Sec. 3): two branches crossed by Xing blocks, then CAF.
-
-    source image I_s (B, 3, H, W) -----------> appearance_encoder -> a (4 ngf, H/4 x W/4)
-    cat(P_s, P_t)    (B, 36, H, W) -----------> shape_encoder      -> s (4 ngf)
-    for t in 1..T:  a, s = blocks[t](a, s)                              (s: 8 ngf after block 1)
-    appearance_decoder(a), shape_decoder(s), source image -> 2N + 1 candidates
-    fusion(concat(a, s)) -> 2N + 1 softmax maps -> weighted sum -> output (B, 3, H, W)
-
-With the released settings (ngf 64, T = 9, N = 10) this is exactly the released network, with
-its parameter counts (docs/architecture.md, Parameter counts and cost);
-``xinggan/released/convert.py`` maps the authors' checkpoints onto it.  The
-per-block codes are kept in a list for the XingGAN++ dense fusion.
+"""The XingGAN generator (paper Sec. 3): two encoders, T Xing blocks, two candidate decoders and
+the fusion; with the released settings, the released network (``docs/architecture.md``).
 """
 from __future__ import annotations
 

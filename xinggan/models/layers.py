@@ -1,21 +1,6 @@
-"""Building blocks shared by the XingGAN networks: normalisation, padded convolutions, init.
-
-The released code (Pose-Transfer/PATN lineage) picks the normalisation per dataset and gives a
-convolution a bias only when the normalisation has no affine shift of its own:
-
-- ``norm: batch`` (Market-1501): ``BatchNorm2d`` (affine, running statistics), convs without
-  bias;
-- ``norm: instance`` (DeepFashion): ``InstanceNorm2d(affine=False, track_running_stats=False)``,
-  convs with bias.
-
-The exceptions (the 7x7 convs that output candidate images, the 1x1 query/key/value
-projections) always carry a bias and say so where they are built.
-
-Initialisation (:func:`init_generator_weights`) follows the released generator: conv and
-transposed-conv weights ~ N(0, init_gain), biases keep PyTorch's default, BatchNorm weight
-~ N(1, 0.02) and bias 0; the attention gammas start at 0 (they are created as zeros).  The
-discriminators keep PyTorch's default initialisation, as released.
-"""
+"""Building blocks of the XingGAN networks: norms and the released bias rule, padded convs,
+transposed convs, the released initialisation (``docs/architecture.md``: "Norm" and
+"Initialisation")."""
 from __future__ import annotations
 
 import torch
@@ -27,13 +12,8 @@ NORMS = ("batch", "instance")
 
 
 class ReflectPadConv2d(nn.Conv2d):
-    """``ReflectionPad2d(pad)`` followed by ``Conv2d`` (no zero padding), as one module.
-
-    Same parameters (``weight``, ``bias``) and the same results as the two released layers; in
-    training it keeps the unpadded input instead of the padded copy for backward
-    (:func:`xinggan.ops.lean_layers.reflect_pad_conv2d`), which saves an activation per padded conv,
-    and whose pad backward is deterministic when deterministic algorithms are on.
-    """
+    """``ReflectionPad2d(pad)`` then ``Conv2d`` as one module: the released parameters and
+    results, a leaner backward (:func:`xinggan.ops.lean_layers.reflect_pad_conv2d`)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, reflect_pad: int,
                  stride: int = 1, bias: bool = True) -> None:
@@ -115,13 +95,7 @@ def transposed_conv(in_channels: int, out_channels: int, kernel_size: int, strid
 
 @torch.no_grad()
 def init_generator_weights(module: nn.Module, init_gain: float = 0.02) -> nn.Module:
-    """The released generator initialisation, applied in place to every submodule.
-
-    Conv2d / ConvTranspose2d weights ~ N(0, init_gain) (biases untouched: PyTorch's default);
-    BatchNorm2d weight ~ N(1, 0.02), bias 0.  Parameters named ``gamma`` (the attention
-    residual scales) are set to 0.  Tensors on the ``meta`` device (shape-only builds) hold no
-    values and are skipped.
-    """
+    """The released generator initialisation, in place (meta tensors are skipped)."""
     if any(p.is_meta for p in module.parameters()):
         return module
     for m in module.modules():

@@ -1,36 +1,8 @@
-"""Multi-scale cross-attention (EMSA / EMAS) of XingGAN++: windowed attention at several scales.
+"""Multi-scale cross-attention of XingGAN++ (EMSA / EMAS, our reading): windowed attention.
 
-XingGAN++ (Tang, Shao, Sebe, Van Gool; IEEE TPAMI 2025, arXiv 2501.08900) replaces the single
-global cross-attention of each Xing block (shape-guided appearance SA, appearance-guided shape
-AS) by "enhanced multi-scale" blocks that learn the correlations between the two poses "at
-different scales and sub-regions".  Only the abstract was available to us and no code is
-public: this module is **our reading of XingGAN++, not the authors' code** (``docs/xingganpp.md``
-says what we chose and why).
-
-One module serves one direction of one block: ``attn(x, y)`` takes the queries and values from
-``x`` and the keys from ``y`` (SA: x = appearance code, y = shape code; AS: the mirror) and
-returns the attention output **without** the residual; the Xing block adds it with its
-zero-initialised scale ``gamma``.  For every scale ``s`` in ``scales``:
-
-- the h x w grid is cut into s x s non-overlapping windows (s rows of windows by s columns,
-  each window (h/s) x (w/s)); a query attends only to the keys of its own window.  ``s = 1`` is
-  XingGAN's global attention;
-- the windows are folded into the batch, ``(B, C, h, w) -> (B*s*s, h*w/s^2, C)``, so a scale is
-  one batched attention call (never a Python loop over windows);
-- each scale has its own 1x1 query and key projections (C -> C / qk_reduction); the 1x1 value
-  projection (C -> C) is shared by all scales;
-- the attention maths is the released one: energy ``Q^T K`` without 1/sqrt(d) scaling, softmax
-  over the keys, ``softmax(E) V``; computed by ``xinggan.ops.attention.dot_product_attention`` (XingGAN's
-  implementations ``sdpa``, ``reference``, ``chunked``), or, for the scales listed in
-  ``enhanced_scales``, by the Enhanced Attention module (``enhanced_attention.py``), which needs
-  the explicit correlation matrix.
-
-The per-scale outputs are concatenated along channels and merged by a 1x1 conv back to C
-channels.  With a single scale there is nothing to merge and the merge is the identity, so
-``MultiScaleCrossAttention(C, (h, w), scales=(1,))`` has exactly the parameters of XingGAN's
-attention (query, key, value) and computes exactly the same function.
-
-Cost: scale s costs N^2 / s^2 energy entries per sample instead of N^2 (N = h * w).
+At each scale s the grid is cut into s x s windows, folded into the batch, attended within
+(XingGAN's maths, or Enhanced Attention), and the scales are merged by a 1x1 conv.  ``scales:
+[1]`` is XingGAN's attention.  Details: ``docs/xingganpp.md``, section 1.
 """
 from __future__ import annotations
 
@@ -43,21 +15,11 @@ from xinggan.ops.attention import ATTENTION_IMPLS, dot_product_attention
 from xinggan.models.enhanced_attention import EnhancedAttention
 
 
-# --------------------------------------------------------------------------------------
-# Windows
-# --------------------------------------------------------------------------------------
-
-
 def to_windows(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """(B, C, h, w) -> (B * s * s, (h/s) * (w/s), C).
-
-    Windows are ordered row-major over the s x s window grid (window row, then window column)
-    inside each sample; positions inside a window are row-major too.
-    """
+    """(B, C, h, w) -> (B * s * s, (h/s) * (w/s), C), windows and positions row-major."""
     b, c, h, w = x.shape
     s = scale
-    x = x.view(b, c, s, h // s, s, w // s)  # (B, C, window row, row in window, window col, col)
-    x = x.permute(0, 2, 4, 3, 5, 1)  # (B, window row, window col, row, col, C)
+    x = x.view(b, c, s, h // s, s, w // s).permute(0, 2, 4, 3, 5, 1)
     return x.reshape(b * s * s, (h // s) * (w // s), c)
 
 
@@ -66,30 +28,13 @@ def from_windows(x: torch.Tensor, scale: int, height: int, width: int) -> torch.
     s = scale
     windows, _, c = x.shape
     b = windows // (s * s)
-    x = x.reshape(b, s, s, height // s, width // s, c)  # (B, window row, window col, row, col, C)
-    x = x.permute(0, 5, 1, 3, 2, 4)  # (B, C, window row, row, window col, col)
+    x = x.reshape(b, s, s, height // s, width // s, c).permute(0, 5, 1, 3, 2, 4)
     return x.reshape(b, c, height, width)
 
 
-# --------------------------------------------------------------------------------------
-# The module
-# --------------------------------------------------------------------------------------
-
-
 class MultiScaleCrossAttention(nn.Module):
-    """Windowed cross-attention at several scales, merged by a 1x1 conv (one direction).
-
-    Args:
-        channels: C, the width of both codes.
-        grid_hw: (h, w), the feature grid the module runs on (H/4 x W/4 of the images).
-        scales: window grids; every scale must divide both h and w.
-        qk_reduction: query/key projections have C / qk_reduction channels.
-        enhanced_scales: scales that use Enhanced Attention (a subset of ``scales``); empty: none.
-        enhanced_dim: the inner width d of Enhanced Attention.
-        impl: attention implementation of the scales without EA ("sdpa", "reference",
-            "chunked"); the EA scales always compute the correlation matrix explicitly.
-        chunk: query chunk length of the "chunked" implementation.
-    """
+    """One direction (SA or AS) on a ``grid_hw`` grid of ``channels``: queries and values from
+    ``x``, keys from ``y``; ``enhanced_scales`` (a subset of ``scales``) use EA."""
 
     def __init__(self, channels: int, grid_hw: Sequence[int], scales: Iterable[int] = (1, 2, 4),
                  qk_reduction: int = 8, enhanced_scales: Iterable[int] = (),
@@ -121,7 +66,6 @@ class MultiScaleCrossAttention(nn.Module):
         self.impl = impl
         self.chunk = chunk
         qk_channels = channels // qk_reduction
-        # ModuleDict keys must be strings: "1", "2", "4"
         self.query = nn.ModuleDict(
             {str(s): nn.Conv2d(channels, qk_channels, kernel_size=1) for s in scales})
         self.key = nn.ModuleDict(
@@ -132,7 +76,6 @@ class MultiScaleCrossAttention(nn.Module):
             for s in self.enhanced_scales
             for window in [(height // s) * (width // s)]
         })
-        # one scale: nothing to merge (and exactly XingGAN's attention when s = 1 without EA)
         self.merge = (nn.Conv2d(len(scales) * channels, channels, kernel_size=1)
                       if len(scales) > 1 else nn.Identity())
 
@@ -168,16 +111,8 @@ class MultiScaleCrossAttention(nn.Module):
         return self.merge(torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0])
 
 
-# --------------------------------------------------------------------------------------
-# From the config
-# --------------------------------------------------------------------------------------
-
-
 def enhanced_scales_of(gen_cfg) -> tuple[int, ...]:
-    """The scales that use Enhanced Attention under a ``GeneratorConfig``.
-
-    ``enhanced_attention: false`` -> none; ``enhanced_attention_scales: []`` -> every scale.
-    """
+    """The EA scales of a ``GeneratorConfig`` (``enhanced_attention_scales: []``: all)."""
     if not gen_cfg.enhanced_attention:
         return ()
     return tuple(gen_cfg.enhanced_attention_scales) or tuple(gen_cfg.scales)

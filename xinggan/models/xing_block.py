@@ -1,31 +1,7 @@
-"""The Xing block: one crossing of the appearance and shape branches (paper Sec. 3.1-3.2).
-
-Block t takes the appearance code ``a`` (4 ngf channels) and the shape code ``s`` (4 ngf in the
-first block, 8 ngf afterwards) and, as the released code does:
-
-1. appearance conv path: ReflPad1 -> Conv3x3 -> Norm -> ReLU -> Dropout -> ReflPad1 -> Conv3x3
-   -> Norm, giving A (4 ngf); each pad is part of its conv (``ReflectPadConv2d``) and ReLU +
-   dropout are one module (``ReLUDropout``), with the released maths and a leaner backward;
-2. shape conv path: ReflPad1 -> Conv3x3 (c -> c) -> Norm -> ReLU -> Dropout -> ReflPad1 ->
-   Conv3x3 (c -> 4 ngf), no norm and no activation at the end, giving S;
-3. shape-guided appearance (SA) and appearance-guided shape (AS), both from the same pre-update
-   A and S:  A' = A + gamma_a * attn_a(A, S),  S' = S + gamma_s * attn_s(S, A);
-4. outputs: appearance code A' and shape code concat(A', S') (8 ngf, appearance first).
-
-The residual adds to the conv-path outputs, not to the block's inputs (released code; the
-paper's figure suggests a skip from the input).  Switches (``model.generator``):
-
-- ``share_projections`` -- released: one attention module (one set of q/k/v projections) and
-  one ``gamma`` serve SA and AS; paper's prose: separate SA and AS modules, so false gives each
-  direction its own module and gamma (``appearance_attention``/``appearance_gamma`` and
-  ``shape_attention``/``shape_gamma``).
-- ``appearance_update`` / ``shape_update`` -- false skips SA / AS: that direction's residual is
-  not added and the conv-path output passes through (ablations "AS only" / "SA only").
-- ``dropout`` -- 0.5 as released (active in training, off in eval).
-
-In the released checkpoints a block is ``model.att.<t>`` (``conv_block_stream1`` = appearance
-conv path, ``conv_block_stream2`` = shape conv path, ``query_conv``/``key_conv``/``value_conv``,
-``gamma``).
+"""The Xing block (paper Sec. 3.1-3.2): conv paths A and S, then SA and AS from the same A, S:
+``A' = A + gamma_a attn(A, S)``, ``S' = S + gamma_s attn(S, A)``; outputs A' and cat(A', S').
+As released the residual adds to the conv-path outputs.  The layers and switches:
+``docs/architecture.md`` ("Xing blocks") and ``docs/networks.md``.
 """
 from __future__ import annotations
 
@@ -40,12 +16,8 @@ from xinggan.models.multiscale_attention import build_multiscale_attention, uses
 
 
 def build_cross_attention(gen_cfg, channels: int, grid_hw: tuple[int, int]) -> nn.Module:
-    """The attention module of one direction of one Xing block, from ``model.generator``.
-
-    XingGAN: global :class:`CrossAttention`. XingGAN++ (``scales`` other than ``[1]``, or
-    enhanced attention): windowed attention at several scales. ``grid_hw`` is the (h, w)
-    feature grid the module will see; the windowed attention needs it to size its windows.
-    """
+    """One direction's attention: XingGAN's global :class:`CrossAttention`, or the XingGAN++
+    windowed one (sized for the ``grid_hw`` feature grid)."""
     if uses_multiscale_attention(gen_cfg):
         return build_multiscale_attention(gen_cfg, channels, grid_hw)
     return CrossAttention(channels, gen_cfg.qk_reduction, gen_cfg.attention_impl,
@@ -66,7 +38,7 @@ def _conv_path(in_channels: int, out_channels: int, norm: str, dropout: float,
 
 
 class XingBlock(nn.Module):
-    """One Xing block: ``(a, s) -> (a', concat(a', s'))``; see the module docstring."""
+    """One Xing block: ``(a, s) -> (a', concat(a', s'))``."""
 
     def __init__(self, gen_cfg, norm: str, shape_in_channels: int,
                  grid_hw: tuple[int, int]) -> None:
@@ -84,13 +56,13 @@ class XingBlock(nn.Module):
                                      final_norm=False)
 
         if not (self.appearance_update or self.shape_update):
-            pass  # no attention at all: the block is two plain conv paths
+            pass  # two plain conv paths
         elif self.share_projections:
-            # Released code: one module and one gamma for both directions.
+            # released: one module and one gamma for both directions
             self.attention = build_cross_attention(gen_cfg, channels, grid_hw)
             self.gamma = nn.Parameter(torch.zeros(1))
         else:
-            # Paper's prose: separate SA and AS blocks.
+            # paper's prose: separate SA and AS
             if self.appearance_update:
                 self.appearance_attention = build_cross_attention(gen_cfg, channels, grid_hw)
                 self.appearance_gamma = nn.Parameter(torch.zeros(1))
@@ -110,8 +82,8 @@ class XingBlock(nn.Module):
                 f"XingBlock: expected a shape code with {self.shape_in_channels} channels, got "
                 f"{tuple(shape.shape)}"
             )
-        a = self.appearance_conv(appearance)  # A
-        s = self.shape_conv(shape)  # S
+        a = self.appearance_conv(appearance)
+        s = self.shape_conv(shape)
         a_new, s_new = a, s
         if self.appearance_update:  # SA: queries/values from A, keys from S
             attn, gamma = self._direction("appearance")
