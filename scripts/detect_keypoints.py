@@ -3,15 +3,11 @@
     python scripts/detect_keypoints.py --images DIR --detector mediapipe|openpose [--weights FILE]
                                        --out CSV [--keep-going]
 
-The CSV has the annotation format of the prepared datasets (``name: [y...]: [x...]``, pixels of
-the stored image, -1 for a missing joint), one row per readable image, all -1 where nobody was
-found. Any size and any format PIL reads is accepted; coordinates refer to the pixels as stored
-(the EXIF orientation is not applied, as the dataset loader does not apply it). A file that is
-not a readable image is named and skipped, and the command then exits with status 1 unless
---keep-going. A summary follows: images, people found, joints per image.
-
-``mediapipe`` (MediaPipe Pose, optional extra requirements-pose.txt) runs offline; it finds
-nobody or wrong joints on 128 x 64 Market-sized crops. ``openpose`` needs a local weights file.
+The CSV has the datasets' annotation format: pixels of the stored image (EXIF orientation not
+applied, as the dataset loader does not apply it), -1 for a missing joint, all -1 where nobody
+was found. An unreadable file is named and skipped, and the exit status is then 1 unless
+--keep-going. A summary follows: images, people found, joints per image. ``mediapipe`` (the
+optional extra) finds nobody on 128 x 64 crops; ``openpose`` needs a local weights file.
 """
 from __future__ import annotations
 
@@ -22,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from xinggan.data.annotations import NUM_JOINTS, DataError, write_annotations
+from xinggan.keypoints import DetectorUnavailable, build_detector
 from xinggan.prep.framing import present_joints, read_photo
+from xinggan.progress import progress as progress_bar
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,10 +54,6 @@ def summary(keypoints: dict[str, np.ndarray], unreadable: list[str]) -> list[str
 def main(argv=None, detector=None) -> int:
     """Run the command; ``detector`` (an object with ``name`` and ``detect``) replaces --detector."""
     args = parse_args(argv)
-    from xinggan.progress import progress as progress_bar
-
-    from xinggan.keypoints import DetectorUnavailable, build_detector
-
     if not args.images.is_dir():
         print(f"error: {args.images}: folder not found", file=sys.stderr)
         return 2

@@ -2,10 +2,8 @@
 
     python scripts/make_toy_dataset.py --out datasets/toy [--seed 0] [--identities 40] [--poses 8]
 
-Writes ``train/`` and ``test/`` JPEGs (128 x 64), ``market-annotation-{train,test}.csv`` and
-``market-pairs-{train,test}.csv``; identical files for the same arguments. The defaults (40
-training and 10 test identities, 8 poses each, 200 test pairs) make about 2 MB in a few
-seconds, sized for the CPU demo. See ``xinggan/prep/toy.py`` for what is drawn.
+Writes ``train/``, ``test/`` and the Market annotation and pair CSVs; identical files for the
+same arguments (the defaults: about 2 MB in a few seconds).
 """
 from __future__ import annotations
 

@@ -4,12 +4,10 @@
                                      [--detector mediapipe|openpose] [--weights FILE]
                                      [--test-fraction 0.2] [--min-joints 8] [--seed 0]
 
-Every photo (any size and format) gets its keypoints from the detector; photos that cannot be
-read or show fewer than --min-joints joints are reported and left out (also listed in
-<out>/left-out.txt). The others are cropped around the person and scaled to the preset's frame
-(deepfashion: 256 x 176, white fill; market: 128 x 64, border fill) and written in the prepared
-layout, split by identity into train/ and test/, with annotation and pair CSVs (pairs: two photos
-of one identity). <out>/config.yaml is a config overlay for training on it:
+Photos that cannot be read or show fewer than --min-joints joints are left out (listed in
+<out>/left-out.txt); the others are cropped around the person to the preset's frame
+(deepfashion: 256 x 176, white fill; market: 128 x 64, border fill) and split by identity into
+train/ and test/ (pairs: two photos of one identity). <out>/config.yaml is a config overlay:
 
     python train.py --config configs/deepfashion.yaml --config datasets/NAME/config.yaml
 
@@ -23,6 +21,8 @@ import sys
 from pathlib import Path
 
 from xinggan.data.annotations import DataError
+from xinggan.keypoints import DetectorUnavailable, build_detector
+from xinggan.prep.custom import prepare_custom
 from xinggan.prep.framing import FRAME_PRESETS, MIN_JOINTS
 
 
@@ -46,9 +46,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None, detector=None) -> int:
     """Run the command; ``detector`` (an object with ``name`` and ``detect``) replaces --detector."""
     args = parse_args(argv)
-    from xinggan.prep.custom import prepare_custom
-    from xinggan.keypoints import DetectorUnavailable, build_detector
-
     try:
         if detector is None:
             detector = build_detector(args.detector, weights=args.weights)

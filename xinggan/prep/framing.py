@@ -1,17 +1,9 @@
 """Fitting a person of any photo into a model's frame, keypoints and image together.
 
-The prepared datasets hold people framed in one way: Market-1501 crops are 128 x 64 pedestrian
-boxes (a detector's box, the person filling the height, street around them); DeepFashion images
-are 256 x 176 (the 256 x 256 In-shop photos with 40 columns cut from each side), the person on
-a white studio background. A photo of one's own must be brought to the same framing before a
-model trained on those images can re-pose it, or a dataset made of it can train one.
-
-:func:`fit_to_frame` crops a box around the person's keypoints with a margin, of the frame's
-aspect ratio, scales it to the frame size, and fills whatever lies outside the photo with the
-photo's border pixels (Market-like street crops) or with white (DeepFashion-like studio photos).
-The keypoints go through the same mapping, so image and keypoints stay consistent.
-:func:`read_photo` decodes any image file PIL reads (any size, mode or format, turned upright by
-its EXIF orientation) or raises :class:`~xinggan.data.annotations.DataError` naming the file.
+Market-1501 crops are 128 x 64 pedestrian boxes (street around the person); DeepFashion images
+are 256 x 176 on a white studio background. :func:`fit_to_frame` crops a box of the frame's
+aspect around the keypoints with a margin, scales it to the frame and fills what lies beyond
+the photo with its border pixels or white; the keypoints go through the same mapping.
 """
 from __future__ import annotations
 
@@ -25,8 +17,8 @@ from PIL import Image, ImageOps
 from ..data.annotations import MISSING, DataError
 from ..joints import JOINT_NAMES, NUM_JOINTS
 
-__all__ = ["FILLS", "FRAME_PRESETS", "DEFAULT_MARGIN", "MIN_JOINTS", "Framed", "check_joints",
-           "fit_keypoints", "fit_to_frame", "frame_box", "present_joints", "read_photo"]
+__all__ = ["FILLS", "FRAME_PRESETS", "DEFAULT_MARGIN", "MIN_JOINTS", "Framed", "check_joints", "fit_keypoints",
+           "fit_to_frame", "frame_box", "present_joints", "read_photo"]
 
 # Frame size (H, W) and the fill of each dataset's framing.
 FRAME_PRESETS = {
@@ -63,11 +55,8 @@ def check_joints(keypoints: np.ndarray, where: str, min_joints: int = MIN_JOINTS
 
 
 def read_photo(path: str | os.PathLike, upright: bool = True) -> np.ndarray:
-    """An image file as an RGB uint8 array (H, W, 3); DataError naming the file if it is not one.
-
-    Any mode PIL decodes (greyscale, palette, RGBA, CMYK, 16-bit) becomes RGB; with ``upright``
-    a photo is rotated as its EXIF orientation tag says, as a phone's gallery shows it.
-    """
+    """An image file of any mode as RGB uint8 (H, W, 3), turned by its EXIF orientation with
+    ``upright``; DataError naming the file if it is not an image."""
     path = Path(path)
     try:
         with Image.open(path) as img:
@@ -90,10 +79,7 @@ def read_photo(path: str | os.PathLike, upright: bool = True) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Framed:
-    """A photo fitted into a frame: the image, its keypoints, and the mapping from the photo.
-
-    A photo pixel centre ``p`` (y or x) lands at ``(p + 0.5 - origin) * scale - 0.5`` in the frame.
-    """
+    """A photo fitted into a frame; photo pixel ``p`` (y or x) lands at ``(p + 0.5 - origin) * scale - 0.5``."""
 
     image: np.ndarray  # (H, W, 3) uint8
     keypoints: np.ndarray  # (18, 2) int64 (y, x) in the frame, -1 missing
@@ -107,11 +93,8 @@ class Framed:
 
 def frame_box(keypoints: np.ndarray, height: int, width: int,
               margin: float = DEFAULT_MARGIN) -> tuple[float, float, float, float]:
-    """``(top, left, box height, box width)`` in photo pixels: the crop that fits the person.
-
-    The bounding box of the present joints, grown by ``margin`` times its height on every side,
-    then widened or heightened about its centre to the ``height`` : ``width`` aspect ratio.
-    """
+    """``(top, left, box height, box width)`` in photo pixels: the present joints' box grown by
+    ``margin`` times its height on every side, then brought to the frame's aspect about its centre."""
     kp = np.asarray(keypoints, dtype=np.float64)
     present = present_joints(kp)
     if present.sum() < 2:
@@ -167,13 +150,9 @@ def fit_to_frame(image: np.ndarray, keypoints: np.ndarray, height: int, width: i
     pad_bottom = max(0, int(np.ceil(top + box_h - rows)) + 1)
     pad_right = max(0, int(np.ceil(left + box_w - cols)) + 1)
     widths = ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0))
-    if fill == "border":
-        padded = np.pad(image, widths, mode="edge")
-    else:
-        padded = np.pad(image, widths, mode="constant", constant_values=255)
+    padded = np.pad(image, widths, mode="edge") if fill == "border" else np.pad(image, widths, constant_values=255)
     box = (left + pad_left, top + pad_top, left + pad_left + box_w, top + pad_top + box_h)
     framed = Image.fromarray(padded).resize((width, height), Image.BICUBIC, box=box)
-    scale = height / box_h
-    origin = (top, left)
+    scale, origin = height / box_h, (top, left)
     return Framed(image=np.asarray(framed, dtype=np.uint8).copy(),
                   keypoints=_map(keypoints, origin, scale), origin=origin, scale=scale)
