@@ -51,27 +51,19 @@ def _stage(stage: int, branch: int, d: int) -> list:
                 (f"conv5_3_CPM_L{branch}", width, width, 3), (f"conv5_4_CPM_L{branch}", width, 512 // d, 1),
                 (f"conv5_5_CPM_L{branch}", 512 // d, out, 1)]
     inputs = NUM_PAFS + NUM_HEATMAPS + features
-    layers = [(f"Mconv1_stage{stage}_L{branch}", inputs, width, 7)]
-    layers += [(f"Mconv{i}_stage{stage}_L{branch}", width, width, 7) for i in range(2, 6)]
-    layers += [(f"Mconv6_stage{stage}_L{branch}", width, width, 1), (f"Mconv7_stage{stage}_L{branch}", width, out, 1)]
-    return layers
+    return [(f"Mconv{i}_stage{stage}_L{branch}", inputs if i == 1 else width, out if i == 7 else width,
+             7 if i < 6 else 1) for i in range(1, 8)]
 
 
 def layer_table(width_divisor: int = 1) -> list[tuple[str, list]]:
     """``[(module name, [(layer, in, out, kernel) or ('pool', name)...])...]`` of the whole network."""
-    table = [("model0", _front(width_divisor))]
-    for stage in range(1, 7):
-        for branch in (1, 2):
-            table.append((f"model{stage}_{branch}", _stage(stage, branch, width_divisor)))
-    return table
+    return [("model0", _front(width_divisor))] + [
+        (f"model{stage}_{branch}", _stage(stage, branch, width_divisor)) for stage in range(1, 7) for branch in (1, 2)]
 
 
 class OpenPoseBody(nn.Module):
     """The 6-stage, 2-branch COCO body network; ``forward(x) -> (pafs (B, 38, h, w), heatmaps (B, 19, h, w))``.
-
-    ``width_divisor`` divides every internal width (tests build tiny models with the real names);
-    the published model is ``width_divisor=1``.
-    """
+    ``width_divisor`` > 1 divides every internal width (tiny models with the real names)."""
 
     def __init__(self, width_divisor: int = 1):
         super().__init__()
@@ -214,13 +206,9 @@ class OpenPoseDetector:
                 scaled = np.pad(scaled, ((0, pad[0]), (0, pad[1]), (0, 0)), constant_values=128 / 255 - 0.5)
             x = torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)[None], dtype=np.float32))
             with torch.no_grad():
-                paf, heat = self.model(x.to(self.device))
-            paf = paf[0].permute(1, 2, 0).double().cpu().numpy()
-            heat = heat[0].permute(1, 2, 0).double().cpu().numpy()
-            if self.pad_to_stride:
-                padded = scaled.shape[:2]
-                paf = _resize(paf, padded, order=1)[:size[0], :size[1]]
-                heat = _resize(heat, padded, order=1)[:size[0], :size[1]]
+                paf, heat = (m[0].permute(1, 2, 0).double().cpu().numpy() for m in self.model(x.to(self.device)))
+            if self.pad_to_stride:  # back to the padded input's size, then the padding cropped
+                paf, heat = (_resize(m, scaled.shape[:2], order=1)[:size[0], :size[1]] for m in (paf, heat))
             heatmaps += _resize(heat, (height, width), order=1)
             pafs += _resize(paf, (height, width), order=1)
         return heatmaps / len(self.scales), pafs
@@ -233,10 +221,8 @@ class OpenPoseDetector:
 
 def build_openpose_detector(weights: Optional[str] = None, device: Union[str, torch.device] = "cpu",
                             width_divisor: int = 1, **options) -> OpenPoseDetector:
-    """The detector with ``weights`` (``pose_estimator.h5`` or ``body_pose_model.pth``) loaded.
-
-    ``options``: ``scales``, ``box_size``, ``pad_to_stride`` of :class:`OpenPoseDetector`.
-    """
+    """The detector with ``weights`` (``pose_estimator.h5`` or ``body_pose_model.pth``) loaded;
+    ``options``: ``scales``, ``box_size``, ``pad_to_stride`` of :class:`OpenPoseDetector`."""
     if not weights:
         raise OpenPoseWeightsError(f"the OpenPose detector needs its weights file, which cannot be downloaded "
                                    f"here: provide PATN's Keras {WEIGHT_FILES[0]} or the PyTorch conversion "
