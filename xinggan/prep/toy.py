@@ -18,18 +18,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..data.annotations import MISSING, build_pairs, write_annotations, write_pairs
-from ..joints import JOINT_NAMES, NUM_JOINTS
+from ..joints import NUM_JOINTS
 from ..progress import progress as progress_bar
 
 __all__ = ["POSES", "draw_person", "make_toy_dataset", "toy_pose"]
 
-# Joint indices, by name (:mod:`xinggan.joints`).
-NOSE, NECK = JOINT_NAMES.index("nose"), JOINT_NAMES.index("neck")
-R_SHOULDER, R_ELBOW, R_WRIST = (JOINT_NAMES.index(f"right_{j}") for j in ("shoulder", "elbow", "wrist"))
-L_SHOULDER, L_ELBOW, L_WRIST = (JOINT_NAMES.index(f"left_{j}") for j in ("shoulder", "elbow", "wrist"))
-R_HIP, R_KNEE, R_ANKLE = (JOINT_NAMES.index(f"right_{j}") for j in ("hip", "knee", "ankle"))
-L_HIP, L_KNEE, L_ANKLE = (JOINT_NAMES.index(f"left_{j}") for j in ("hip", "knee", "ankle"))
-R_EYE, L_EYE, R_EAR, L_EAR = (JOINT_NAMES.index(n) for n in ("right_eye", "left_eye", "right_ear", "left_ear"))
+# Joint indices, in the order of :data:`xinggan.joints.JOINT_NAMES`.
+(NOSE, NECK, R_SHOULDER, R_ELBOW, R_WRIST, L_SHOULDER, L_ELBOW, L_WRIST, R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE,
+ L_ANKLE, R_EYE, L_EYE, R_EAR, L_EAR) = range(NUM_JOINTS)
 
 POSES = ("stand", "walk", "side_left", "side_right", "arms_up", "arms_out", "wave", "hips", "back")
 _REF_HEIGHT = 128  # the body model is laid out for a 128-pixel-high frame and scaled
@@ -209,12 +205,10 @@ class _Layer:
     """A person drawn at supersampled resolution: colour (on black) and coverage."""
 
     def __init__(self, height: int, width: int, scale: float):
-        self.k = _SUPERSAMPLE
-        self.scale = scale  # pixels of the frame per pixel of the 128-high body model
+        self.k, self.scale = _SUPERSAMPLE, scale  # scale: frame pixels per pixel of the 128-high body model
         self.colour = Image.new("RGB", (width * self.k, height * self.k))
         self.mask = Image.new("L", (width * self.k, height * self.k))
-        self._c = ImageDraw.Draw(self.colour)
-        self._m = ImageDraw.Draw(self.mask)
+        self._draws = (ImageDraw.Draw(self.colour), ImageDraw.Draw(self.mask))
 
     def _xy(self, yx) -> tuple[float, float]:
         return (float(yx[1]) + 0.5) * self.k, (float(yx[0]) + 0.5) * self.k
@@ -224,7 +218,7 @@ class _Layer:
 
     def limb(self, a, b, width: float, colour) -> None:
         w = self._w(width)
-        for draw, fill in ((self._c, colour), (self._m, 255)):
+        for draw, fill in zip(self._draws, (colour, 255)):
             draw.line([self._xy(a), self._xy(b)], fill=fill, width=max(1, round(w)))
             for p in (a, b):
                 x, y = self._xy(p)
@@ -233,12 +227,12 @@ class _Layer:
     def ellipse(self, centre, ry: float, rx: float, colour) -> None:
         x, y = self._xy(centre)
         ry, rx = self._w(ry), self._w(rx)
-        for draw, fill in ((self._c, colour), (self._m, 255)):
+        for draw, fill in zip(self._draws, (colour, 255)):
             draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=fill)
 
     def polygon(self, points, colour) -> None:
         xy = [self._xy(p) for p in points]
-        for draw, fill in ((self._c, colour), (self._m, 255)):
+        for draw, fill in zip(self._draws, (colour, 255)):
             draw.polygon(xy, fill=fill)
 
     def downsampled(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -359,8 +353,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     c_mid = np.array(_rgb(base + 0.3 * rng.standard_normal(), 0.1 + 0.3 * rng.random(), 0.3 + 0.5 * rng.random()))
     c_floor = np.array(_rgb(rng.random(), 0.05 + 0.2 * rng.random(), 0.25 + 0.5 * rng.random()))
     t = np.linspace(0.0, 1.0, height)[:, None, None]
-    img = (1 - t) * c_top + t * c_mid
-    img = np.broadcast_to(img, (height, width, 3)).copy()
+    img = np.broadcast_to((1 - t) * c_top + t * c_mid, (height, width, 3)).copy()
     for _ in range(rng.integers(0, 4)):  # wall panels, windows, passers-by blur
         y0, x0 = rng.integers(0, height * 3 // 4), rng.integers(-width // 4, width)
         h, w = rng.integers(height // 8, height // 2), rng.integers(width // 8, width // 2)
@@ -370,8 +363,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
         img[ys, xs] = (1 - alpha) * img[ys, xs] + alpha * colour
     floor = int(height * rng.uniform(0.72, 0.9))
     img[floor:] = 0.4 * img[floor:] + 0.6 * c_floor
-    img = img / 255.0 + rng.normal(0.0, 0.025, size=img.shape)
-    return img
+    return img / 255.0 + rng.normal(0.0, 0.025, size=img.shape)
 
 
 def render(identity: Identity, kp: np.ndarray, view: str, rng: np.random.Generator,
@@ -421,8 +413,7 @@ def make_toy_dataset(out: str | Path, seed: int = 0, identities: int = 40, test_
                 pose = POSES[order[k % len(POSES)]]
                 kp, view = toy_pose(identity, pose, rng, height, width)
                 name = f"{pid:04d}_c{k % 6 + 1}s1_{pid * 100 + k:06d}_00.jpg"
-                render(identity, kp, view, rng, height, width).save(
-                    out / split / name, quality=quality)
+                render(identity, kp, view, rng, height, width).save(out / split / name, quality=quality)
                 annotations[name] = _annotate(kp, view, rng, height, width)
         write_annotations(out / f"market-annotation-{split}.csv", annotations)
         pairs = build_pairs(annotations)
