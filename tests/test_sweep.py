@@ -164,7 +164,7 @@ def toy_sweep(tmp_path, tiny_data, monkeypatch, in_repo):
     """A sweep folder (base, sa_only) and the environment of task 0 of a one-task local job."""
     out = tmp_path / "s"
     variants = plan_variants("configs/toy.yaml", [OVERLAY], sweep_sets(tiny_data))
-    write_definition(out, definition("configs/toy.yaml", [], variants), variants)
+    write_definition(out, definition(out, "configs/toy.yaml", [], variants), variants)
     for key, value in {"SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_JOB_ID": "4242", "SUBMITIT_LOCAL_NTASKS": "1",
                        "SUBMITIT_LOCAL_GLOBALID": "0", "SUBMITIT_LOCAL_LOCALID": "0"}.items():
         monkeypatch.setenv(key, value)
@@ -294,7 +294,7 @@ def test_bad_overlays(tmp_path, capsys, in_repo):
 def test_out_holding_another_sweep(tmp_path, capsys, in_repo):
     out = tmp_path / "out"
     first = plan_variants("configs/toy.yaml", [OVERLAY])
-    write_definition(out, definition("configs/toy.yaml", [], first), first)
+    write_definition(out, definition(out, "configs/toy.yaml", [], first), first)
     before = sorted(p.name for p in out.iterdir())
     one_line_error(["--base", "configs/toy.yaml", "--overlays", "configs/ablations/as_only.yaml", "--out", str(out)],
                    capsys, str(out), "another sweep", "sa_only", "as_only")

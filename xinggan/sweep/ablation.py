@@ -62,11 +62,6 @@ def plan_variants(base: str, overlays: Sequence[str], sets: Sequence[str] = ()) 
     return variants
 
 
-def definition(base: str, sets: Sequence[str], variants: Sequence[Variant]) -> dict:
-    return {"base": base, "sets": list(sets), "cwd": os.getcwd(), "variants": [
-        {"name": v.name, "overlay": v.overlay, "config": to_dict(v.config)} for v in variants]}
-
-
 def read_definition(out: Path) -> dict:
     try:
         return json.loads((out / DEFINITION).read_text())
@@ -74,12 +69,14 @@ def read_definition(out: Path) -> dict:
         raise SweepError(f"{out}: not a sweep folder ({DEFINITION}: {exc})") from None
 
 
-def check_out(out: Path, new: dict) -> Optional[dict]:
-    """The definition in ``out`` (None for a new folder); refuses another sweep's or other files."""
+def definition(out: Path, base: str, sets: Sequence[str], variants: Sequence[Variant]) -> dict:
+    """This sweep's definition for folder ``out``; refuses a folder holding another sweep or other files."""
+    new = {"base": base, "sets": list(sets), "cwd": os.getcwd(), "variants": [
+        {"name": v.name, "overlay": v.overlay, "config": to_dict(v.config)} for v in variants]}
     if not (out / DEFINITION).is_file():
         if out.exists() and (not out.is_dir() or any(p.name != LOCK for p in out.iterdir())):
             raise SweepError(f"--out {out}: exists and is not a sweep folder; choose a new or empty one")
-        return None
+        return new
     old = read_definition(out)
     names = [", ".join(v["name"] for v in d["variants"]) for d in (old, new)]
     keys = [k for was, now in zip(old["variants"], new["variants"]) for k in _changed(was["config"], now["config"])
@@ -87,7 +84,7 @@ def check_out(out: Path, new: dict) -> Optional[dict]:
     if names[0] != names[1] or keys:
         raise SweepError(f"--out {out}: holds another sweep ({names[0]}" + (f"; another {keys[0]}" if keys else "")
                          + f"); this one has {names[1]}")
-    return old
+    return {**new, "cwd": old["cwd"]}  # the jobs run where the sweep first started
 
 
 def write_definition(out: Path, data: dict, variants: Sequence[Variant]) -> None:
@@ -165,6 +162,6 @@ def status_lines(out: Path) -> list[str]:
         counts[state] = counts.get(state, 0) + 1
         lines.append(f"{entry['name']:<{width}}  {state:<7}  {iteration:>{len(str(total))}}/{total}  {detail}")
         lines += [f"{'':<{width}}  | {line}" for line in read_json(run_dir / RECORD).get("tail", [])]
+    lines.append(", ".join(f"{n} {state}" for state, n in counts.items()))
     tables = write_ablation_tables(out)
-    return lines + [", ".join(f"{n} {state}" for state, n in counts.items())] + (
-        ["tables: " + ", ".join(map(str, tables))] if tables else [])
+    return lines + ["tables: " + ", ".join(map(str, tables))] * bool(tables)

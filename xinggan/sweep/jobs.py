@@ -6,7 +6,6 @@ the step for submitit to requeue. A training job that stops early fails: its sco
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -79,7 +78,7 @@ class VariantJob(submitit.helpers.Checkpointable):
         """Run a script of the repository to its end, output appended to ``log``."""
         cmd = [sys.executable, str(REPO / cmd[0])] + cmd[1:]
         with open(log, "a") as handle:
-            handle.write(f"$ {shlex.join(cmd)}  # {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            handle.write(f"$ {' '.join(cmd)}  # {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
             handle.flush()
             self._child = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd,
                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -15,7 +15,7 @@ from pathlib import Path
 import submitit
 import torch
 
-from xinggan.sweep.ablation import (LOCK, RECORD, SweepError, check_out, definition, plan_variants, read_json,
+from xinggan.sweep.ablation import (LOCK, RECORD, SweepError, definition, plan_variants, read_json,
                                     status_lines, trained, update_record, variant_state, write_definition)
 from xinggan.sweep.jobs import VariantJob
 
@@ -34,8 +34,8 @@ def run_sweep(args) -> int:
     for v in [v for v in variants[1:] if v.config == variants[0].config]:
         print(f"note: {v.overlay} changes nothing in {args.base}: not run (its row would repeat the base's)")
         variants.remove(v)
-    out, data = Path(args.out).absolute(), definition(args.base, args.set, variants)
-    data["cwd"] = (check_out(out, data) or data)["cwd"]  # the jobs run where the sweep first started
+    out = Path(args.out).absolute()
+    data = definition(out, args.base, args.set, variants)
     gpus = local_gpus() if args.launcher == "local" else []
     if args.launcher == "local" and (args.gpus_per_node or 0) > len(gpus):
         raise SweepError(f"--gpus-per-node {args.gpus_per_node}: this machine shows {len(gpus)} GPU(s)")
@@ -55,7 +55,10 @@ def run_sweep(args) -> int:
               f"{len(live)} queued or running, {len(todo)} to run {' '.join(todo)}".rstrip())
         totals = {v.name: v.config.train.iterations for v in variants}
         if args.launcher == "slurm":
-            _submit_slurm(out, todo, args, totals, variants[0].config.data.num_workers + 2)
+            try:
+                _submit_slurm(out, todo, args, totals, variants[0].config.data.num_workers + 2)
+            except RuntimeError as exc:  # sbatch refused (submitit printed what it said)
+                raise SweepError(f"sbatch failed: {(str(exc).strip() or repr(exc)).splitlines()[-1]}") from None
             print(f"follow with: python scripts/sweep.py --status {args.out}")
             return 0
         finished = _run_local(out, todo, args, totals, gpus)
