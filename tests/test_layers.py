@@ -1,13 +1,12 @@
-"""The layer order of the package: data below metrics, both below config, inference, models, training.
-
-Two checks: a fresh interpreter imports one subpackage and lists the ``xinggan`` modules that came
-with it (``sys.modules``); and the source of every module of ``xinggan.data`` / ``xinggan.metrics``
-is read for import statements, including those inside functions, which an import alone never runs.
-"""
+"""The layer map of docs/layout.md holds: every module of the package sits in one layer, and
+imports only modules of its own layer or of layers below it (its source is read, so imports inside
+functions count too).  A fresh interpreter also shows that loading a config loads neither torch
+nor the metrics."""
 from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,95 +16,103 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "xinggan"
 
-# What each lower layer may not load: the layers above it.
-FORBIDDEN = {
-    "xinggan.data": ("xinggan.metrics", "xinggan.models", "xinggan.training", "xinggan.prep"),
-    "xinggan.metrics": ("xinggan.inference", "xinggan.config", "xinggan.training", "xinggan.models",
-                        "xinggan.prep"),
-}
+
+def layers() -> list[tuple[str, list[str]]]:
+    """(layer, [module prefixes]) from the top of the map down, read from docs/layout.md."""
+    text = (REPO / "docs" / "layout.md").read_text()
+    block = text.split("## Layers", 1)[1].split("```")[1]
+    out: list[tuple[str, list[str]]] = []
+    for line in block.strip("\n").splitlines():
+        name = line[:17].strip()
+        paths = re.findall(r"xinggan/[\w/]*(?:\.py)?", line)
+        if name:
+            out.append((name, []))
+        out[-1][1].extend(p.removesuffix(".py").removesuffix("/").replace("/", ".")
+                          .removesuffix(".__init__") for p in paths)
+    return out
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def level(module: str, table) -> int:
+    """The position of ``module``'s layer, counted from the bottom; -1 when no layer holds it."""
+    for depth, (_, prefixes) in enumerate(reversed(table)):
+        if any(module == p or (p != "xinggan" and module.startswith(p + ".")) for p in prefixes):
+            return depth
+    return -1
+
+
+def imported_modules(source: str, package: str) -> set[str]:
+    """The ``xinggan`` modules a module of ``package`` imports anywhere in its ``source``
+    (relative imports resolved)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")
+                module = ".".join(base[:len(base) - node.level + 1] + ([module] if module else []))
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return {n for n in names if n == "xinggan" or n.startswith("xinggan.")}
+
+
+def test_the_map_is_read_and_places_known_modules():
+    table = layers()
+    assert [name for name, _ in table][:2] == ["entry points", "experiments"]
+    assert level("xinggan.metrics.fid", table) < level("xinggan.config", table) \
+        < level("xinggan.training.loop", table)
+    assert level("xinggan.nowhere", table) == -1
+    assert imported_modules("from ..data import pairs\nfrom . import fid\n", "xinggan.metrics") \
+        >= {"xinggan.data.pairs", "xinggan.metrics.fid"}
+
+
+def test_every_module_is_on_the_map():
+    table = layers()
+    lost = [module_name(p) for p in sorted(PACKAGE.rglob("*.py")) if level(module_name(p), table) < 0]
+    assert lost == [], f"add these to the Layers block of docs/layout.md: {lost}"
+
+
+def upward(source: str, module: str, table, package: str = "") -> list[str]:
+    """What ``module`` (of ``source``, in ``package``) imports from layers above its own."""
+    package = package or module.rpartition(".")[0]
+    return sorted(m for m in imported_modules(source, package)
+                  if m != "xinggan" and level(m, table) > level(module, table))
+
+
+def test_imports_only_point_down():
+    table = layers()
+    found = {module_name(p): upward(p.read_text(encoding="utf-8"), module_name(p), table,
+                                    module_name(p) if p.name == "__init__.py" else "")
+             for p in sorted(PACKAGE.rglob("*.py"))}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_an_import_upward_inside_a_function_is_caught():
+    table = layers()
+    source = "import numpy\n\ndef f():\n    from ..training import Trainer\n"
+    assert upward(source, "xinggan.data.probe", table) == ["xinggan.training",
+                                                            "xinggan.training.Trainer"]
+    assert upward(source, "xinggan.bench.probe", table) == []
 
 
 def modules_loaded_by(code: str) -> set[str]:
-    """The ``xinggan`` modules in ``sys.modules`` after ``code`` runs in a new interpreter."""
-    script = (code + "\nimport json, sys\n"
-              "print(json.dumps(sorted(m for m in sys.modules if m == 'xinggan' or m.startswith('xinggan.'))))\n")
-    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    """The modules in ``sys.modules`` after ``code`` runs in a new interpreter."""
+    script = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     return set(json.loads(run.stdout.splitlines()[-1]))
 
 
-def within(modules: set[str], layers) -> list[str]:
-    """The members of ``layers`` (package names) that ``modules`` holds, or any module below them."""
-    return [layer for layer in layers if any(m == layer or m.startswith(layer + ".") for m in modules)]
-
-
-def test_the_module_lists_see_what_an_import_loads():
-    # The helpers themselves: importing the data layer loads it, and importing a module above
-    # the metrics (the inference layer) is reported as such.
-    loaded = modules_loaded_by("import xinggan.inference")
-    assert "xinggan.data.pairs" in loaded
-    assert "xinggan.inference" in within(loaded, FORBIDDEN["xinggan.metrics"])
-
-
-def test_metrics_import_loads_no_layer_above_it():
-    loaded = modules_loaded_by("import xinggan.metrics")
-    assert "xinggan.metrics.evaluate" in loaded
-    assert within(loaded, FORBIDDEN["xinggan.metrics"]) == []
-
-
-def test_data_import_loads_no_layer_above_it():
-    loaded = modules_loaded_by("import xinggan.data")
-    assert "xinggan.data.pairs" in loaded
-    assert within(loaded, FORBIDDEN["xinggan.data"]) == []
-
-
-def test_config_import_does_not_load_metrics():
-    loaded = modules_loaded_by("import xinggan.config")
+@pytest.mark.parametrize("code", ["import xinggan.config",
+                                  "from xinggan.config import load_config\n"
+                                  f"load_config({str(REPO / 'configs' / 'toy.yaml')!r})"])
+def test_a_config_loads_without_torch_or_the_metrics(code):
+    loaded = modules_loaded_by(code)
     assert "xinggan.config" in loaded
-    assert within(loaded, ["xinggan.metrics"]) == []
-
-
-def test_loading_a_config_does_not_load_metrics():
-    loaded = modules_loaded_by("from xinggan.config import load_config\n"
-                               f"load_config({str(REPO / 'configs' / 'toy.yaml')!r})")
-    assert within(loaded, ["xinggan.metrics"]) == []
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Absolute names of the modules ``path`` imports anywhere in its source (relative ones resolved)."""
-    package = ".".join(path.relative_to(REPO).parts[:-1])  # of a module and of an __init__.py alike
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = ".".join(base[:len(base) - node.level + 1])
-                module = f"{base}.{node.module}" if node.module else base
-            else:
-                module = node.module
-            names.add(module)
-            names.update(f"{module}.{alias.name}" for alias in node.names)  # `from pkg import submodule`
-    return names
-
-
-def test_import_resolution_of_the_source_check():
-    # The reader resolves relative imports against the file's package, at every level.
-    layouts = imported_modules(PACKAGE / "metrics" / "layouts.py")
-    assert "xinggan.data.pairs" in layouts
-    evaluate = imported_modules(PACKAGE / "metrics" / "evaluate.py")
-    assert "xinggan.metrics.accumulators" in evaluate
-    inference = imported_modules(PACKAGE / "inference.py")
-    assert "xinggan.config" in inference and "xinggan.models" in inference  # the latter inside a function
-
-
-@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
-def test_no_module_of_a_layer_imports_a_layer_above_it(layer):
-    folder = PACKAGE / layer.split(".")[1]
-    offending = {}
-    for path in sorted(folder.rglob("*.py")):
-        bad = within(imported_modules(path), FORBIDDEN[layer])
-        if bad:
-            offending[str(path.relative_to(REPO))] = bad
-    assert offending == {}
+    assert not [m for m in loaded if m in ("torch", "numpy") or m.startswith("xinggan.metrics")]
