@@ -14,8 +14,7 @@ from scipy.ndimage import gaussian_filter
 
 from xinggan.joints import NUM_JOINTS, OPENPOSE_LIMBS
 
-__all__ = ["PAF_CHANNELS", "find_peaks", "connect_limbs", "assemble_people", "best_person",
-           "PEAK_THRESHOLD", "PAF_THRESHOLD", "PAF_SAMPLES"]
+__all__ = ["PAF_CHANNELS", "assemble_people", "best_person", "connect_limbs", "find_peaks"]
 
 # The PAF channels (x, y) of each limb: PAF_CHANNELS[k] belongs to OPENPOSE_LIMBS[k].
 PAF_CHANNELS = ((12, 13), (20, 21), (14, 15), (16, 17), (22, 23), (24, 25), (0, 1), (2, 3), (4, 5), (6, 7),
@@ -95,25 +94,17 @@ def assemble_people(peaks: list, connections: list, absent: set) -> tuple[np.nda
             part_a, part_b, score = conn[0], conn[1], conn[2]
             hits = [s for s in range(len(subset))
                     if subset[s][index_a] == part_a or subset[s][index_b] == part_b][:2]
-            if len(hits) == 1:
-                s = hits[0]
-                if subset[s][index_b] != part_b:
-                    subset[s][index_b] = part_b
-                    subset[s][-1] += 1
-                    subset[s][-2] += candidates[int(part_b), 2] + score
-            elif len(hits) == 2:
-                s1, s2 = hits
-                membership = ((subset[s1] >= 0).astype(int) + (subset[s2] >= 0).astype(int))[:-2]
-                if not np.any(membership == 2):  # disjoint: merge
-                    subset[s1][:-2] += subset[s2][:-2] + 1
-                    subset[s1][-2:] += subset[s2][-2:]
-                    subset[s1][-2] += score
-                    subset = np.delete(subset, s2, 0)
-                else:
-                    subset[s1][index_b] = part_b
-                    subset[s1][-1] += 1
-                    subset[s1][-2] += candidates[int(part_b), 2] + score
-            elif k < 17:
+            if len(hits) == 2 and not np.any(((subset[hits[0]] >= 0) & (subset[hits[1]] >= 0))[:-2]):
+                s1, s2 = hits  # two disjoint people: merged
+                subset[s1][:-2] += subset[s2][:-2] + 1
+                subset[s1][-2:] += subset[s2][-2:]
+                subset[s1][-2] += score
+                subset = np.delete(subset, s2, 0)
+            elif hits and (len(hits) == 2 or subset[hits[0]][index_b] != part_b):  # the first one extended
+                subset[hits[0]][index_b] = part_b
+                subset[hits[0]][-1] += 1
+                subset[hits[0]][-2] += candidates[int(part_b), 2] + score
+            elif not hits and k < 17:
                 row = -np.ones(NUM_PARTS + 2)
                 row[index_a], row[index_b] = part_a, part_b
                 row[-1] = 2
