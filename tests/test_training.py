@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -13,12 +14,13 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from xinggan.checkpoint import load_checkpoint, save_checkpoint
+from xinggan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from xinggan.config import ConfigError, load_config
 from xinggan.data import model_inputs
 from xinggan.training import distributed
 from xinggan.training import Trainer, TrainingError, lr_factor
-from xinggan.training.state import rng_state
+from xinggan.training.loop import ranks_recipe
+from xinggan.training.state import read_rank_part, rng_state
 
 from helpers import tiny_training_overrides
 
@@ -167,25 +169,119 @@ def test_batch_not_divisible_by_processes(tiny_data, tmp_path):
         Trainer(cfg, tmp_path, world_size=2, progress=False, tensorboard=False)
 
 
-def test_sigterm_saves_and_exits_cleanly(tiny_data, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2])
+def test_a_cluster_s_warning_signal_saves_and_exits_cleanly(tiny_data, tmp_path, sig):
+    """What ``sbatch --signal`` and preemption send, to a plain train.py and its loader worker
+    (SIGTERM: tests/test_cluster.py)."""
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "train.py", "--config", "configs/toy.yaml", "--run-dir", str(run_dir),
            "--no-progress"]
-    for s in tiny_overrides(tiny_data, **{"train.iterations": 100000,
+    for s in tiny_overrides(tiny_data, **{"train.iterations": 100000, "data.num_workers": 1,
                                           "train.checkpoint_every": 100000}):
         cmd += ["--set", s]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     stats = run_dir / "stats.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (stats.is_file() and stats.stat().st_size > 0):
         time.sleep(0.2)
     assert stats.is_file(), proc.communicate()[0].decode()
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, sig)  # the loader worker gets it too, and leaves it to the main process
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out.decode()
     state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     assert 1 <= state["iteration"] < 100000
     assert f"stopped at iteration {state['iteration']}" in out.decode()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "stopped" and status["iteration"] == state["iteration"], status
+
+
+HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "numpy", "cpu")
+
+
+def test_the_host_reads_nothing_between_sync_points(tiny_data, tmp_path, monkeypatch):
+    """Between log, checkpoint and image events, package code outside the data layer never calls
+    a tensor method that reads a value back to the host (on a GPU each one waits for the device)."""
+    cfg = tiny_config(tiny_data, **{"train.iterations": 8, "train.log_every": 100,
+                                    "train.checkpoint_every": 100, "train.image_every": 100,
+                                    "loss.pool_size": 2, "model.generator.dropout": 0.5})
+    trainer = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    package, data = REPO / "xinggan", REPO / "xinggan" / "data"
+    reads = []
+
+    def watch(name, original):
+        def method(self, *args, **kwargs):
+            caller = Path(sys._getframe(1).f_code.co_filename)
+            if package in caller.parents and data not in caller.parents:
+                reads.append((trainer.iteration, name, f"{caller.name}:{sys._getframe(1).f_lineno}"))
+            return original(self, *args, **kwargs)
+        return method
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, watch(name, getattr(torch.Tensor, name)))
+    trainer.fit()
+    monkeypatch.undo()
+    # iterations 1..7: the bookkeeping after steps 1..7 and the steps 2..8 (the first step and
+    # the events at iteration 8, the end, are outside the window)
+    inside = [r for r in reads if 1 <= r[0] <= 7]
+    assert inside == [], inside
+    assert any(r[0] == 8 for r in reads)  # the end is a sync point: the watch sees reads there
+
+
+def test_stale_temporaries_of_a_killed_save_are_removed(tiny_data, tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / ".latest.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    Trainer(tiny_config(tiny_data, **{"train.iterations": 1}), tmp_path, progress=False,
+            tensorboard=False).fit()
+    assert sorted(p.name for p in folder.iterdir()) == ["latest.pt"]
+
+
+def test_a_checkpoint_part_that_is_missing_or_of_another_save_is_refused(tmp_path):
+    torch.save({"rank": 1, "iteration": 4, "world_size": 2, "state": {"rng": 1}},
+               tmp_path / "rank1-000000004.pt")
+    assert read_rank_part(tmp_path, "rank1-000000004.pt", 1, 4) == {"rng": 1}
+    with pytest.raises(CheckpointError, match="not rank 1's part of the checkpoint of iteration 6"):
+        read_rank_part(tmp_path, "rank1-000000004.pt", 1, 6)
+    with pytest.raises(CheckpointError, match="rank1-000000006.pt: part of the checkpoint of "
+                                              "iteration 6 is missing"):
+        read_rank_part(tmp_path, "rank1-000000006.pt", 1, 6)
+
+
+@pytest.mark.parametrize("dataset,world,device,sync,pool,line", [
+    ("market", 8, "cuda", True, 6, "4 images per process (global batch 32); BatchNorm over 32 "
+                                   "images (SyncBatchNorm), the release over 32; image pools of 6 "
+                                   "per rank (48 in all, the release 50)"),
+    ("market", 2, "cpu", False, 25, "BatchNorm over 16 images per rank, the release over 32"),
+    ("deepfashion", 4, "cuda", False, 0, "8 images per process (global batch 32); instance norm"),
+    ("market", 1, "cuda", False, 50, None),
+])
+def test_n_processes_train_the_release_s_normalisation_and_pool_history(dataset, world, device,
+                                                                         sync, pool, line):
+    """The release trained on one GPU: BatchNorm over the batch of 32, one pool of 50 (Market);
+    DeepFashion: instance norm, no pool."""
+    cfg = load_config(REPO / "configs" / f"{dataset}.yaml")
+    got_sync, got_pool, lines = ranks_recipe(cfg, world, torch.device(device))
+    assert (got_sync, got_pool) == (sync, pool)
+    assert (line is None and lines == []) or any(line in text for text in lines), lines
+    off = cfg.replace("train.sync_batchnorm=off")
+    assert ranks_recipe(off, world, torch.device(device))[0] is False
+    with pytest.raises(ConfigError, match="32 is not divisible by the 3 processes"):
+        ranks_recipe(cfg, 3, torch.device(device))
+
+
+def test_finish_releases_ddp_wrappers_that_are_still_held(tmp_path):
+    """A DDP wrapper kept alive past the process group (a reference cycle, a traceback) must not
+    hold its reducer: freed after destroy_process_group, it aborts the process at exit."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0,
+                            world_size=1)
+    ddp = distributed.wrap(torch.nn.Linear(2, 2), torch.device("cpu"))
+    ddp(torch.ones(1, 2)).sum().backward()
+    assert hasattr(ddp, "reducer")
+    distributed.finish()
+    assert not dist.is_initialized() and not hasattr(ddp, "reducer")
 
 
 # -- multi-process (DDP, gloo, CPU) -------------------------------------------------------

@@ -98,12 +98,12 @@ def loader_seed(seed: int, rank: int, iteration: int) -> int:
 
 
 def init_loader_worker(worker_id: int, release=None) -> None:  # noqa: ARG001 - worker_init_fn
-    """In a DataLoader worker: ignore SIGINT, and SIGTERM until ``release`` (an event the main
-    process sets when it shuts its workers down) is set, so that a stop signal sent to the whole
-    process group leaves the workers to the main process, while the DataLoader's own clean-up
-    (which terminates a worker that does not stop in time) still works.  Python and numpy are
-    seeded from the worker's torch seed (itself drawn from :func:`loader_seed`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """In a DataLoader worker: ignore the stop signals (SIGINT, SIGUSR1, SIGUSR2; SIGTERM until
+    ``release`` is set, when the main process shuts its workers down), which a scheduler sends to
+    the whole process group: the main process saves first.  Python and numpy are seeded from the
+    worker's torch seed (drawn from :func:`loader_seed`)."""
+    for sig in (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
 
     def on_term(signum, frame):  # noqa: ARG001
         if release is not None and release.is_set():
