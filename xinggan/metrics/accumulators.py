@@ -1,14 +1,12 @@
 """One accumulator per metric: ``update(batch)`` for each batch of pairs, ``result()`` at the end.
 
-Each keeps only what its value needs (per-pair scores, Inception logits, running FID sums or
-keypoints), so an evaluation streams any number of pairs in bounded memory. The registry
-(:mod:`xinggan.metric_registry`) names the class of each metric and whether it is masked; the
-formulas are in docs/data_and_metrics.md.
+Each keeps only what its value needs (scores per pair, logits, running FID sums, keypoints), so any
+number of pairs streams in bounded memory. Formulas: docs/data_and_metrics.md.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,27 +29,13 @@ INCEPTION_LOGITS = 1008  # classes of TensorFlow's 2015 Inception graph (1000 Im
 
 
 class Accumulator:
-    """One metric over the pairs of an evaluation.
-
-    ``streams``: whether it reads the images (``update`` is called for every batch); ``result()``
-    returns its entries of ``metrics.json``, ``details()`` its entries of ``details``.
-    """
+    """One metric over the pairs; ``streams``: ``update`` sees every batch. ``result()`` gives its
+    entries of ``metrics.json``, ``details()`` those of ``details``."""
 
     streams = True
 
     def __init__(self, metric: Metric):
         self.name, self.masked = metric.name, metric.masked
-
-    @classmethod
-    def from_plan(cls, metric: Metric, plan) -> "Accumulator":
-        """The accumulator of ``metric`` set up from a :class:`~xinggan.metrics.evaluate.MetricPlan`."""
-        raise NotImplementedError
-
-    def update(self, batch: Batch) -> None:
-        raise NotImplementedError
-
-    def result(self) -> dict:
-        raise NotImplementedError
 
     def details(self) -> dict:
         return {}
@@ -62,16 +46,7 @@ class MeanOverPairs(Accumulator):
 
     def __init__(self, metric: Metric, num_pairs: int):
         super().__init__(metric)
-        # Preallocated: keeping many small arrays alive between the large per-batch buffers
-        # fragments the heap and grows memory with the number of pairs.
-        self.scores = np.empty(num_pairs)
-
-    @classmethod
-    def from_plan(cls, metric: Metric, plan) -> "MeanOverPairs":
-        return cls(metric, plan.num_pairs)
-
-    def score(self, batch: Batch) -> np.ndarray:
-        raise NotImplementedError
+        self.scores = np.empty(num_pairs)  # preallocated: many small arrays fragment the heap
 
     def update(self, batch: Batch) -> None:
         self.scores[batch.start:batch.stop] = self.score(batch)
@@ -88,17 +63,10 @@ class SSIMAccumulator(MeanOverPairs):
         self.settings = protocol.ssim
         self.unit_range = protocol.ssim_input != "uint8"
 
-    @classmethod
-    def from_plan(cls, metric: Metric, plan) -> "SSIMAccumulator":
-        return cls(metric, plan.num_pairs, plan.protocol)
-
-    def images(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.masked:
-            return batch.generated_padded * batch.masks_padded, batch.target_padded * batch.masks_padded
-        return batch.generated_padded, batch.target_padded
-
     def score(self, batch: Batch) -> np.ndarray:
-        generated, target = self.images(batch)
+        generated, target = batch.generated_padded, batch.target_padded
+        if self.masked:
+            generated, target = generated * batch.masks_padded, target * batch.masks_padded
         if self.unit_range:
             generated, target = generated.to(torch.float32) / 255.0, target.to(torch.float32) / 255.0
         return ssim(generated, target, self.settings).cpu().numpy()
@@ -111,26 +79,18 @@ class LPIPSAccumulator(MeanOverPairs):
         super().__init__(metric, num_pairs)
         self.network = network
 
-    @classmethod
-    def from_plan(cls, metric: Metric, plan) -> "LPIPSAccumulator":
-        return cls(metric, plan.num_pairs, plan.lpips)
-
-    def images(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.masked:
-            generated, target = batch.signed
-            return generated * batch.masks, target * batch.masks
-        return batch.signed
-
     def score(self, batch: Batch) -> np.ndarray:
-        return self.network(*self.images(batch)).numpy()
+        generated, target = batch.signed
+        if self.masked:
+            generated, target = generated * batch.masks, target * batch.masks
+        return self.network(generated, target).numpy()
 
 
 class PSNRAccumulator(MeanOverPairs):
     """PSNR with data range 1 on ``x / 255``."""
 
     def score(self, batch: Batch) -> np.ndarray:
-        unit = (batch.generated.to(torch.float32) / 255.0, batch.target.to(torch.float32) / 255.0)
-        return psnr(*unit).cpu().numpy()
+        return psnr(batch.generated.to(torch.float32) / 255.0, batch.target.to(torch.float32) / 255.0).cpu().numpy()
 
 
 class L1Accumulator(MeanOverPairs):
@@ -149,15 +109,9 @@ class InceptionScoreAccumulator(Accumulator):
         self.network = network
         self.logits = np.empty((num_pairs, INCEPTION_LOGITS), dtype=np.float32)
 
-    @classmethod
-    def from_plan(cls, metric: Metric, plan) -> "InceptionScoreAccumulator":
-        return cls(metric, plan.num_pairs, plan.tf_inception)
-
-    def images(self, batch: Batch) -> torch.Tensor:
-        return batch.generated_padded * batch.masks_padded if self.masked else batch.generated_padded
-
     def update(self, batch: Batch) -> None:
-        self.logits[batch.start:batch.stop] = self.network(self.images(batch))["logits_unbiased"].numpy()
+        images = batch.generated_padded * batch.masks_padded if self.masked else batch.generated_padded
+        self.logits[batch.start:batch.stop] = self.network(images)["logits_unbiased"].numpy()
 
     def result(self) -> dict:
         mean, std = inception_score_from_logits(self.logits)
@@ -165,59 +119,43 @@ class InceptionScoreAccumulator(Accumulator):
 
 
 class FIDAccumulator(Accumulator):
-    """FID of the generated images against a folder of real images.
+    """FID of the generated images against the plan's real images (given step 1 of the targets when
+    the round trip is on); the real statistics are cached (:func:`~xinggan.metrics.fid.real_statistics`)."""
 
-    ``features``: uint8 ``(B, 3, H, W)`` -> ``(B, 2048)`` of the protocol's FID network. The real
-    images get the same step 1 as the targets when the round trip is on; their statistics are
-    cached per protocol, network, file list and resolution (:func:`~xinggan.metrics.fid.real_statistics`).
-    """
-
-    def __init__(self, metric: Metric, features: Callable[[torch.Tensor], torch.Tensor], real_paths: Sequence[Path],
-                 protocol: Protocol, roundtrip: bool, device: torch.device, batch_size: int = 64,
-                 cache_dir: Optional[Path] = None, progress: bool = True):
+    def __init__(self, metric: Metric, plan):
         super().__init__(metric)
-        self.features, self.real_paths, self.protocol = features, list(real_paths), protocol
-        self.roundtrip, self.device, self.batch_size = roundtrip, device, batch_size
-        self.cache_dir, self.progress = cache_dir, progress
+        self.plan = plan
         self.generated = RunningStatistics()
 
-    @classmethod
-    def from_plan(cls, metric: Metric, plan) -> "FIDAccumulator":
-        return cls(metric, plan.fid_features, plan.real_paths, plan.protocol, plan.roundtrip, plan.device,
-                   plan.batch_size, plan.cache_dir, plan.progress)
-
     def update(self, batch: Batch) -> None:
-        self.generated.add(self.features(batch.generated))
+        self.generated.add(self.plan.fid_features(batch.generated))
 
     def _real_features(self, paths: Sequence[Path], size: tuple[int, int]) -> torch.Tensor:
         images = load_rgb(paths)
         if images.shape[1:3] != size:
-            raise EvaluationInputError(f"{self.real_paths[0].parent}: real images have different sizes "
-                                       f"(first {self.real_paths[0].name} is {size[0]}x{size[1]})")
-        if self.roundtrip:
+            first = self.plan.real_paths[0]
+            raise EvaluationInputError(f"{first.parent}: real images have different sizes "
+                                       f"(first {first.name} is {size[0]}x{size[1]})")
+        if self.plan.roundtrip:
             images = jpeg_roundtrip(released_8bit(images))
-        return self.features(to_tensor(images, self.device))
+        return self.plan.fid_features(to_tensor(images, self.plan.device))
 
     def result(self) -> dict:
-        size = image_size(self.real_paths[0])
-        mu_real, sigma_real = real_statistics(self.real_paths, self.protocol.name, self.protocol.fid_network, size,
-                                              lambda paths: self._real_features(paths, size), self.batch_size,
-                                              self.cache_dir, self.progress)
-        mu_generated, sigma_generated = self.generated.statistics()
-        return {self.name: frechet_distance(mu_generated, sigma_generated, mu_real, sigma_real)}
+        plan = self.plan
+        size = image_size(plan.real_paths[0])
+        mu_real, sigma_real = real_statistics(plan.real_paths, plan.protocol.name, plan.protocol.fid_network, size,
+                                              lambda paths: self._real_features(paths, size), plan.batch_size,
+                                              plan.cache_dir, plan.progress)
+        return {self.name: frechet_distance(*self.generated.statistics(), mu_real, sigma_real)}
 
     def details(self) -> dict:
-        return {"fid_real_images": len(self.real_paths), "fid_network": self.protocol.fid_network}
+        return {"fid_real_images": len(self.plan.real_paths), "fid_network": self.plan.protocol.fid_network}
 
 
 class PCKhAccumulator(Accumulator):
-    """PCKh of keypoints detected on the generated images against the targets' keypoints.
-
-    Either ``detections`` (read from a CSV, one per pair) or a ``detector`` that sees each
-    generated image during the evaluation, re-saved as JPEG q75 when ``resave_jpeg`` (the released
-    crop script saved every generated image as ``.jpg`` before detecting); its detections are
-    written to ``detections_csv`` (annotation format, rows named ``generated_names``) when given.
-    """
+    """PCKh of the generated images' keypoints against the targets': ``detections`` (one per pair) or a
+    ``detector`` run on each generated image, re-saved as JPEG q75 when ``resave_jpeg`` (as the released
+    crop script did); its detections go to ``detections_csv`` (rows ``generated_names``) when given."""
 
     def __init__(self, metric: Metric, target_keypoints: np.ndarray, detections: Optional[list] = None, detector=None,
                  resave_jpeg: bool = False, pose_weights: Optional[str] = None,
@@ -232,13 +170,6 @@ class PCKhAccumulator(Accumulator):
         self.pose_weights, self.detections_csv = pose_weights, detections_csv
         self.generated_names = list(generated_names)
         self._scored: Optional[dict] = None
-
-    @classmethod
-    def from_plan(cls, metric: Metric, plan) -> "PCKhAccumulator":
-        inputs = plan.inputs
-        return cls(metric, plan.target_keypoints, plan.detections, plan.detector,
-                   resave_jpeg=plan.roundtrip or inputs.panels > 1, pose_weights=plan.pose_weights,
-                   detections_csv=plan.detections_csv, generated_names=[ref.name for ref in inputs.generated])
 
     def update(self, batch: Batch) -> None:
         seen = jpeg_roundtrip(batch.generated_rgb) if self.resave_jpeg else batch.generated_rgb
@@ -262,5 +193,16 @@ class PCKhAccumulator(Accumulator):
 
 
 def build_accumulator(metric: Metric, plan) -> Accumulator:
-    """The accumulator class of this module that the registry names for ``metric``, set up from ``plan``."""
-    return globals()[metric.accumulator].from_plan(metric, plan)
+    """The accumulator the registry names for ``metric``, set up from a
+    :class:`~xinggan.metrics.evaluate.MetricPlan`."""
+    name, n = metric.accumulator, plan.num_pairs
+    if name == "FIDAccumulator":
+        return FIDAccumulator(metric, plan)
+    if name == "PCKhAccumulator":
+        return PCKhAccumulator(metric, plan.target_keypoints, plan.detections, plan.detector,
+                               resave_jpeg=plan.roundtrip or plan.inputs.panels > 1, pose_weights=plan.pose_weights,
+                               detections_csv=plan.detections_csv,
+                               generated_names=[ref.name for ref in plan.inputs.generated])
+    extra = {"SSIMAccumulator": (plan.protocol,), "LPIPSAccumulator": (plan.lpips,),
+             "InceptionScoreAccumulator": (plan.tf_inception,)}.get(name, ())
+    return globals()[name](metric, n, *extra)

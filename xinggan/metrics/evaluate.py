@@ -1,11 +1,9 @@
 """Score a folder of generated images against the targets under one evaluation protocol.
 
-:func:`evaluate_folder` resolves and checks the inputs (:mod:`xinggan.metrics.inputs`), plans the
-metrics (:func:`plan_metrics`: which can run here, which cannot and why, the networks they load;
-what each needs is in :mod:`xinggan.metric_registry`), then streams batches of pairs, each read
-once with the protocol's image steps, through one accumulator per metric
-(:mod:`xinggan.metrics.accumulators`). A default metric that cannot run is listed in ``skipped``
-with the reason; one asked for explicitly raises :class:`MetricUnavailable`.
+:func:`evaluate_folder` checks the inputs, plans the metrics (:func:`plan_metrics`: which run, which
+cannot and why, the networks they load), then streams batches of pairs through one accumulator per
+metric. A default metric that cannot run is listed in ``skipped``; an explicit one raises
+:class:`MetricUnavailable`.
 """
 from __future__ import annotations
 
@@ -37,8 +35,8 @@ class MetricUnavailable(RuntimeError):
 
 
 def select_metrics(protocol: Protocol, metrics: Optional[Sequence[str]]) -> tuple[list, bool]:
-    """``(metric names, explicit)``: ``metrics`` normalised (``mask-ssim`` -> ``mask_ssim``), or
-    the protocol's defaults with ``explicit=False``; an unknown name names the nearest one."""
+    """``(metric names, explicit)``: ``metrics`` normalised (``mask-ssim`` -> ``mask_ssim``), or the
+    protocol's defaults with ``explicit=False``."""
     if metrics is None:
         return list(protocol.default_metrics), False
     names = [m.strip().lower().replace("-", "_") for m in metrics if m.strip()]
@@ -53,13 +51,8 @@ def select_metrics(protocol: Protocol, metrics: Optional[Sequence[str]]) -> tupl
 
 @dataclass
 class MetricPlan:
-    """What an evaluation computes, with what, and how.
-
-    ``requested``: the metric names; ``skipped``: metric -> reason it cannot run;
-    ``target_keypoints``: ``(N, 18, 2)`` per pair or None; ``detections`` (from a CSV) or
-    ``detector`` (OpenPose from ``pose_weights``): the generated images' keypoints;
-    ``real_paths``: the FID reference images; the networks are None when not needed.
-    """
+    """What an evaluation computes, with what, and how; ``skipped``: metric -> reason it cannot run.
+    ``detections`` (a CSV) or ``detector`` give the generated keypoints; unneeded networks are None."""
 
     protocol: Protocol
     inputs: EvaluationInputs
@@ -182,12 +175,8 @@ def _load_networks(plan: MetricPlan, weights: MetricWeights) -> None:
 def plan_metrics(protocol: Protocol, inputs: EvaluationInputs, requested: Sequence[str], explicit: bool,
                  weights: Union[MetricWeights, dict, None] = None, annotations_csv=None, detected_keypoints=None,
                  real_dir=None, **settings) -> MetricPlan:
-    """The :class:`MetricPlan` of the metrics ``requested`` (from :func:`select_metrics`) on ``inputs``.
-
-    ``weights.pose`` (OpenPose body weights) detects the generated images' keypoints for PCKh
-    unless ``detected_keypoints`` (a CSV of detections) is given. ``settings``: the plan's
-    ``roundtrip``, ``device``, ``batch_size``, ``cache_dir``, ``progress``, ``detections_csv``.
-    """
+    """The :class:`MetricPlan` of ``requested`` (from :func:`select_metrics`) on ``inputs``; ``settings``
+    are its other fields. PCKh detects with ``weights.pose`` unless ``detected_keypoints`` is given."""
     weights = MetricWeights.coerce(weights)
     plan = MetricPlan(protocol, inputs, list(requested), explicit, pose_weights=weights.pose, **settings)
     plan.device = torch.device(plan.device)
@@ -219,19 +208,8 @@ def evaluate_folder(
     detections_csv: Union[str, Path, None] = None,
     log: Optional[Callable[[str], None]] = print,
 ) -> dict:
-    """Compute the protocol's metrics (or ``metrics``) for a folder of generated images.
-
-    Returns ``{'protocol', 'num_pairs', 'jpeg_roundtrip', 'layout', <metric>: value ..., 'skipped':
-    {metric: reason}, 'details': {...}}``. ``jpeg_roundtrip=None`` follows the protocol.
-    ``annotations_csv`` (target keypoints) enables the mask metrics and PCKh; ``detected_keypoints``
-    (a CSV of keypoints detected on the generated images, rows named after them) or
-    ``pose_weights`` (OpenPose body weights, in place of ``weights.pose``) enables PCKh, and
-    ``detections_csv`` writes those detections; ``real_dir`` (real images) enables FID.
-    ``weights``: :class:`MetricWeights` or a dict of its fields. ``layout`` / ``panel`` /
-    ``file_order``: see :mod:`xinggan.metrics.layouts`; ``targets_dir=None`` is allowed for
-    strips, ``pairs_csv=None`` takes the pairs from the file names. ``log`` receives the one-line
-    summary of the matched layout (``None``: silent).
-    """
+    """The protocol's metrics (or ``metrics``) of a folder: ``{'protocol', 'num_pairs', 'jpeg_roundtrip',
+    'layout', <metric>: value, 'skipped': {metric: reason}, 'details'}``. Inputs: docs/data_and_metrics.md."""
     spec = get_protocol(protocol)
     requested, explicit = select_metrics(spec, metrics)
     roundtrip = spec.jpeg_roundtrip if jpeg_roundtrip is None else bool(jpeg_roundtrip)
@@ -244,7 +222,7 @@ def evaluate_folder(
                         detected_keypoints=detected_keypoints, real_dir=real_dir, roundtrip=roundtrip,
                         device=device, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
                         detections_csv=detections_csv)
-    # the metric networks run in strict float32 on CUDA (no TF32), whatever the caller set
+    # strict float32 on CUDA (no TF32), whatever the caller set
     with strict_float32(), torch.no_grad():
         accumulators = [build_accumulator(metric, plan) for name, metric in METRICS.items() if plan.runs(name)]
         streaming = [acc for acc in accumulators if acc.streams]

@@ -1,10 +1,5 @@
-"""The inputs of a folder evaluation: which files are scored, checked up front, then read in batches.
-
-:func:`resolve_inputs` matches a folder to its pairs and targets (:mod:`xinggan.metrics.layouts`),
-prints the matched layout and checks every file (readable, sizes agree with each other and the
-protocol). :class:`BatchReader` reads pairs ``[start, stop)`` as one :class:`Batch`, with the
-protocol's image steps (:mod:`xinggan.metrics.preprocess`) and, when a masked metric runs, the
-target pose masks. Also reads the target keypoints and the generated images' detections.
+"""The inputs of a folder evaluation: :func:`resolve_inputs` matches and checks every file up front,
+:class:`BatchReader` reads pairs in batches with the protocol's image steps and the target pose masks.
 """
 from __future__ import annotations
 
@@ -82,10 +77,7 @@ def _panel_size(ref: PanelRef, sizes: dict) -> tuple[int, int]:
 
 
 def _check_images(generated: list, targets: list, protocol: Protocol) -> tuple[int, int]:
-    """Every file readable, every target the size of its generated image (and of the protocol).
-
-    ``generated`` and ``targets``: :class:`PanelRef` (a file or one panel of a strip) or paths.
-    """
+    """Every file readable, every target the size of its generated image (and of the protocol)."""
     generated = [g if isinstance(g, PanelRef) else PanelRef(Path(g)) for g in generated]
     targets = [t if isinstance(t, PanelRef) else PanelRef(Path(t)) for t in targets]
     missing = [str(t.path) for t in targets if not t.path.is_file()]
@@ -179,10 +171,7 @@ def _decode(path: Path) -> np.ndarray:
 
 
 def load_rgb(refs: Iterable, cache: Optional[dict] = None) -> np.ndarray:
-    """uint8 ``(B, H, W, 3)``: whole files, or the panel each :class:`PanelRef` names.
-
-    ``cache`` (path -> decoded image) lets the target and generated panels of one strip share a decode.
-    """
+    """uint8 ``(B, H, W, 3)`` of paths or :class:`PanelRef` s; ``cache`` (path -> image) shares a strip's decode."""
     images = []
     for ref in refs:
         ref = ref if isinstance(ref, PanelRef) else PanelRef(Path(ref))
@@ -206,13 +195,8 @@ def to_tensor(images: np.ndarray, device) -> torch.Tensor:
 
 @dataclass
 class Batch:
-    """Pairs ``[start, stop)`` as every metric reads them (uint8 tensors ``(B, 3, H, W)`` on the device).
-
-    ``generated_rgb``: the generated images as numpy ``(B, H, W, 3)`` after the round trip (what
-    a keypoint detector sees); ``generated`` / ``target``: the images; ``generated_padded`` /
-    ``target_padded``: with the protocol's white columns (the same tensors when it has none);
-    ``masks`` / ``masks_padded``: bool ``(B, 1, H, W)`` target pose masks in either frame, or None.
-    """
+    """Pairs ``[start, stop)``: uint8 ``(B, 3, H, W)`` tensors, plain and with the protocol's white
+    columns; ``generated_rgb`` (numpy, after the round trip); bool ``(B, 1, H, W)`` masks or None."""
 
     start: int
     stop: int
@@ -231,11 +215,7 @@ class Batch:
 
 
 class BatchReader:
-    """Reads :class:`Batch` es of ``inputs`` under ``protocol`` (see the module for the steps).
-
-    ``target_keypoints``: ``(N, 18, 2)`` per pair when a masked metric runs (masks are drawn and
-    cached per target name), else None.
-    """
+    """Reads :class:`Batch` es of ``inputs``; ``target_keypoints`` ``(N, 18, 2)`` when a masked metric runs."""
 
     def __init__(self, inputs: EvaluationInputs, protocol: Protocol, roundtrip: bool, device: torch.device,
                  target_keypoints: Optional[np.ndarray] = None):
