@@ -54,20 +54,16 @@ def summary(keypoints: dict[str, np.ndarray], unreadable: list[str]) -> list[str
 def main(argv=None, detector=None) -> int:
     """Run the command; ``detector`` (an object with ``name`` and ``detect``) replaces --detector."""
     args = parse_args(argv)
-    if not args.images.is_dir():
-        print(f"error: {args.images}: folder not found", file=sys.stderr)
+    try:
+        if not args.images.is_dir():
+            raise DataError(f"{args.images}: folder not found")
+        files = sorted(p for p in args.images.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{args.images}: no files")
+        detector = build_detector(args.detector, weights=args.weights) if detector is None else detector
+    except (DataError, DetectorUnavailable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    files = sorted(p for p in args.images.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        print(f"error: {args.images}: no files", file=sys.stderr)
-        return 2
-    if detector is None:
-        try:
-            detector = build_detector(args.detector, weights=args.weights)
-        except (DetectorUnavailable, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-
     keypoints: dict[str, np.ndarray] = {}
     unreadable: list[str] = []
     for path in progress_bar(files, desc=f"{detector.name} keypoints", unit="img", disable=args.no_progress):

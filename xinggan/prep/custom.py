@@ -33,8 +33,6 @@ _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9-]+")
 class CustomDataset:
     """What :func:`prepare_custom` wrote: counts per split, photos left out, problems found."""
 
-    out: Path
-    preset: str
     images: dict[str, int] = field(default_factory=dict)
     identities: dict[str, int] = field(default_factory=dict)
     pairs: dict[str, int] = field(default_factory=dict)
@@ -43,13 +41,9 @@ class CustomDataset:
     overlay: Optional[Path] = None
 
 
-def _tag(text: str, fallback: str) -> str:
-    """A file-name-safe piece without ``_`` (the person id is the name before the first ``_``)."""
-    tag = _NOT_ALLOWED.sub("-", text).strip("-")
-    return tag or fallback
-
-
-def _unique(tag: str, taken: set[str]) -> str:
+def _unique_tag(text: str, fallback: str, taken: set[str]) -> str:
+    """A file-name-safe piece without ``_`` (the person id is the name before the first ``_``), not in ``taken``."""
+    tag = _NOT_ALLOWED.sub("-", text).strip("-") or fallback
     name, k = tag, 2
     while name in taken:
         name, k = f"{tag}-{k}", k + 1
@@ -77,7 +71,7 @@ def _frame_photos(folders: list[Path], detector, frame: tuple, min_joints: int, 
     """Identity tag -> [(file name, framed image, keypoints)] of its usable photos."""
     height, width, fill, margin = frame
     taken: set[str] = set()
-    tags = [_unique(_tag(folder.name, "person"), taken) for folder in folders]
+    tags = [_unique_tag(folder.name, "person", taken) for folder in folders]
     staged = {tag: [] for tag in tags}
     names_taken: dict[str, set[str]] = {tag: set() for tag in tags}
     jobs = [(tag, path) for folder, tag in zip(folders, tags)
@@ -91,7 +85,7 @@ def _frame_photos(folders: list[Path], detector, frame: tuple, min_joints: int, 
             report.left_out.append(str(exc))
             continue
         framed = fit_to_frame(photo, keypoints, height, width, fill, margin)
-        stem = _unique(_tag(path.stem, "photo"), names_taken[tag])
+        stem = _unique_tag(path.stem, "photo", names_taken[tag])
         staged[tag].append((f"{tag}_{stem}.jpg", framed.image, framed.keypoints))
     for folder, tag in zip(folders, tags):
         if len(staged[tag]) < 2:
@@ -144,7 +138,7 @@ def prepare_custom(images: str | os.PathLike, out: str | os.PathLike, detector,
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     images, out = Path(images), Path(out)
-    report = CustomDataset(out=out, preset=preset)
+    report = CustomDataset()
     folders = _identity_folders(images, out, report)
     height, width = FRAME_PRESETS[preset]["size"]
     frame = (height, width, fill or FRAME_PRESETS[preset]["fill"], margin)
