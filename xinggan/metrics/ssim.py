@@ -1,10 +1,8 @@
 """Structural similarity (SSIM), batched in torch, reproducing scikit-image to float64 rounding.
 
-Three settings (:class:`SSIMSettings`): :data:`PATN_SSIM` (scikit-image 0.14.2 as the PATN /
-XingGAN scripts called it: 13-tap Gaussian, 5-pixel crop), :data:`SKIMAGE_SSIM` (current
-scikit-image: 11 taps) and :data:`GFLA_SSIM` (51 x 51 uniform window on [0, 1] floats). Each
-separable filter, borders included, is a small dense matrix applied by matrix products; the
-derivation and the exact reference calls are in docs/data_and_metrics.md.
+Settings: :data:`PATN_SSIM` (scikit-image 0.14.2, 13 taps), :data:`SKIMAGE_SSIM` (current, 11 taps),
+:data:`GFLA_SSIM` (51 x 51 uniform window). Each separable filter is a dense matrix applied by matrix
+products; derivation and reference calls in docs/data_and_metrics.md.
 """
 from __future__ import annotations
 
@@ -17,28 +15,14 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-__all__ = [
-    "SSIMSettings",
-    "PATN_SSIM",
-    "SKIMAGE_SSIM",
-    "GFLA_SSIM",
-    "SSIM_SETTINGS",
-    "ssim",
-    "gaussian_taps",
-    "filter_operator",
-]
+__all__ = ["SSIMSettings", "PATN_SSIM", "SKIMAGE_SSIM", "GFLA_SSIM", "SSIM_SETTINGS", "ssim", "gaussian_taps",
+           "filter_operator"]
 
 
 @dataclass(frozen=True)
 class SSIMSettings:
-    """One SSIM recipe. ``window`` is ``'gaussian'`` or ``'uniform'``.
-
-    Gaussian: ``sigma`` and ``truncate`` give the taps as in ``scipy.ndimage.gaussian_filter``
-    (radius ``int(truncate * sigma + 0.5)``); ``win_size`` only sets the border crop
-    ``(win_size - 1) // 2`` and the sample-covariance factor, as in scikit-image.
-    Uniform: a ``win_size`` x ``win_size`` box (``scipy.ndimage.uniform_filter``).
-    ``data_range`` is a number, or ``'generated'`` for max - min of each generated image.
-    """
+    """One SSIM recipe: a ``'gaussian'`` window (taps of ``sigma``, ``truncate``; ``win_size`` sets only the
+    crop and covariance factor) or a ``'uniform'`` box; ``data_range``: a number or ``'generated'`` (max - min)."""
 
     name: str
     window: str = "gaussian"
@@ -51,23 +35,15 @@ class SSIMSettings:
     K2: float = 0.03
 
     def __post_init__(self) -> None:
-        if self.window not in ("gaussian", "uniform"):
-            raise ValueError(f"SSIMSettings.window must be 'gaussian' or 'uniform', got {self.window!r}")
         if self.win_size % 2 != 1:
             raise ValueError(f"SSIMSettings.win_size must be odd, got {self.win_size}")
-        if not (self.data_range == "generated" or isinstance(self.data_range, (int, float))):
-            raise ValueError(f"SSIMSettings.data_range must be a number or 'generated', got {self.data_range!r}")
 
     @property
     def radius(self) -> int:
-        """Half-width of the 1-D filter in pixels."""
-        if self.window == "gaussian":
-            return int(self.truncate * self.sigma + 0.5)
-        return self.win_size // 2
+        return int(self.truncate * self.sigma + 0.5) if self.window == "gaussian" else self.win_size // 2
 
     @property
     def taps(self) -> int:
-        """Number of filter taps (13 for scikit-image 0.14.2's Gaussian, 11 for current)."""
         return 2 * self.radius + 1
 
     @property
@@ -149,9 +125,7 @@ def _ssim_chunk(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Te
                 op_w_t: torch.Tensor, row_blocks: tuple, h_out: int, cov_norm: float) -> torch.Tensor:
     b, c, h, w = x.shape
     w_out = op_w_t.shape[1]
-    # The SSIM formula uses the variances only through vx + vy, so four filtered maps suffice:
-    # E[x], E[y], E[x^2 + y^2] and E[xy]. They are stored rows first, (H, 4, B, C, W), so that the
-    # column pass is one product and the row pass a few products on contiguous row bands.
+    # Four filtered maps suffice (SSIM uses vx + vy only): E[x], E[y], E[x^2 + y^2], E[xy], rows first.
     maps = torch.empty((h, 4, b, c, w), dtype=torch.float64, device=x.device)
     view = maps.permute(1, 2, 3, 0, 4)                                        # (4, B, C, H, W)
     xd, yd = view[0].copy_(x), view[1].copy_(y)
@@ -182,7 +156,7 @@ _EXECUTORS_LOCK = threading.Lock()
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
-    """A persistent pool per worker count (new threads would redo their BLAS set-up every call)."""
+    """A persistent pool per worker count (new threads would redo their BLAS set-up)."""
     with _EXECUTORS_LOCK:
         if workers not in _EXECUTORS:
             _EXECUTORS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ssim-worker")
@@ -190,21 +164,11 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 def ssim(generated: torch.Tensor, target: torch.Tensor, settings: Union[SSIMSettings, str] = PATN_SSIM,
-         data_range: Union[float, torch.Tensor, None] = None, chunk: int = 8,
-         workers: Optional[int] = None) -> torch.Tensor:
-    """Per-pair SSIM of two batches ``(B, C, H, W)`` (or ``(C, H, W)``); returns float64 ``(B,)``.
+         chunk: int = 8, workers: Optional[int] = None) -> torch.Tensor:
+    """Per-pair float64 ``(B,)`` SSIM of ``(B, C, H, W)`` (or ``(C, H, W)``) batches, values used as given.
 
-    ``settings``: an :class:`SSIMSettings` or its name. Values are used as given (uint8 0..255 for
-    the PATN setting, [0, 1] floats for GFLA), in float64. ``data_range`` overrides
-    ``settings.data_range``: a number or a ``(B,)`` tensor; ``'generated'`` takes max - min of each
-    generated image over all channels.
-
-    The computation runs on ``generated.device`` in chunks of ``chunk`` pairs (small enough to
-    stay in cache). On the CPU the chunks are spread over ``workers`` threads (default: torch's
-    intra-op thread count), each running its matrix products single-threaded; torch releases the
-    GIL, and unlike many small OpenMP-parallel products this keeps its speed when other processes
-    share the cores (OpenMP teams stall at every barrier then). torch's thread count is
-    process-wide, so it is set to 1 for the call and the caller's value put back after it.
+    Runs in chunks of ``chunk`` pairs; on the CPU they go to ``workers`` threads (default torch's count),
+    each single-threaded (OpenMP teams stall on shared cores); torch's thread count is restored after.
     """
     if isinstance(settings, str):
         settings = SSIM_SETTINGS[settings]
@@ -212,57 +176,41 @@ def ssim(generated: torch.Tensor, target: torch.Tensor, settings: Union[SSIMSett
         raise ValueError(f"SSIM needs equal shapes, got generated {tuple(generated.shape)} "
                          f"and target {tuple(target.shape)}")
     if generated.dim() == 3:
-        return ssim(generated[None], target[None], settings, data_range, chunk, workers)
+        return ssim(generated[None], target[None], settings, chunk, workers)
     if generated.dim() != 4:
         raise ValueError(f"SSIM expects (B, C, H, W) tensors, got shape {tuple(generated.shape)}")
     b, _, h, w = generated.shape
     if min(h, w) < settings.win_size:
         raise ValueError(f"SSIM window {settings.win_size} exceeds the image extent {h} x {w}")
-    filter_operator(h, settings)  # validates the crop
     device = generated.device
     target = target.to(device)
-
-    if data_range is None:
-        data_range = settings.data_range
-    if isinstance(data_range, str):
-        if data_range != "generated":
-            raise ValueError(f"unknown data_range {data_range!r}")
-        per_image_range = None
-    else:
-        per_image_range = torch.as_tensor(data_range, dtype=torch.float64, device=device).expand(b)
     op_w_t = filter_operator(w, settings).T.contiguous().to(device)
     taps = tuple(settings.taps_1d().tolist())
     row_blocks = tuple((first, last, lo, hi, band.to(device))
                        for first, last, lo, hi, band in _row_blocks_cached(h, taps, settings.crop))
-    h_out = h - 2 * settings.crop
-    starts = list(range(0, b, chunk))
     workers = torch.get_num_threads() if workers is None else workers
-    # On the CPU even one worker runs in the pool: its products are then single-threaded whatever
-    # the caller's setting, which avoids OpenMP's stalls when other processes share the cores.
     parallel = device.type == "cpu" and workers >= 1
 
     def score(start: int) -> torch.Tensor:
         if parallel:
             torch.set_num_threads(1)  # as well, where a thread keeps its own setting
         x, y = generated[start:start + chunk], target[start:start + chunk]
-        if per_image_range is None:
+        if settings.data_range == "generated":
             flat = x.reshape(x.shape[0], -1)
             ranges = flat.amax(dim=1).to(torch.float64) - flat.amin(dim=1).to(torch.float64)
         else:
-            ranges = per_image_range[start:start + chunk]
-        c1 = (settings.K1 * ranges) ** 2
-        c2 = (settings.K2 * ranges) ** 2
-        return _ssim_chunk(x, y, c1, c2, op_w_t, row_blocks, h_out, settings.cov_norm)
+            ranges = torch.full((x.shape[0],), float(settings.data_range), dtype=torch.float64, device=device)
+        c1, c2 = (settings.K1 * ranges) ** 2, (settings.K2 * ranges) ** 2
+        return _ssim_chunk(x, y, c1, c2, op_w_t, row_blocks, h - 2 * settings.crop, settings.cov_norm)
 
-    if parallel:
-        # torch.set_num_threads is process-wide: single-threaded products in the workers for the
-        # duration of the call, then the caller's setting back.
-        previous = torch.get_num_threads()
+    starts = range(0, b, chunk)
+    if not parallel:
+        scores = [score(start) for start in starts]
+    else:
+        previous = torch.get_num_threads()  # process-wide: the caller's setting comes back after
         torch.set_num_threads(1)
         try:
             scores = list(_executor(workers).map(score, starts))
         finally:
             torch.set_num_threads(previous)
-    else:
-        scores = [score(start) for start in starts]
     return torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64, device=device)
