@@ -1,7 +1,4 @@
-"""The "did you mean" hint of error messages: the closest valid spelling of a misspelt name.
-
-Standard library only, so that the lightest modules (``xinggan.config``) can use it.
-"""
+"""The "did you mean" hint of error messages (standard library only, for the lightest modules)."""
 from __future__ import annotations
 
 import difflib
@@ -11,8 +8,7 @@ __all__ = ["closest", "did_you_mean"]
 
 
 def closest(value: object, choices: Iterable[object], cutoff: float = 0.4) -> Optional[str]:
-    """The member of ``choices`` (as a string) most like ``value``, or None when none has a
-    similarity ratio (:class:`difflib.SequenceMatcher`) of at least ``cutoff``."""
+    """The member of ``choices`` (as a string) most like ``value``; None below the ``cutoff`` ratio."""
     hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=cutoff)
     return hint[0] if hint else None
 

@@ -21,10 +21,7 @@ __all__ = ["FILLS", "FRAME_PRESETS", "DEFAULT_MARGIN", "MIN_JOINTS", "Framed", "
            "fit_to_frame", "frame_box", "present_joints", "read_photo"]
 
 # Frame size (H, W) and the fill of each dataset's framing.
-FRAME_PRESETS = {
-    "market": {"size": (128, 64), "fill": "border"},
-    "deepfashion": {"size": (256, 176), "fill": "white"},
-}
+FRAME_PRESETS = {"market": {"size": (128, 64), "fill": "border"}, "deepfashion": {"size": (256, 176), "fill": "white"}}
 FILLS = ("border", "white")
 # Margin around the keypoints' box, as a fraction of the box height: room for the top of the
 # head above the eyes and ears, and for the feet below the ankles.
@@ -145,10 +142,8 @@ def fit_to_frame(image: np.ndarray, keypoints: np.ndarray, height: int, width: i
     top, left, box_h, box_w = frame_box(keypoints, height, width, margin)
     rows, cols = image.shape[:2]
     # Pad the photo so the crop box lies inside it, then let PIL resample the (float) box.
-    pad_top = max(0, int(np.ceil(-top)) + 1)
-    pad_left = max(0, int(np.ceil(-left)) + 1)
-    pad_bottom = max(0, int(np.ceil(top + box_h - rows)) + 1)
-    pad_right = max(0, int(np.ceil(left + box_w - cols)) + 1)
+    pad_top, pad_left, pad_bottom, pad_right = (max(0, int(np.ceil(beyond)) + 1) for beyond in
+                                                (-top, -left, top + box_h - rows, left + box_w - cols))
     widths = ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0))
     padded = np.pad(image, widths, mode="edge") if fill == "border" else np.pad(image, widths, constant_values=255)
     box = (left + pad_left, top + pad_top, left + pad_left + box_w, top + pad_top + box_h)
