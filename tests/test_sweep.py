@@ -58,13 +58,18 @@ def in_repo(monkeypatch):
     monkeypatch.chdir(REPO)
 
 
-# -- one local sweep: base (stopped by SIGUSR2 once, requeued) and sa_only ------------------------------
+# -- one local sweep: base (stopped by SIGUSR2 once, requeued) and seed1 ---------------------------------
 
 
 @pytest.fixture(scope="module")
 def local_sweep(tiny_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sweep") / "toy_ablation"
-    args = ["--base", "configs/toy.yaml", "--overlays", OVERLAY, "--set", *sweep_sets(tiny_data), "--out", str(out)]
+    """base and seed1 (another initialisation: after a few iterations of the tiny model, an
+    ablation overlay changes no pixel yet, another seed does)."""
+    folder = tmp_path_factory.mktemp("sweep")
+    (folder / "seed1.yaml").write_text("train:\n  seed: 1\n")
+    out = folder / "toy_ablation"
+    args = ["--base", "configs/toy.yaml", "--overlays", str(folder / "seed1.yaml"), "--set", *sweep_sets(tiny_data),
+            "--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # 2 shared cores
     proc = subprocess.Popen(SWEEP + args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -87,33 +92,33 @@ def test_local_sweep_scores_both_variants_and_writes_the_tables(local_sweep):
     assert local_sweep["code"] == 0, output
     pairs = (local_sweep["root"] / "market-pairs-test.csv").read_text().strip().splitlines()[1:]
     metrics = {}
-    for name in ("base", "sa_only"):
+    for name in ("base", "seed1"):
         assert load_checkpoint(out / name / "checkpoints" / "latest.pt")["iteration"] == ITERATIONS
         assert len(list((out / name / "results" / "images").glob("*.png"))) == len(pairs)
         metrics[name] = json.loads((out / name / "results" / "metrics.json").read_text())
         assert read_json(out / name / "variant.json")["metrics"]["ssim"] == metrics[name]["ssim"]
-    expected = load_config([REPO / "configs/toy.yaml", REPO / OVERLAY], sweep_sets(local_sweep["root"]))
-    assert load_config(out / "sa_only" / "config.yaml") == expected
-    assert expected.model.generator.shape_update is False
+    expected = load_config([REPO / "configs/toy.yaml", out.parent / "seed1.yaml"], sweep_sets(local_sweep["root"]))
+    assert load_config(out / "seed1" / "config.yaml") == expected and expected.train.seed == 1
+    assert metrics["base"]["ssim"] != metrics["seed1"]["ssim"]  # the best marks below can tell them apart
 
     md = (out / "ablation.md").read_text().splitlines()
     assert "| variant | SSIM ↑ | mask-SSIM ↑ | L1 ↓ |" in md
     rows = [line for line in md if line.startswith("| ") and not line.startswith("| variant")]
-    assert [r.split(" | ")[0] for r in rows] == ["| base (toy)", "| sa_only"]
+    assert [r.split(" | ")[0] for r in rows] == ["| base (toy)", "| seed1"]
     best = {}
     for i, (key, pick) in enumerate((("ssim", max), ("mask_ssim", max), ("l1", min))):
-        printed = {n: f"{metrics[n][key]:.3f}" for n in ("base", "sa_only")}
+        printed = {n: f"{metrics[n][key]:.3f}" for n in ("base", "seed1")}
         best[key] = {n for n in printed if float(printed[n]) == pick(map(float, printed.values()))}
         for n, row in zip(printed, rows):
             assert row.strip("| ").split(" | ")[1 + i] == (f"**{printed[n]}**" if n in best[key] else printed[n])
     table = list(csv.DictReader(io.StringIO((out / "ablation.csv").read_text())))
-    assert [r["variant"] for r in table] == ["base (toy)", "sa_only"]
-    for n, r in zip(("base", "sa_only"), table):
+    assert [r["variant"] for r in table] == ["base (toy)", "seed1"]
+    for n, r in zip(("base", "seed1"), table):
         assert float(r["L1"]) == metrics[n]["l1"]
         assert set(filter(None, r["best"].split(";"))) == {
             label for key, label in (("ssim", "SSIM"), ("mask_ssim", "mask-SSIM"), ("l1", "L1")) if n in best[key]}
     tex = (out / "ablation.tex").read_text()
-    assert "sa\\_only & " in tex and tex.count("\\textbf{") == sum(map(len, best.values()))
+    assert "seed1 & " in tex and tex.count("\\textbf{") == sum(map(len, best.values()))
 
 
 def test_a_signalled_job_is_requeued_and_resumes(local_sweep):
@@ -128,7 +133,7 @@ def test_a_signalled_job_is_requeued_and_resumes(local_sweep):
     assert "Caught signal SIGUSR2" in (out / "submitit" / f"{job}_0_log.err").read_text()
     assert log.count("train.py --run-dir") == 2  # started twice by the same job: requeued by submitit,
     assert len(list((out / "submitit").glob("*_submitted.pkl"))) == 4  # not submitted again
-    assert "resumed from" not in (out / "sa_only" / "train.log").read_text()
+    assert "resumed from" not in (out / "seed1" / "train.log").read_text()
 
 
 def test_starting_again_launches_nothing(local_sweep, capsys, in_repo):
@@ -147,7 +152,7 @@ def test_status_of_the_finished_sweep(local_sweep, capsys):
     out = local_sweep["out"]
     assert sweep.main(["--status", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    for name in ("base", "sa_only"):
+    for name in ("base", "seed1"):
         m = json.loads((out / name / "results" / "metrics.json").read_text())
         line = next(x for x in lines if x.startswith(name + " "))
         assert line.split()[1:3] == ["done", f"{ITERATIONS}/{ITERATIONS}"], line

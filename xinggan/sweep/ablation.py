@@ -137,16 +137,16 @@ def write_ablation_tables(out: Path) -> list[Path]:
     eval_cfg, base = data["variants"][0]["config"]["eval"], Path(data["base"]).stem
     protocol = get_protocol(eval_cfg["protocol"])
     metrics = [m for m in TABLE_ORDER if m in (eval_cfg["metrics"] or protocol.default_metrics)]
+    sets = "".join(f" `{s}`" for s in data["sets"])
     table = Table(f"Ablation of {base} (protocol {protocol.name})", ["variant"],
                   [Column(m, METRICS[m].label, METRICS[m].better) for m in metrics],
                   description=f"every variant trained for {data['variants'][0]['config']['train']['iterations']:,} "
-                              f"iterations and scored under protocol {protocol.name}")
+                              f"iterations{' with --set' + sets if sets else ''}, scored under protocol {protocol.name}")
     for entry, record in zip(data["variants"], records):
         label = entry["name"] if entry["overlay"] else f"base ({base})"
         table.rows.append(Row([label], {m: record["metrics"].get(m, "not run" if m in record.get("skipped", {})
                                                                    else None) for m in metrics}))
-        table.notes.append(f"- {label}: `{data['base']}`" + (f" + `{entry['overlay']}`" if entry["overlay"] else "")
-                           + "".join(f" `{s}`" for s in data["sets"]))
+        table.notes.append(f"- {label}: `{data['base']}`" + (f" + `{entry['overlay']}`" if entry["overlay"] else ""))
     return write_tables([table], [out / n for n in TABLE_NAMES])
 
 

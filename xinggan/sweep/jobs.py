@@ -40,7 +40,7 @@ class VariantJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
         """Submitit's SIGUSR2 handler calls this: stop the child, then requeue the step."""
         if self._child is not None and self._code is None:
-            os.kill(self._child.pid, signal.SIGUSR2)
+            self._child.send_signal(signal.SIGUSR2)  # never blocks on the reaper's lock
             while self._code is None:
                 time.sleep(0.1)
         return submitit.helpers.DelayedSubmission(VariantJob(self.out, self.name, self.step))
@@ -85,7 +85,7 @@ class VariantJob(submitit.helpers.Checkpointable):
         self._code = None  # set by a thread: a signal handler here never waits on Popen's lock
         threading.Thread(target=lambda child: setattr(self, "_code", child.wait()), args=(self._child,),
                          daemon=True).start()
-        previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(self._child.pid, signal.SIGTERM))
+        previous = signal.signal(signal.SIGTERM, lambda *_: self._child.send_signal(signal.SIGTERM))
         try:
             while self._code is None:
                 time.sleep(0.1)
