@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from xinggan.config import ConfigError, load_config
-from xinggan.prep.check import check_dataset
+from xinggan.prep.check import check_dataset, print_problems
 
 
 def main(argv=None) -> int:
@@ -48,10 +48,7 @@ def main(argv=None) -> int:
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
     problems = check_dataset(args.root, args.height, args.width, splits, decode=not args.no_decode,
                              max_per_kind=None if args.all else 20)
-    for problem in problems:
-        print(problem)
-    if problems:
-        print(f"{args.root}: {len(problems)} problem lines", file=sys.stderr)
+    if print_problems(problems, args.root):
         return 1
     print(f"{args.root}: no problems in {', '.join(splits)}")
     return 0

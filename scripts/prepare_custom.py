@@ -22,6 +22,7 @@ from pathlib import Path
 
 from xinggan.data.annotations import DataError
 from xinggan.keypoints import DetectorUnavailable, build_detector
+from xinggan.prep.check import print_problems
 from xinggan.prep.custom import prepare_custom
 from xinggan.prep.framing import FRAME_PRESETS, MIN_JOINTS
 
@@ -60,10 +61,7 @@ def main(argv=None, detector=None) -> int:
     for split in ("train", "test"):
         print(f"{split}: {report.images[split]} images of {report.identities[split]} identities, "
               f"{report.pairs[split]} pairs")
-    for problem in report.problems:
-        print(problem)
-    if report.problems:
-        print(f"{args.out}: {len(report.problems)} problem lines", file=sys.stderr)
+    if print_problems(report.problems, args.out):
         return 1
     print(f"{args.out}: ready ({len(report.left_out)} photos or folders left out); config overlay "
           f"{report.overlay}")

@@ -7,6 +7,7 @@ file is no problem: :class:`~xinggan.data.PairDataset` rebuilds it.
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -17,7 +18,7 @@ from ..data.annotations import DataError, build_pairs, deepfashion_flat_name, pa
 from ..data.dataset import LAYOUTS, detect_layout
 from ..progress import progress as progress_bar
 
-__all__ = ["check_dataset"]
+__all__ = ["check_dataset", "print_problems"]
 
 
 class _Problems:
@@ -141,3 +142,12 @@ def check_dataset(root: str | os.PathLike, height: int | None = None, width: int
     for split in splits:
         _check_split(root, split, size, decode, problems, progress)
     return problems.report()
+
+
+def print_problems(problems: list[str], where) -> bool:
+    """Print ``problems`` on stdout and their count on stderr; whether there were any."""
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{where}: {len(problems)} problem lines", file=sys.stderr)
+    return bool(problems)

@@ -20,7 +20,7 @@ from PIL import Image
 from ..data.annotations import (DataError, build_pairs, deepfashion_flat_name, read_annotations, read_pairs,
                                 write_annotations, write_pairs)
 from ..progress import progress as progress_bar
-from .check import check_dataset
+from .check import check_dataset, print_problems
 
 __all__ = ["prepare_deepfashion", "prepare_market"]
 
@@ -292,11 +292,8 @@ def prepare_cli(prepare, description: str, argv=None) -> int:
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for problem in problems:
-        print(problem)
     out = args.out or args.raw
-    if problems:
-        print(f"{out}: {len(problems)} problem lines", file=sys.stderr)
+    if print_problems(problems, out):
         return 1
     print(f"{out}: ready")
     return 0
