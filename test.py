@@ -24,6 +24,17 @@ from pathlib import Path
 
 import torch
 
+from xinggan.checkpoint import CheckpointError, load_checkpoint
+from xinggan.config import ConfigError, config_from_dict, overlay_config
+from xinggan.data import DataError, PairDataset, write_pairs
+from xinggan.inference import generate_pairs, load_generator
+from xinggan.metrics.evaluate import MetricUnavailable, evaluate_folder
+from xinggan.metrics.inputs import EvaluationInputError
+from xinggan.metrics.report import report_missing_metrics, write_metrics
+from xinggan.metrics.weights import MetricWeights
+from xinggan.precision import PrecisionError, resolve_amp
+from xinggan.runtime import configure_backends, pick_device
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,8 +53,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def resolve_config(state: dict, overlays: list[str], overrides: list[str], source: str):
     """The checkpoint's config with data/eval overlays applied; the model may not change."""
-    from xinggan.config import ConfigError, config_from_dict, overlay_config
-
     base = config_from_dict(state["config"], source=source)
     cfg = overlay_config(base, overlays, overrides, source=source)
     if cfg.model != base.model:
@@ -52,19 +61,26 @@ def resolve_config(state: dict, overlays: list[str], overrides: list[str], sourc
     return cfg
 
 
+def score(cfg, dataset: PairDataset, out: Path, device: torch.device, progress: bool) -> dict:
+    """``evaluate_folder`` of ``out/images`` with the config's eval settings (the pairs generated)."""
+    root = Path(cfg.data.root)
+    pairs_csv = Path(dataset.pairs_path)
+    if cfg.eval.max_pairs:  # the very pairs generate_pairs ran (the dataset's first ones)
+        pairs_csv = out / "pairs-evaluated.csv"
+        write_pairs(pairs_csv, dataset.pairs[: cfg.eval.max_pairs])
+    weights = MetricWeights.for_protocol(cfg.eval.protocol, inception=cfg.eval.inception_weights,
+                                         lpips=cfg.eval.lpips_weights, pose=cfg.eval.pose_weights)
+    return evaluate_folder(
+        cfg.eval.protocol, out / "images", root / "test", pairs_csv, layout="stems",
+        annotations_csv=Path(dataset.annotations_path), metrics=list(cfg.eval.metrics) or None,
+        jpeg_roundtrip=cfg.eval.jpeg_roundtrip, detected_keypoints=cfg.eval.detected_keypoints or None,
+        detections_csv=out / "keypoints-detected.csv" if cfg.eval.pose_weights else None,
+        real_dir=root / "train" if (root / "train").is_dir() else None, weights=weights,
+        device=str(device), batch_size=cfg.eval.batch_size, progress=progress)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from xinggan.checkpoint import CheckpointError, load_checkpoint
-    from xinggan.config import ConfigError
-    from xinggan.data import DataError, PairDataset, write_pairs
-    from xinggan.inference import generate_pairs, load_generator
-    from xinggan.metrics.evaluate import MetricUnavailable, evaluate_folder
-    from xinggan.metrics.inputs import EvaluationInputError
-    from xinggan.metrics.report import report_missing_metrics, write_metrics
-    from xinggan.metrics.weights import MetricWeights
-    from xinggan.precision import PrecisionError, resolve_amp
-    from xinggan.runtime import configure_backends, pick_device
-
     out = Path(args.out)
     try:
         state = load_checkpoint(args.checkpoint)
@@ -86,29 +102,7 @@ def main(argv=None) -> int:
                                progress=not args.no_progress, grid_path=out / "grid.png",
                                num_workers=cfg.data.num_workers, amp_dtype=amp_dtype)
             print(f"wrote {n} images to {images}")
-        root = Path(cfg.data.root)
-        pairs_csv = Path(dataset.pairs_path)
-        annotations_csv = Path(dataset.annotations_path)
-        pairs_for_eval = pairs_csv
-        if cfg.eval.max_pairs:  # the very pairs generate_pairs ran (the dataset's first ones)
-            pairs_for_eval = out / "pairs-evaluated.csv"
-            write_pairs(pairs_for_eval, dataset.pairs[: cfg.eval.max_pairs])
-        results = evaluate_folder(
-            cfg.eval.protocol, images, root / "test", pairs_for_eval, layout="stems",
-            annotations_csv=annotations_csv,
-            metrics=list(cfg.eval.metrics) or None,
-            jpeg_roundtrip=cfg.eval.jpeg_roundtrip,
-            detected_keypoints=cfg.eval.detected_keypoints or None,
-            detections_csv=out / "keypoints-detected.csv" if cfg.eval.pose_weights else None,
-            real_dir=root / "train" if (root / "train").is_dir() else None,
-            # eval.inception_weights goes to the network of the protocol's FID, eval.pose_weights
-            # to PCKh's OpenPose (the rule scripts/evaluate.py follows too)
-            weights=MetricWeights.for_protocol(cfg.eval.protocol,
-                                               inception=cfg.eval.inception_weights,
-                                               lpips=cfg.eval.lpips_weights,
-                                               pose=cfg.eval.pose_weights),
-            device=str(device), batch_size=cfg.eval.batch_size, progress=not args.no_progress,
-        )
+        results = score(cfg, dataset, out, device, progress=not args.no_progress)
         results["checkpoint"] = str(args.checkpoint)
         results["allow_missing_metrics"] = cfg.eval.allow_missing_metrics
         write_metrics(results, out / "metrics.json", out / "metrics.md")

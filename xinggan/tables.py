@@ -1,17 +1,8 @@
 """Result tables in Markdown, CSV and LaTeX (booktabs), with the best value of each column marked.
 
-One writer for every table the project prints from metrics: ``scripts/compare.py`` (any runs,
-in the layout of XingGAN's Table 1) and ``scripts/sweep.py`` (the ablation table of a sweep).
-
-A :class:`Table` has leading text columns (the method, a dataset...) and metric columns; each
-metric column knows whether higher or lower is better (:func:`metric_column`, from the registry).
-A cell holds a number, a note such as ``"not run"``, or nothing (shown as an en dash).
-
-Best values: per metric column, the best value *as printed* (3 decimals, 1 from 100 on, or as
-reported) among the rows that have a number; ties are all marked. Markdown and LaTeX print them in
-bold and put ↑ / ↓ after the column name; the CSV keeps the full-precision numbers and names, in
-its last column ``best``, the columns (separated by ``;``) in which that row is best. When a table
-has a single row nothing is marked.
+The one writer of ``scripts/compare.py`` and the sweep's ablation table. Best: per metric column, the
+best value as printed (ties all marked; nothing with one row), bold in Markdown and LaTeX, named in the
+CSV's last column ``best``.
 """
 from __future__ import annotations
 
@@ -26,9 +17,8 @@ from typing import Optional, Sequence, Union
 
 from xinggan.metric_registry import METRICS
 
-__all__ = ["metric_column", "Column", "Row", "Table", "best_rows", "format_value",
-           "render", "render_csv", "render_latex", "render_markdown", "write_tables",
-           "write_text_atomic", "TABLE_FORMATS"]
+__all__ = ["metric_column", "Column", "Row", "Table", "best_rows", "format_value", "render", "table_format",
+           "write_tables", "write_text_atomic"]
 
 TABLE_FORMATS = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tex": "latex"}
 _ARROWS = {"higher": "↑", "lower": "↓"}
@@ -49,8 +39,7 @@ def format_value(value) -> str:
 
 @dataclass(frozen=True)
 class Column:
-    """A metric column: ``key`` names the cell in each row, ``label`` is printed, ``better`` is
-    ``"higher"``, ``"lower"`` or None (never marked)."""
+    """A metric column: ``key`` of the cell in each row, printed ``label``, ``better``: higher, lower or None."""
 
     key: str
     label: str
@@ -58,16 +47,14 @@ class Column:
 
 
 def metric_column(metric: str, key: str = "", prefix: str = "") -> Column:
-    """The column of a registry metric: its label (after ``prefix``) and direction; ``key``
-    names the cell in each row (default: the metric's name)."""
+    """The column of a registry metric: its label (after ``prefix``) and direction; ``key`` defaults to its name."""
     entry = METRICS[metric]
     return Column(key or metric, prefix + entry.label, entry.better)
 
 
 @dataclass
 class Row:
-    """``lead``: the texts of the leading columns; ``cells``: column key -> number, note or None.
-    ``reported`` rows print their numbers as given (``:g``), e.g. a paper's."""
+    """``lead``: leading texts; ``cells``: key -> number, note or None; ``reported`` rows print ``:g`` (a paper's)."""
 
     lead: list
     cells: dict
@@ -88,9 +75,6 @@ class Table:
     rows: list = field(default_factory=list)
     description: str = ""  # a sentence under the title (Markdown) / in the caption (LaTeX)
     notes: list = field(default_factory=list)  # Markdown lines after the table
-
-    def best(self) -> dict:
-        return best_rows(self)
 
 
 def best_rows(table: Table) -> dict:
@@ -165,9 +149,7 @@ def _csv_number(value) -> str:
 
 
 def render_csv(tables: Sequence[Table]) -> str:
-    """One CSV: a ``table`` column first when there are several tables, the leading columns, one
-    column per metric (the union over the tables, full precision, empty where absent), and
-    ``best``: the metric columns in which the row holds the best printed value, ``;``-separated."""
+    """One CSV: ``table`` (when several), the leading columns, every metric at full precision, ``best``."""
     several = len(tables) > 1
     lead: list = []
     metric_labels: list = []
@@ -201,8 +183,7 @@ def latex_escape(text: str) -> str:
 
 
 def render_latex(tables: Sequence[Table]) -> str:
-    r"""Each table as a ``table`` float with a booktabs ``tabular`` (needs ``\usepackage{booktabs}``),
-    captioned with its title and description; best values in ``\textbf``."""
+    """Each table as a captioned ``table`` float with a booktabs ``tabular``."""
     out = ["% Written by xinggan.tables; needs \\usepackage{booktabs}.", ""]
     for table in tables:
         best = best_rows(table)
@@ -228,13 +209,10 @@ def render_latex(tables: Sequence[Table]) -> str:
 
 
 def render(tables: Sequence[Table], fmt: str, heading: str = "", preamble: Sequence[str] = ()) -> str:
+    """The tables in ``fmt``: markdown, csv or latex."""
     if fmt == "markdown":
         return render_markdown(tables, heading, preamble)
-    if fmt == "csv":
-        return render_csv(tables)
-    if fmt == "latex":
-        return render_latex(tables)
-    raise ValueError(f"unknown table format {fmt!r}; choose one of markdown, csv, latex")
+    return {"csv": render_csv, "latex": render_latex}[fmt](tables)
 
 
 def table_format(path: Union[str, Path]) -> str:
@@ -255,10 +233,7 @@ def write_text_atomic(path: Union[str, Path], text: str) -> Path:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
