@@ -12,6 +12,7 @@ says where the run stands.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import traceback
@@ -128,6 +129,8 @@ def main(argv=None) -> int:
         trainer = Trainer(cfg, run_dir, device=device, rank=rank, world_size=world,
                           progress=not args.no_progress,
                           allow_world_size_change=args.allow_world_size_change)
+        if watch is not None:  # another rank failed: this one's save in flight completes first
+            watch.before_exit = functools.partial(trainer.writer.wait, timeout=20)
         if rank == 0:
             print(f"training {cfg.model.name} on {device} x{world}: {cfg.data.root}, "
                   f"{cfg.train.iterations} iterations at batch {cfg.train.batch_size}; run {run_dir}")

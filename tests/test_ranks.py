@@ -130,10 +130,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def srun_style(root: Path, out: Path, inject: dict[int, str], limit_s: float = 120, **extra):
+def srun_style(root: Path, out: Path, inject: dict[int, str], limit_s: float = 300, **extra):
     """2 ``train.py`` processes with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT only, each
     importing ``inject[rank]`` first (a sitecustomize module that breaks something); returns
-    ([exit codes], [outputs], seconds until both ended)."""
+    ([exit codes], [outputs], seconds from the injected failure (``MARK`` in the injected
+    code records its time) until both ended)."""
     cmd = [sys.executable, "train.py", "--config", "configs/toy.yaml", "--run-dir",
            str(out / "run"), "--no-progress", "--set"]
     cmd += tiny_training_overrides(root, **{"train.batch_size": 4, "train.iterations": 6,
@@ -142,7 +143,8 @@ def srun_style(root: Path, out: Path, inject: dict[int, str], limit_s: float = 1
     for rank in range(2):
         site = out / f"site{rank}"
         site.mkdir()
-        (site / "sitecustomize.py").write_text(inject.get(rank, ""))
+        (site / "sitecustomize.py").write_text(
+            inject.get(rank, "").replace("MARK", repr(str(out / "failed_at"))))
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
                "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
                "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
@@ -159,7 +161,10 @@ def srun_style(root: Path, out: Path, inject: dict[int, str], limit_s: float = 1
             for p in procs:
                 p.kill()
             pytest.fail(f"the ranks had not both ended {limit_s:.0f} s later")
-    return [p.returncode for p in procs], outputs, time.monotonic() - start
+    ended = time.time()
+    mark = out / "failed_at"
+    seconds = ended - float(mark.read_text()) if mark.is_file() else float("nan")
+    return [p.returncode for p in procs], outputs, seconds
 
 
 # os.replace of latest.pt fails with ENOSPC from the second save on (the first one is kept)
@@ -170,6 +175,7 @@ def replace(src, dst, *a, **k):
     if str(dst).endswith("latest.pt"):
         _count[0] += 1
         if _count[0] >= 2:
+            open(MARK, "w").write(repr(__import__("time").time()))
             raise OSError(errno.ENOSPC, "No space left on device")
     return _replace(src, dst, *a, **k)
 os.replace = replace
@@ -182,6 +188,7 @@ _getitem, _count = d.PairDataset.__getitem__, [0]
 def getitem(self, index):
     _count[0] += 1
     if _count[0] == 5:
+        open(MARK, "w").write(repr(__import__("time").time()))
         raise d.DataError("/data/train/broken.jpg: unreadable image (truncated)")
     return _getitem(self, index)
 d.PairDataset.__getitem__ = getitem

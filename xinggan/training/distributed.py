@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from datetime import timedelta
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -62,6 +62,7 @@ class Watch:
 
     def __init__(self, store, rank: int, world_size: int, poll_s: float = 0.5) -> None:
         self.store, self.rank, self.world_size = dist.PrefixStore("xinggan/failure", store), rank, world_size
+        self.before_exit: Callable[[], None] = lambda: None  # e.g. let a save in flight finish
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(poll_s,), daemon=True,
                                         name="xinggan-rank-watch")
@@ -81,7 +82,10 @@ class Watch:
             if self._done.is_set():
                 return
             print(f"error: stopping rank {self.rank}: {cause}", file=sys.stderr, flush=True)
-            os._exit(1)
+            try:
+                self.before_exit()
+            finally:
+                os._exit(1)
 
     def announce(self, cause: str, wait_s: float = 10.0) -> None:
         """Tell the other ranks that this one failed, and give them ``wait_s`` to read it (rank 0

@@ -40,6 +40,7 @@ from xinggan.visualize import pair_grid
 __all__ = ["Trainer", "build_parts", "probe_attention"]
 
 PART_WAIT_S = 600.0  # how long rank 0 waits for the other ranks' parts of a checkpoint
+FAILURE_WAIT_S = 20.0  # how long a failing run waits for a save in flight to complete
 
 
 # -- what a run updates -------------------------------------------------------------------------
@@ -440,9 +441,7 @@ class Trainer:
         except BaseException as error:
             if getattr(error, "agreed", False):  # every rank is here: their parts get written
                 agreement.close()
-            else:  # the others may be gone: do not wait for their parts
-                self.writer.cancel.set()
-            self.writer.wait()
+            self.writer.wait(timeout=FAILURE_WAIT_S)  # the last save completes if it can
             self.write_status("failed", error=str(error) or type(error).__name__)
             raise
         finally:
@@ -453,7 +452,7 @@ class Trainer:
     def close(self) -> None:
         """Wait for the background save and release the DDP wrappers (before the process group
         is destroyed)."""
-        self.writer.wait()
+        self.writer.wait(timeout=FAILURE_WAIT_S)
         distributed.release_wrappers()
 
 

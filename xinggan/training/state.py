@@ -185,9 +185,14 @@ class CheckpointWriter:
         done = self._thread is None or not self._thread.is_alive()
         return self._error if done else None
 
-    def wait(self) -> Optional[str]:
+    def wait(self, timeout: Optional[float] = None) -> Optional[str]:
+        """Join the save (after ``timeout`` seconds, tell it to give up waiting for other ranks'
+        parts, then join)."""
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.cancel.set()
+                self._thread.join()
             self._thread = None
         return self._error
 
