@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import softmax
 
-from xinggan.metrics.fid import (RunningStatistics, TorchvisionInception, feature_statistics, frechet_distance,
+from xinggan.metrics.fid import (RunningStatistics, TorchvisionInception, frechet_distance,
                                  real_statistics)
 from xinggan.metrics.inception_score import TF_INCEPTION_FILE, TFInception, inception_score_from_logits
 from xinggan.metrics.weights import WeightsUnavailable
@@ -58,10 +58,8 @@ def test_frechet_distance_arithmetic():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(400, 16))
     y = rng.normal(size=(300, 16)) @ rng.normal(scale=0.5, size=(16, 16)) + 0.3
-    mu1, s1 = feature_statistics(x)
-    mu2, s2 = feature_statistics(y)
-    np.testing.assert_allclose(mu1, x.mean(0))
-    np.testing.assert_allclose(s1, np.cov(x, rowvar=False))
+    mu1, s1 = x.mean(0), np.cov(x, rowvar=False)
+    mu2, s2 = y.mean(0), np.cov(y, rowvar=False)
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference_fid(x, y), rel=1e-8)
     assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-6)
 

@@ -1,9 +1,5 @@
-"""Every metric and every evaluation protocol, as plain data (standard library only).
-
-The one place that names the metrics: their labels, which way they improve, the accumulator that
-computes them (:mod:`xinggan.metrics.accumulators`) and what they need; the protocols that choose
-defaults and settings; the numbers the papers reported. The config, the evaluation, its reports
-and the result tables all read it. Protocol details: docs/data_and_metrics.md.
+"""Every metric, every evaluation protocol and the papers' reported numbers, as plain data (standard
+library only), read by the config, the evaluation, its reports and the tables (docs/data_and_metrics.md).
 """
 from __future__ import annotations
 
@@ -18,13 +14,8 @@ __all__ = ["Metric", "METRICS", "TABLE_ORDER", "Protocol", "PROTOCOLS", "get_pro
 
 @dataclass(frozen=True)
 class Metric:
-    """One metric: its key in ``metrics.json``, the label tables print, whether ``'higher'`` or
-    ``'lower'`` is better, and the class of :mod:`xinggan.metrics.accumulators` that computes it.
-
-    ``masked``: scored on both images times the target's pose mask. ``needs``: any of
-    ``'target_keypoints'``, ``'generated_keypoints'``, ``'real_images'``, ``'inception_splits'``.
-    ``network``: ``'tf-inception'`` (logits), ``'fid-network'`` (the protocol's FID network), ``'alexnet'``.
-    """
+    """One metric: key in ``metrics.json``, label, ``'higher'`` / ``'lower'`` better, its accumulator class,
+    ``needs`` (target / generated keypoints, real images, inception splits) and ``network``."""
 
     name: str
     label: str

@@ -1,10 +1,5 @@
-"""Fréchet Inception Distance (FID) with either Inception network, and cached real-set statistics.
-
-``d^2 = |mu_1 - mu_2|^2 + Tr(S_1 + S_2 - 2 sqrtm(S_1 S_2))`` as in the TTUR / pytorch-fid code
-(``1e-6`` on both diagonals when the product is singular, a negligible imaginary part dropped).
-Networks: torch-fidelity's TF-ported Inception (feature ``'2048'``) or :class:`TorchvisionInception`,
-the GFLA-era one. Real statistics are cached as npz per protocol, network, file list and size.
-"""
+"""Fréchet Inception Distance with either Inception network (TTUR / pytorch-fid arithmetic), and the
+real-set statistics cached as npz per protocol, network, file list and size."""
 from __future__ import annotations
 
 import hashlib
@@ -20,19 +15,10 @@ import torch.nn.functional as F
 from scipy import linalg
 
 from ..progress import progress as progress_bar
-
 from .weights import locate_weights
 
-__all__ = [
-    "TORCHVISION_INCEPTION_FILE",
-    "feature_statistics",
-    "frechet_distance",
-    "RunningStatistics",
-    "TorchvisionInception",
-    "real_statistics",
-    "statistics_cache_key",
-    "default_cache_dir",
-]
+__all__ = ["TORCHVISION_INCEPTION_FILE", "frechet_distance", "RunningStatistics", "TorchvisionInception",
+           "real_statistics", "statistics_cache_key", "default_cache_dir"]
 
 TORCHVISION_INCEPTION_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
 TORCHVISION_INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
@@ -40,17 +26,9 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance (``N - 1`` normalisation) of ``(N, D)`` features, in float64."""
-    features = np.asarray(features, dtype=np.float64)
-    if features.ndim != 2 or features.shape[0] < 2:
-        raise ValueError(f"FID statistics need (N, D) features with N >= 2, got {features.shape}")
-    return features.mean(axis=0), np.cov(features, rowvar=False)
-
-
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
                      eps: float = 1e-6) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2)."""
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2); ``eps`` on the diagonals if singular."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
@@ -69,11 +47,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 class RunningStatistics:
-    """Mean and covariance of features added batch by batch, in bounded memory.
-
-    Sums are taken around the first batch's mean (shifted data) in float64, so that the
-    covariance does not lose digits to cancellation.
-    """
+    """Mean and covariance of features added batch by batch, from float64 sums around the first
+    batch's mean (no digits lost to cancellation)."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -105,12 +80,8 @@ class RunningStatistics:
 
 
 class TorchvisionInception(torch.nn.Module):
-    """torchvision Inception-v3 pool features as the GFLA-era FID code computed them.
-
-    ``forward(uint8 (B, 3, H, W))`` -> float64 ``(B, 2048)``. ``weights_path``: a local copy of
-    ``inception_v3_google-0cc3c7bd.pth``; ``None`` uses the hub cache or torchvision's download
-    (``allow_download``). ``random_init=True`` builds the same network untrained (no weights file needed).
-    """
+    """torchvision Inception-v3 pool features as the GFLA-era FID code computed them: uint8
+    ``(B, 3, H, W)`` -> float64 ``(B, 2048)``; ``random_init``: untrained, no weights file."""
 
     input_size = 299  # the resize target of the reference code
 
@@ -153,11 +124,8 @@ def default_cache_dir() -> Path:
 
 
 def statistics_cache_key(protocol: str, network: str, names: Iterable[str], resolution: Sequence[int]) -> str:
-    """Hex key of (protocol, network, sorted file names, resolution).
-
-    The protocol's name is stored under the JSON field ``"preset"``: the field name is part of the
-    hashed text, and keeping it keeps the keys of statistics already cached on disk valid.
-    """
+    """Hex key of (protocol, network, sorted file names, resolution); the field ``"preset"`` keeps the
+    keys of statistics cached on disk valid."""
     payload = json.dumps({"preset": protocol, "network": network, "files": sorted(names),
                           "resolution": list(resolution)}, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
@@ -166,10 +134,7 @@ def statistics_cache_key(protocol: str, network: str, names: Iterable[str], reso
 def real_statistics(paths: Sequence[Path], protocol: str, network: str, resolution: Sequence[int],
                     extract: Callable[[Sequence[Path]], torch.Tensor], batch_size: int = 64,
                     cache_dir: Optional[Path] = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of the real images' features, read from / written to the npz cache.
-
-    ``extract(paths)`` loads a batch of image files and returns their ``(B, 2048)`` features.
-    """
+    """Mean and covariance of the real images' features (``extract(paths)`` -> ``(B, 2048)``), cached as npz."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = statistics_cache_key(protocol, network, [Path(p).name for p in paths], resolution)
     height, width = resolution

@@ -1,10 +1,5 @@
-"""Inception Score (IS) with TensorFlow's 2015-12-05 Inception graph, through torch-fidelity's port.
-
-Reproduces the OpenAI ``inception_score.py`` the PATN/XingGAN scripts called (unbiased logits,
-10 contiguous splits in the images' order, mean and std); the network and its weights file are
-torch-fidelity's, :func:`inception_score_from_logits` is the arithmetic. Details:
-docs/data_and_metrics.md.
-"""
+"""Inception Score with TensorFlow's 2015-12-05 Inception graph (torch-fidelity's port), as OpenAI's
+``inception_score.py``: unbiased logits, 10 contiguous splits, mean and std."""
 from __future__ import annotations
 
 from typing import Optional
@@ -14,17 +9,10 @@ import torch
 
 from .weights import locate_weights
 
-__all__ = [
-    "TF_INCEPTION_FILE",
-    "TF_INCEPTION_URL",
-    "inception_score_from_logits",
-    "TFInception",
-]
+__all__ = ["TF_INCEPTION_FILE", "TF_INCEPTION_URL", "inception_score_from_logits", "TFInception"]
 
 TF_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-TF_INCEPTION_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + TF_INCEPTION_FILE
-)
+TF_INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + TF_INCEPTION_FILE
 IS_SPLITS = 10
 
 
@@ -70,12 +58,8 @@ def _build_extractor(features: tuple, weights_path: Optional[str], random_init: 
 
 
 class TFInception(torch.nn.Module):
-    """torch-fidelity's TF-ported Inception-v3; ``forward(uint8 (B, 3, H, W))`` -> dict of features.
-
-    ``features``: any of ``'logits_unbiased'`` (IS), ``'2048'`` (FID pool features).
-    ``weights_path``: local weights file; ``None`` uses the hub cache or downloads
-    (``allow_download``). ``random_init=True`` builds the same network untrained (no weights file needed).
-    """
+    """torch-fidelity's TF-ported Inception-v3: uint8 ``(B, 3, H, W)`` -> ``{feature: float64}`` for
+    ``'logits_unbiased'`` (IS) and / or ``'2048'`` (FID); ``random_init``: untrained, no weights file."""
 
     def __init__(self, features: tuple = ("logits_unbiased",), weights_path: Optional[str] = None,
                  allow_download: bool = True, random_init: bool = False):

@@ -1,10 +1,4 @@
-"""Mean absolute error (L1) between generated and target images, in the generator's [-1, 1] space.
-
-A cheap sanity metric available in every protocol. Images are mapped from uint8 with
-``x / 127.5 - 1`` (the generator's output range, the scale of its L1 loss ``lambda_l1``); the
-score is the mean over pixels and channels of ``|generated - target|``, then over pairs. On this
-scale it is twice GFLA's ``compare_l1`` on [0, 1] images.
-"""
+"""Mean absolute error in the generator's [-1, 1] space (twice GFLA's ``compare_l1`` on [0, 1])."""
 from __future__ import annotations
 
 import torch

@@ -1,16 +1,5 @@
-"""LPIPS (Zhang et al. 2018), AlexNet backbone, version 0.1, through the ``lpips`` package.
-
-Reproduces the GFLA-era evaluation (``PerceptualSimilarity`` ``DistModel(model='net-lin',
-net='alex')``, now ``lpips.LPIPS(net='alex', version='0.1')``): images as
-``float32(uint8) / 127.5 - 1`` in [-1, 1], one distance per pair, averaged over pairs.
-mask-LPIPS (Market) multiplies both [-1, 1] images by the target's pose mask
-(:func:`xinggan.metrics.mask.pose_masks`) first, as GFLA's ``calculate_mask_lpips`` did.
-
-The linear calibration layers ship inside the ``lpips`` package. The AlexNet backbone is
-torchvision's ImageNet AlexNet (``alexnet-owt-7be5be79.pth``), normally downloaded; here it is
-loaded from an explicit path or the torch hub cache (see :mod:`xinggan.metrics.weights`), or left
-untrained with ``pretrained_backbone=False`` (to run without the weights file).
-"""
+"""LPIPS (Zhang et al. 2018), AlexNet backbone v0.1 through the ``lpips`` package, as the GFLA-era
+evaluation; the backbone is torchvision's ImageNet AlexNet, located by :mod:`xinggan.metrics.weights`."""
 from __future__ import annotations
 
 import warnings
@@ -27,7 +16,7 @@ ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 
 
 def _load_backbone(model, state_dict: dict) -> None:
-    """Copy torchvision AlexNet ``features.*`` weights into the lpips slices (same module indices)."""
+    """Copy torchvision AlexNet ``features.*`` weights into the lpips slices (same indices)."""
     copied = 0
     for slice_module in model.net.children():
         for index, layer in slice_module.named_children():

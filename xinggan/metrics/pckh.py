@@ -1,16 +1,5 @@
-"""PCKh from detected keypoints, as PATN's ``tool/calPCKH_market.py`` / ``calPCKH_fashion.py``.
-
-The detector is not part of the metric: keypoints detected on the generated images (the paper
-used a Keras OpenPose) come in as an annotation CSV (``name: [y...]: [x...]``, ``-1`` missing),
-one row per generated image. For each pair:
-
-* the head box is the bounding box of the TARGET's present joints among
-  :data:`HEAD_JOINTS` = nose, neck, eyes, ears (0, 1, 14, 15, 16, 17); with fewer than 2 of them
-  the pair is skipped (neither its joints nor its hits count);
-* a joint is correct when both the detected and the target joint exist and
-  ``|dx| < 0.5 * head width`` and ``|dy| < 0.5 * head height`` (strict, unnormalised pixels);
-* the score is total correct joints / total present target joints over all scored pairs.
-"""
+"""PCKh from detected keypoints, as PATN's ``tool/calPCKH_market.py`` / ``calPCKH_fashion.py``
+(rule in docs/data_and_metrics.md); the detections come in as annotation-format keypoints."""
 from __future__ import annotations
 
 from typing import Iterable, Optional

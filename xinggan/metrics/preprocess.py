@@ -1,10 +1,5 @@
-"""The image steps of the PATN protocols, applied before scoring (:mod:`xinggan.metric_registry`).
-
-The released test script truncated each [-1, 1] image to 8 bits and saved it as JPEG at PIL's
-default quality 75; every metric read the decoded JPEGs, targets included, after the target's own
-trip through ``[-1, 1]`` (:func:`released_8bit`). DeepFashion adds 40 white columns per side
-before SSIM and IS (:func:`pad_white_columns`). Details: docs/data_and_metrics.md.
-"""
+"""The PATN protocols' image steps: the released 8-bit truncation, the JPEG q75 round trip, DeepFashion's
+white columns (docs/data_and_metrics.md)."""
 from __future__ import annotations
 
 import io

@@ -1,10 +1,4 @@
-"""Peak signal-to-noise ratio with data range 1, as the GFLA-era scripts computed it.
-
-Reproduces ``skimage.measure.compare_psnr(gt, pred, data_range=1)`` on images read as
-``float32(uint8) / 255`` (GFLA ``script/metrics.py``): ``10 log10(1 / MSE)`` per pair, MSE over
-all pixels and channels accumulated in float64, then the mean over pairs. Identical images give
-``inf``, as in scikit-image.
-"""
+"""PSNR with data range 1 on ``float32(uint8) / 255``, as GFLA's ``compare_psnr``; identical images give inf."""
 from __future__ import annotations
 
 import torch

@@ -1,9 +1,5 @@
-"""Reports of an evaluation: ``metrics.json``, the ``metrics.md`` table and the missing-metrics note.
-
-``results`` is what :func:`xinggan.metrics.evaluate.evaluate_folder` returns; ``metrics.json`` holds
-it as it is. ``metrics.md`` puts our numbers below the papers' for the same protocol and dataset,
-each followed by the protocol's name, and lists the metrics that could not run with the reason.
-"""
+"""Reports of an evaluation: ``metrics.json`` (the results as they are), the ``metrics.md`` table below
+the papers' numbers, and the note on metrics that could not run."""
 from __future__ import annotations
 
 import json

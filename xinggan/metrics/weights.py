@@ -1,16 +1,5 @@
-"""Which weights file each metric network loads, and where such a file is found.
-
-The networks: the TF-ported Inception of torch-fidelity (IS; the FID of the PATN protocols),
-torchvision's Inception-v3 (the GFLA-era FID), torchvision's AlexNet (the LPIPS backbone) and the
-OpenPose body model (keypoints of the generated images for PCKh).
-:meth:`MetricWeights.for_protocol` is the one rule that assigns the files a user gives (one
-Inception file, one AlexNet file, one OpenPose file) to the networks a protocol scores with.
-
-Each Inception / AlexNet file comes from its library's standard download into the torch hub cache
-(``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/checkpoints``). On a machine
-without internet, put the file there or pass its path explicitly; when neither works,
-:class:`WeightsUnavailable` says which file is missing and where it goes.
-"""
+"""Which weights file each metric network loads: an explicit path, the torch hub cache
+(``$TORCH_HOME/hub/checkpoints``), or a download; :class:`WeightsUnavailable` says where a missing one goes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,16 +19,8 @@ class WeightsUnavailable(RuntimeError):
 
 @dataclass
 class MetricWeights:
-    """Where the metric networks' weights come from.
-
-    ``inception``: TF-ported Inception of torch-fidelity (``weights-inception-2015-12-05-6726825d.pth``)
-    for IS and TF-Inception FID; ``torchvision_inception``: torchvision's ImageNet Inception-v3
-    (``inception_v3_google-0cc3c7bd.pth``) for the GFLA-era FID; ``alexnet``: torchvision's AlexNet
-    (``alexnet-owt-7be5be79.pth``), the LPIPS backbone. ``None``: the hub cache, then a download
-    when ``allow_download``. ``pose``: OpenPose body weights (PATN's Keras ``pose_estimator.h5`` or
-    the PyTorch conversion ``body_pose_model.pth``) with which PCKh detects the generated images'
-    keypoints; ``None``: PCKh needs a CSV of detections instead.
-    """
+    """Weights files of the TF-ported Inception (IS, PATN FID), torchvision's Inception-v3 (GFLA FID), AlexNet
+    (LPIPS) and OpenPose (PCKh); ``None``: the hub cache, then a download (no OpenPose: detections CSV)."""
 
     inception: Optional[str] = None
     torchvision_inception: Optional[str] = None
@@ -51,14 +32,8 @@ class MetricWeights:
     def for_protocol(cls, protocol: Union[str, Protocol], inception: Optional[str] = None,
                      lpips: Optional[str] = None, pose: Optional[str] = None,
                      allow_download: bool = True) -> "MetricWeights":
-        """The files a user names, each given to the network ``protocol`` scores with.
-
-        ``inception`` (``--inception-weights`` / ``eval.inception_weights``) is the weights file of
-        the protocol's FID network: torchvision's Inception-v3 when its ``fid_network`` is
-        ``'torchvision'`` (``gfla``), otherwise the TF-ported Inception, which also computes IS
-        (the PATN protocols and ``toy``). ``lpips``: the AlexNet backbone; ``pose``: the OpenPose
-        body weights for PCKh. An empty string (an unset config value) counts as not given.
-        """
+        """The files a user names, each given to the network ``protocol`` scores with: ``inception`` to its
+        FID network (torchvision's for ``gfla``, else the TF port that also gives IS); ``""`` is not given."""
         spec = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
         inception = inception or None
         torchvision_fid = spec.fid_network == "torchvision"
@@ -81,11 +56,8 @@ def hub_checkpoint(filename: str) -> Path:
 
 def locate_weights(what: str, filename: str, url: str, explicit: Optional[str], allow_download: bool,
                    option: str) -> Path:
-    """Return a local file holding ``filename``: ``explicit``, else the hub cache, else a download.
-
-    ``what`` names the network and ``option`` the command-line flag or argument that takes a path;
-    both appear in the error.
-    """
+    """A local file holding ``filename``: ``explicit``, else the hub cache, else a download; the error
+    names the network (``what``) and the flag that takes a path (``option``)."""
     if explicit is not None:
         path = Path(explicit).expanduser()
         if not path.is_file():
