@@ -5,6 +5,7 @@ Slurm where one answers); bad input refused in one line before anything is launc
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -42,6 +43,7 @@ def sweep_sets(root: Path, **extra) -> list[str]:
 
 def children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (Linux /proc)."""
+    assert pid > 1
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -312,8 +314,6 @@ def test_out_holding_another_sweep(tmp_path, capsys, in_repo):
 
 
 def test_one_sweep_command_per_folder(tmp_path, capsys, in_repo):
-    import fcntl
-
     out = tmp_path / "out"
     out.mkdir()
     with open(out / "sweep.lock", "w") as handle:
