@@ -62,12 +62,6 @@ class PlainProgress:
             yield item
             self.update(1)
 
-    def __enter__(self) -> "PlainProgress":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def set_postfix(self, **values: Any) -> None:
         self._postfix = " ".join(f"{k}={v}" for k, v in values.items())
 
