@@ -29,24 +29,22 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageDraw
 
-import gradio as gr  # noqa: E402 - after the analytics switch above
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
-from xinggan.checkpoint import CheckpointError, save_checkpoint  # noqa: E402
-from xinggan.config import load_config_or_exit  # noqa: E402
-from xinggan.data.annotations import MISSING, DataError, read_annotations  # noqa: E402
-from xinggan.joints import FLIP_PERMUTATION, JOINT_NAMES, NUM_JOINTS  # noqa: E402
-from xinggan.keypoints import DetectorUnavailable, build_detector  # noqa: E402
-from xinggan.models import build_generator  # noqa: E402
-from xinggan.prep.framing import MIN_JOINTS, fit_keypoints, present_joints, read_photo  # noqa: E402
-from xinggan.prep.toy import POSES, Identity, toy_pose  # noqa: E402
-from xinggan.repose import (ModelFrame, check_inside, frame_source, frame_target, generate,  # noqa: E402
+from xinggan.checkpoint import CheckpointError, save_checkpoint
+from xinggan.config import load_config_or_exit
+from xinggan.data.annotations import MISSING, DataError, read_annotations
+from xinggan.joints import FLIP_PERMUTATION, JOINT_NAMES, NUM_JOINTS
+from xinggan.keypoints import DetectorUnavailable, build_detector
+from xinggan.models import build_generator
+from xinggan.prep.framing import MIN_JOINTS, fit_keypoints, present_joints, read_photo
+from xinggan.prep.toy import POSES, Identity, toy_pose
+from xinggan.repose import (ModelFrame, check_inside, frame_source, frame_target, generate,
                             keypoints_from_json, load_model, panel, parse_keypoints, save_gif)
-from xinggan.runtime import DeviceError, pick_device  # noqa: E402
-from xinggan.visualize import draw_skeleton  # noqa: E402
+from xinggan.runtime import DeviceError, pick_device
+from xinggan.visualize import draw_skeleton
 
 MAX_SIDE = 1024  # photos are shrunk to this longest side before detection and framing
 GALLERY_SIZE = 24
@@ -82,9 +80,14 @@ def rescale(kp: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
-def enlarge(image: np.ndarray, height: int = VIEW_HEIGHT) -> np.ndarray:
-    """``image`` scaled up (nearest neighbour, whole factors) to about ``height`` rows."""
-    k = max(1, height // image.shape[0])
+def zoom_for(rows: int) -> int:
+    """The whole factor that brings ``rows`` up to about VIEW_HEIGHT (1 when already as high)."""
+    return max(1, VIEW_HEIGHT // rows)
+
+
+def enlarge(image: np.ndarray) -> np.ndarray:
+    """``image`` scaled up by :func:`zoom_for` its height (nearest neighbour)."""
+    k = zoom_for(image.shape[0])
     return np.repeat(np.repeat(image, k, axis=0), k, axis=1)
 
 
@@ -134,7 +137,7 @@ class Studio:
         self.generator, self.device, self.detector = generator, device, detector
         self.frame = ModelFrame.from_config(cfg)
         self.gallery = gallery if gallery is not None else load_gallery(None, cfg, self.frame)
-        self.zoom = max(1, VIEW_HEIGHT // self.frame.height)
+        self.zoom = zoom_for(self.frame.height)
         self.out_dir = Path(tempfile.mkdtemp(prefix="xinggan-studio-"))
 
     # -- inputs ---------------------------------------------------------------------------
@@ -188,14 +191,14 @@ class Studio:
         result = generate(self.generator, self.frame, framed.image, framed.keypoints, target, self.device)
         return result, panel(framed.image, target, result)
 
-    def details(self, path, source_json: str, result):
-        """(enlarged result, PNG download, framing picture) once a result is there."""
+    def details(self, path, source_json: str, result, board):
+        """(enlarged panel, PNG download of the result, framing picture) once a result is there."""
         if result is None:
             return None, None, None
         framed, small, _ = self.source(path, source_json)
         download = self.out_dir / f"repose_{uuid.uuid4().hex[:8]}.png"
         Image.fromarray(result).save(download)
-        return enlarge(result), str(download), self.framing(small, framed)
+        return enlarge(board), str(download), self.framing(small, framed)
 
     def framing(self, small: np.ndarray, framed) -> np.ndarray:
         """The photo with the crop box (red; grey where it runs past the photo) | the model's input."""
@@ -232,28 +235,27 @@ class Studio:
         if not path:
             return "", None
         _, small, scale = self.photo(path, "source photo")
-        if self.detector is None:
-            gr.Info("no keypoint detector here: pick each joint and click where it is")
-            return "", small
-        kp = self.detector.detect(small)
-        return to_json(rescale(kp, 1.0 / scale)), draw_skeleton(kp, *small.shape[:2], background=small)
+        text = to_json(rescale(self.detector.detect(small), 1.0 / scale)) if self.detector else ""
+        return text, self.source_overlay(path, text)
 
     def source_overlay(self, path, source_json: str):
-        """The shrunk photo with the source keypoints drawn over it (the photo alone while invalid)."""
+        """The photo at about VIEW_HEIGHT rows with the source keypoints over it (alone while invalid)."""
         if not path:
             return None
         _, small, scale = self.photo(path, "source photo")
+        view = enlarge(small)
         try:
-            kp = rescale(self.keypoints(source_json, "source keypoints"), scale)
+            kp = rescale(self.keypoints(source_json, "source keypoints"), scale * zoom_for(small.shape[0]))
         except gr.Error:
-            return small
-        return draw_skeleton(kp, *small.shape[:2], background=small)
+            return view
+        return draw_skeleton(kp, *view.shape[:2], background=view)
 
     def place_source(self, path, source_json: str, joint: str, evt: gr.SelectData) -> str:
         """The source keypoints with ``joint`` where the overlay was clicked."""
-        _, _, scale = self.photo(path, "source photo")
+        _, small, scale = self.photo(path, "source photo")
         kp = self.editable(source_json, "source keypoints")
-        kp[JOINT_NAMES.index(joint)] = rescale(np.array([evt.index[::-1]]), 1.0 / scale)[0]
+        zoom = scale * zoom_for(small.shape[0])
+        kp[JOINT_NAMES.index(joint)] = rescale(np.array([evt.index[::-1]]), 1.0 / zoom)[0]
         return to_json(kp)
 
     def editable(self, text: str, where: str) -> np.ndarray:
@@ -323,6 +325,7 @@ class Studio:
 
 def build_page(studio: Studio) -> gr.Blocks:
     """The page: source, target pose, result and sequence, wired to ``studio``'s actions."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # also for what reads it past this page
     f = studio.frame
     with gr.Blocks(title="xinggan re-pose studio", analytics_enabled=False) as page:
         gr.Markdown(f"## Re-pose studio\nModel frame {f.height} x {f.width} (fill: {f.fill}); keypoint "
@@ -339,7 +342,7 @@ def build_page(studio: Studio) -> gr.Blocks:
             with gr.Column():
                 gr.Markdown("### 2. Target pose")
                 with gr.Tab("gallery"):
-                    gallery = gr.Gallery(studio.thumbnails(), columns=6, allow_preview=False,
+                    gallery = gr.Gallery(studio.thumbnails(), columns=4, allow_preview=False, object_fit="contain",
                                          elem_id="gallery", label="poses", height=260)
                 with gr.Tab("from a photo"):
                     target_file = gr.File(label="photo of the pose")
@@ -356,8 +359,9 @@ def build_page(studio: Studio) -> gr.Blocks:
                 with gr.Row():
                     result = gr.Image(label=f"result {f.height} x {f.width}", format="png",
                                       interactive=False, elem_id="result")
-                    big = gr.Image(label="enlarged", format="png", interactive=False, height=VIEW_HEIGHT)
-                board = gr.Image(label="source | target skeleton | result", format="png", interactive=False)
+                    board = gr.Image(label="source | target skeleton | result", format="png",
+                                     interactive=False)
+                big = gr.Image(label="enlarged", format="png", interactive=False, elem_id="enlarged")
                 download = gr.File(label="PNG download")
                 framing = gr.Image(label="framing: the crop of the photo (red) | the model's input",
                                    interactive=False, elem_id="framing")
@@ -380,7 +384,7 @@ def build_page(studio: Studio) -> gr.Blocks:
         toggle.click(studio.toggle, [target_json, target_joint, hidden], [target_json, hidden], **quiet)
         mirror.click(studio.mirror, target_json, target_json, **quiet)
         run.click(studio.repose, [photo, source_json, target_json], [result, board], api_name="repose").success(
-            studio.details, [photo, source_json, result], [big, download, framing], **quiet)
+            studio.details, [photo, source_json, result, board], [big, download, framing], **quiet)
         add.click(lambda seq, t: "\n".join(x for x in (seq.strip(), t.strip()) if x),
                   [sequence, target_json], sequence, **quiet)
         walk.click(studio.walk, None, sequence, **quiet)

@@ -108,7 +108,7 @@ def test_a_huge_photo_is_shrunk_not_refused(studio, toy, tmp_path):
 
 
 def test_target_editing_mirror_hide_and_click(studio, toy):
-    kp = next(kp for _, kp in toy.values() if (kp[[4, 7]] >= 0).all())  # both wrists seen
+    src, kp = next((path, kp) for path, kp in toy.values() if (kp[[4, 7]] >= 0).all())  # both wrists seen
     fitted = studio.target(as_json(kp))
     mirrored = np.array(json.loads(studio.mirror(as_json(fitted))))
     # The right wrist of the mirror is the left wrist of the pose, reflected about the middle column.
@@ -128,6 +128,9 @@ def test_target_editing_mirror_hide_and_click(studio, toy):
     preview = studio.target_preview(started)
     assert preview[30 * studio.zoom + 2, 10 * studio.zoom + 1].any() and preview[:, :5 * studio.zoom].max() == 0
     assert studio.target_preview(as_json(fitted)).shape == (64 * studio.zoom, 32 * studio.zoom, 3)
+    # The source overlay shows the 64 x 32 photo enlarged as much; a click maps back to photo pixels.
+    assert studio.source_overlay(src, as_json(kp)).shape == (64 * studio.zoom, 32 * studio.zoom, 3)
+    assert json.loads(studio.place_source(src, "", "neck", click))[1] == [30, 10]
 
 
 def test_gallery_sources_and_the_sequence_gif(studio_script, studio, toy, tiny_data, tmp_path):
