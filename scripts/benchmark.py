@@ -1,13 +1,5 @@
 """Benchmark: generator speed beside the released forward pass, the training iteration, memory,
-ops and host reads per iteration, and the data loader (benchmarks/README.md says what each is).
-Without --amp, bf16 is timed beside fp32 where `amp: auto` picks it (native bf16).
-
-    python scripts/benchmark.py [--quick] [--datasets market,deepfashion] [--models xinggan,xingganpp]
-        [--batches 1,8] [--attention auto,sdpa,reference] [--amp off,bf16] [--repeats 7] [--warmup 1]
-        [--tf32 on|off] [--device auto|cpu|cuda] [--threads 2] [--out runs/benchmarks/benchmark]
-
-``--quick``: Market, XingGAN, batch 1, 2 repeats (an explicit --repeats / --attention still applies).
-"""
+ops and host reads per iteration, and the data loader (benchmarks/README.md says what each is)."""
 import argparse
 import sys
 
@@ -21,19 +13,18 @@ from xinggan.progress import progress
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="Market, XingGAN, batch 1, auto and sdpa, 2 repeats")
+    p.add_argument("--quick", action="store_true", help="Market, XingGAN, batch 1; unless given, auto,sdpa, 2 repeats")
     p.add_argument("--datasets", default="market,deepfashion", help="of market, deepfashion, toy")
     p.add_argument("--models", default="xinggan,xingganpp")
     p.add_argument("--batches", default=None, help="default 1,8 on CPU, 1,32 on GPU")
-    p.add_argument("--attention", default=None, help="implementations timed on the first batch (default: "
-                   "auto, the one it does not resolve to, reference)")
+    p.add_argument("--attention", default=None, help="timed at the first batch (default: auto, sdpa|chunked, reference)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs (default 7; 2 with --quick)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
     p.add_argument("--threads", type=int, default=2, help="CPU threads")
     p.add_argument("--no-iteration", action="store_true", help="skip the full training iteration")
     p.add_argument("--no-memory", action="store_true", help="skip the CPU peak memory (fresh processes)")
     p.add_argument("--no-released", action="store_true", help="skip the released forward pass")
-    p.add_argument("--amp", default=None, help="of off,bf16,fp16 (default: off,bf16 where bf16 is native)")
+    p.add_argument("--amp", default=None, help="of off,bf16,fp16 (default: off, and bf16 where amp auto picks it)")
     p.add_argument("--tf32", choices=["on", "off"], default=None, help="CUDA TF32 (default: the configs')")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--deviation-pairs", type=int, default=16, help="inputs for the SSIM of AMP against fp32")
@@ -43,8 +34,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    p = parser()
-    args = p.parse_args(argv)
+    args = (p := parser()).parse_args(argv)
     try:
         device = runtime.pick_device(args.device)
     except runtime.DeviceError as exc:
@@ -53,12 +43,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     datasets, models = args.datasets.split(","), args.models.split(",")
     batches = [int(b) for b in (args.batches or ("1,32" if device.type == "cuda" else "1,8")).split(",")]
-    impls = args.attention.split(",") if args.attention else ["auto", "sdpa" if device.type == "cpu" else "chunked",
-                                                              "reference"]
+    impls = ["auto", "sdpa" if device.type == "cpu" else "chunked", "reference"]
     if args.quick:
-        datasets, models, batches = ["market"], ["xinggan"], [1]
-        impls = args.attention.split(",") if args.attention else ["auto", "sdpa"]
-    configs = sorted({workloads.CONFIGS[k] for k in ((d, m) for d in datasets for m in models) if k in workloads.CONFIGS})
+        datasets, models, batches, impls = ["market"], ["xinggan"], [1], ["auto", "sdpa"]
+    impls = args.attention.split(",") if args.attention else impls
+    configs = sorted({c for (d, m), c in workloads.CONFIGS.items() if d in datasets and m in models})
     if not configs:
         p.error(f"no config for {args.datasets} x {args.models}; known: "
                 + ", ".join(f"{d}/{m}" for d, m in workloads.CONFIGS))
@@ -83,8 +72,7 @@ def main(argv=None) -> int:
     for setting in progress(settings, desc="benchmark", unit="setting"):
         results["rows"] += workloads.measure_setting(setting, device, options)
         report.write_pair(out, {**results, "complete": False}, report.markdown({**results, "complete": False}))
-    json_path, md_path = report.write_pair(out, {**results, "complete": True}, report.markdown(results))
-    print(f"wrote {json_path} and {md_path}")
+    print("wrote %s and %s" % report.write_pair(out, {**results, "complete": True}, report.markdown(results)))
     return 0
 
 

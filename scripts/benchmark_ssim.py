@@ -1,12 +1,12 @@
-"""Time SSIM + mask-SSIM of Market-size pairs, batched, against the original scripts' per-pair
-scikit-image loop (timed on --baseline-pairs, scaled), and with --pipeline-pairs each stage of
-scoring from files (decode, JPEG round trip, masks, SSIM, mask-SSIM). Masks from the real Market
-test keypoints where ../shared/data is present. Writes ssim.json and ssim.md to --out-dir."""
+"""Time SSIM + mask-SSIM of Market-size pairs, batched, against the original scripts' per-pair scikit-image
+loop (timed on --baseline-pairs, scaled), and each stage of scoring from files (--pipeline-pairs). Masks
+from the real Market test keypoints where ../shared/data is present; ssim.json and ssim.md to --out-dir."""
 import argparse
 import os
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from skimage.morphology import dilation, erosion
 
 from xinggan.bench import report
 from xinggan.data import read_annotations, read_pairs
+from xinggan.metric_registry import METRICS
 from xinggan.metrics.inputs import load_rgb
 from xinggan.metrics.mask import MASK_LIMBS, PoseMaskCache
 from xinggan.metrics.preprocess import jpeg_roundtrip, released_8bit
@@ -28,6 +29,7 @@ from xinggan.runtime import machine
 REPO = Path(__file__).resolve().parents[1]
 H, W = 128, 64
 MARKET = REPO.parent / "shared" / "data" / "market"
+SSIM_METRICS = [m for m in METRICS.values() if m.accumulator == "SSIMAccumulator"]  # ssim, mask_ssim
 
 
 def image_pool(count: int, seed: int) -> np.ndarray:
@@ -70,29 +72,26 @@ def baseline_mask(kp: np.ndarray) -> np.ndarray:
 
 def run_ours(pools, keypoints, names, pairs: int, batch: int, files=None) -> dict:
     """Seconds per stage over ``pairs`` pairs, from the in-memory pools or from ``files`` (gen, tgt)."""
-    times, cache = {}, PoseMaskCache(H, W)
+    times, cache, clock = defaultdict(float), PoseMaskCache(H, W), time.perf_counter
     for start in range(0, pairs, batch):
         i = np.arange(start, min(start + batch, pairs))
         g, t = i % len(pools[0]), (7 * i + 3) % len(pools[1])
-        t0 = time.perf_counter()
+        t0 = clock()
         if files:
             gen, tgt = load_rgb([files[0][k] for k in g]), load_rgb([files[1][k] for k in t])
-            t1 = time.perf_counter()
+            times["decode"] += (t1 := clock()) - t0
             gen, tgt = jpeg_roundtrip(gen), jpeg_roundtrip(released_8bit(tgt))
-            times["decode"] = times.get("decode", 0.0) + t1 - t0
-            times["jpeg_roundtrip"] = times.get("jpeg_roundtrip", 0.0) + time.perf_counter() - t1
+            times["jpeg_roundtrip"] += clock() - t1
         else:
             gen, tgt = pools[0][g], pools[1][t]
-        t2 = time.perf_counter()
+        t2 = clock()
         masks = torch.from_numpy(cache([names[k] for k in i], keypoints[i]))[:, None]
-        times["masks"] = times.get("masks", 0.0) + time.perf_counter() - t2
+        times["masks"] += clock() - t2
         gen, tgt = (torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))) for x in (gen, tgt))
-        t3 = time.perf_counter()
-        ssim(gen, tgt, PATN_SSIM)
-        t4 = time.perf_counter()
-        ssim(gen * masks, tgt * masks, PATN_SSIM)
-        for key, seconds in (("ssim", t4 - t3), ("mask_ssim", time.perf_counter() - t4)):
-            times[key] = times.get(key, 0.0) + seconds
+        for metric in SSIM_METRICS:
+            t3 = clock()
+            ssim(gen * masks, tgt * masks, PATN_SSIM) if metric.masked else ssim(gen, tgt, PATN_SSIM)
+            times[metric.name] += clock() - t3
     return {**times, "total": sum(times.values())}
 
 
@@ -117,36 +116,34 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     pools, n = (image_pool(256, seed=1), image_pool(256, seed=2)), min(args.baseline_pairs, args.pairs)
     keypoints, names, source = target_keypoints(args.pairs, seed=3)
-    load_before = [round(x, 2) for x in os.getloadavg()]
+    m = {**machine(), "logical_cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     run_ours(pools, keypoints, names, min(args.pairs, 2 * args.batch_size), args.batch_size)  # warm-up
     ours = run_ours(pools, keypoints, names, args.pairs, args.batch_size)
     baseline_s = run_baseline(pools, keypoints, n)
     stages = {}
     if args.pipeline_pairs:
         with tempfile.TemporaryDirectory() as tmp:
-            files = ([Path(tmp, f"gen{i}.png") for i in range(len(pools[0]))],
-                     [Path(tmp, f"tgt{i}.jpg") for i in range(len(pools[1]))])
-            for pool, paths in zip(pools, files):
-                for image, path in zip(pool, paths):
-                    Image.fromarray(image).save(path, quality=92)
+            files = [[Path(tmp, f"{side}{i}.{ext}") for i in range(len(pool))]
+                     for side, ext, pool in zip(("gen", "tgt"), ("png", "jpg"), pools)]
+            for image, path in zip((*pools[0], *pools[1]), (*files[0], *files[1])):
+                Image.fromarray(image).save(path, quality=92)
             run_ours(pools, keypoints, names, min(args.pipeline_pairs, 128), args.batch_size, files)  # warm-up
             stages = run_ours(pools, keypoints, names, args.pipeline_pairs, args.batch_size, files)
+    m["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     scale, extrapolated = args.pairs / max(1, args.pipeline_pairs), baseline_s * args.pairs / n
-    result = {"pairs": args.pairs, "image_size": [H, W], "keypoints": source, "machine": {
-        **machine(), "logical_cpus": os.cpu_count(), "load_average_before": load_before,
-        "load_average_after": [round(x, 2) for x in os.getloadavg()]}, "ours_seconds": ours, "batch_size": args.batch_size,
-        "baseline": {"timed_pairs": n, "seconds_timed": baseline_s, "seconds_extrapolated": extrapolated},
-        "speedup": extrapolated / ours["total"], "pipeline_pairs": args.pipeline_pairs, "pipeline_seconds": stages}
-    m = result["machine"]
+    result = {"pairs": args.pairs, "image_size": [H, W], "keypoints": source, "machine": m, "ours_seconds": ours,
+              "batch_size": args.batch_size, "speedup": extrapolated / ours["total"],
+              "baseline": {"timed_pairs": n, "seconds_timed": baseline_s, "seconds_extrapolated": extrapolated},
+              "pipeline_pairs": args.pipeline_pairs, "pipeline_seconds": stages}
     lines = [f"# SSIM + mask-SSIM: {args.pairs} synthetic {H}x{W} pairs, masks from {source}", "",
              f"`python scripts/benchmark_ssim.py {' '.join(sys.argv[1:] if argv is None else argv)}` on {m['cpu']}, "
-             f"torch {m['torch']} with {m['torch_threads']} threads; load average {load_before} before, "
-             f"{result['machine']['load_average_after']} after.", "",
-             "| stage | ours, in memory (s) | ours, from files (s, scaled to all pairs) |", "|---|---|---|"]
-    lines += [f"| {k} | {ours.get(k, 0):.2f} | {stages.get(k, 0) * scale:.1f} |" for k in stages or ours]
-    lines += ["", f"Per-pair scikit-image loop: {baseline_s:.2f} s for {n} pairs, **{extrapolated:.1f} s** "
-              f"scaled to {args.pairs}: ours is **{result['speedup']:.1f}x** faster in memory. The stages from files "
-              "add the per-image decoding and JPEG round trip that no SSIM implementation avoids."]
+             f"torch {m['torch']} with {m['torch_threads']} threads; load average {m['load_average_before']} "
+             f"before, {m['load_average_after']} after.", "",
+             "| stage | ours, in memory (s) | ours, from files (s, scaled to all pairs) |", "|---|---|---|",
+             *(f"| {k} | {ours.get(k, 0):.2f} | {stages.get(k, 0) * scale:.1f} |" for k in stages or ours), "",
+             f"Per-pair scikit-image loop: {baseline_s:.2f} s for {n} pairs, **{extrapolated:.1f} s** scaled to "
+             f"{args.pairs}: ours is **{result['speedup']:.1f}x** faster in memory. The stages from files add the "
+             "per-image decoding and JPEG round trip that no SSIM implementation avoids."]
     print(report.write_pair(Path(args.out_dir).resolve() / "ssim", result, "\n".join(lines) + "\n")[1].read_text())
     return 0
 

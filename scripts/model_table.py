@@ -1,14 +1,6 @@
-"""Model table: parameters, generator GFLOPs and training memory for every config and ablation.
-
-    python scripts/model_table.py [--configs C.yaml ...] [--overlays] [--device auto] [--no-memory]
-                                  [--out runs/benchmarks/model_table]
-
-Per config (default: the four paper configs) and, with ``--overlays``, per ``configs/ablations/``
-overlay that changes it: parameters of the generator and both discriminators; generator GFLOPs for
-one image (``torch.utils.flop_counter``, 2 per multiply-add, attention on SDPA's math backend so
-that the count is the same on every device); the peak memory of one generator forward + L1
-backward at batch 1 (CUDA max allocated; on CPU the peak-RSS rise in a fresh process).
-"""
+"""Model table: per config and, with --overlays, per ablation overlay that changes it, the parameters
+of the generator and both discriminators, generator GFLOPs for one image (attention on SDPA's math
+backend, the same on every device) and the peak memory of one generator training step at batch 1."""
 import argparse
 import sys
 from pathlib import Path
@@ -36,16 +28,16 @@ def cpu_peak_memory(config: str, overlay: Optional[str]) -> dict:
 
 def measure(config: str, overlay: Optional[str], device: torch.device, memory: bool) -> dict:
     """One row: parameters, GFLOPs and (with ``memory``) the training step's peak memory."""
-    row = {"config": str(Path(config).resolve().relative_to(REPO)) if REPO in Path(config).resolve().parents
-           else Path(config).name, "overlay": Path(overlay).name if overlay else None}
+    path = Path(config).resolve()
+    row = {"config": str(path.relative_to(REPO)) if REPO in path.parents else path.name,
+           "overlay": Path(overlay).name if overlay else None}
     try:
         cfg = load_config([config, *([overlay] if overlay else [])])
         generator, shape_d, appearance_d = build_generator(cfg).to(device), *build_discriminators(cfg)
     except (NotImplementedError, ValueError, ConfigError) as exc:
         return {**row, "error": f"{type(exc).__name__}: {exc}"}
-    row.update(model=cfg.model.name, params={"generator": count_parameters(generator), "shape_discriminator":
-                                             count_parameters(shape_d), "appearance_discriminator":
-                                             count_parameters(appearance_d)})
+    nets = {"generator": generator, "shape_discriminator": shape_d, "appearance_discriminator": appearance_d}
+    row.update(model=cfg.model.name, params={k: count_parameters(v) for k, v in nets.items()})
     b = workloads.model_batch(cfg, 1, device)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         generator.eval()(b["source_image"], b["source_pose"], b["target_pose"])
@@ -58,19 +50,17 @@ def measure(config: str, overlay: Optional[str], device: torch.device, memory: b
     return row
 
 
+def _changes(config: str, overlay: Path) -> bool:
+    try:
+        return load_config([config, overlay]) != load_config([config])
+    except ConfigError:
+        return True  # kept: the row shows the error
+
+
 def rows_to_measure(configs: list, overlays: bool) -> list:
     """(config, overlay) pairs; an overlay that leaves a config unchanged is skipped."""
-    rows = []
-    for config in configs:
-        rows.append((config, None))
-        for path in sorted((REPO / "configs" / "ablations").glob("*.yaml")) if overlays else []:
-            try:
-                if load_config([config, path]) == load_config([config]):
-                    continue
-            except ConfigError:
-                pass  # kept: the row shows the error
-            rows.append((config, str(path)))
-    return rows
+    ablations = sorted((REPO / "configs" / "ablations").glob("*.yaml")) if overlays else []
+    return [(c, o) for c in configs for o in [None, *(str(p) for p in ablations if _changes(c, p))]]
 
 
 def markdown(rows: list, device: str) -> str:
@@ -108,8 +98,8 @@ def main(argv=None) -> int:
     info = {**runtime.machine(device), "cpu_threads": torch.get_num_threads()}
     table = markdown(rows, info.get("gpu", "CPU") if device.type == "cuda" else "CPU")
     print(table)
-    paths = report.write_pair(report.resolve_out(args.out, "model_table"), {"machine": info, "rows": rows}, table)
-    print(f"wrote {paths[1]} and {paths[0]}")
+    out = report.resolve_out(args.out, "model_table")
+    print("wrote %s and %s" % report.write_pair(out, {"machine": info, "rows": rows}, table))
     return 0
 
 

@@ -1,6 +1,5 @@
-"""How things are measured, whatever is measured: interleaved timing (a, b, a, b: a drifting
-machine affects both alike; CUDA synchronised at every reading of the clock), memory peaks (on
-the CPU in a fresh interpreter), dispatched ops, host reads and GPU busy time."""
+"""How things are measured: interleaved timing (CUDA synchronised at every clock reading), memory
+peaks (on the CPU in a fresh interpreter), dispatched ops, host reads and GPU busy time."""
 from __future__ import annotations
 
 import ctypes
@@ -23,15 +22,15 @@ READ_METHODS = ("item", "tolist", "__bool__", "__float__", "__int__", "numpy", "
 
 
 def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA); nothing to wait for elsewhere."""
+    """Wait for the device's queued work (CUDA only)."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def timed_interleaved(fns: Mapping[str, Callable[[], object]], device: torch.device, repeats: int,
                       warmup: int = 1, clock: Callable[[], float] = time.perf_counter) -> dict:
-    """``{name: {median_s, min_s, max_s, runs}}``: ``warmup`` untimed calls of each callable, then
-    ``repeats`` rounds in which each runs once, in the order of ``fns``."""
+    """``{name: {median_s, min_s, max_s, runs}}``: ``warmup`` untimed calls of each, then ``repeats``
+    rounds in which each runs once, in order (a drifting machine affects all alike)."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, not {repeats}")
     for fn in fns.values():
@@ -50,8 +49,7 @@ def timed_interleaved(fns: Mapping[str, Callable[[], object]], device: torch.dev
 
 
 def cuda_peak_gb(step: Callable[[], object], device: torch.device) -> float:
-    """The rise of CUDA's max allocated memory during one call of ``step`` over the memory
-    allocated before it, in GiB."""
+    """The rise of CUDA's max allocated memory during one ``step`` over that before it, in GiB."""
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
@@ -66,8 +64,8 @@ def _status_kb(field: str) -> int:
 
 
 def peak_rss_over(step: Callable[[], object]) -> dict:
-    """Run ``step``: the peak resident set during it and its rise over the resident set before
-    (kB). The high-water mark is reset through ``/proc/self/clear_refs`` first where Linux allows."""
+    """Run ``step``: the peak resident set (kB) and its rise over the resident set before; the
+    high-water mark is reset through ``/proc/self/clear_refs`` first where Linux allows."""
     base, method = _status_kb("VmRSS"), "VmHWM rise over the step (reset by clear_refs)"
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -79,8 +77,8 @@ def peak_rss_over(step: Callable[[], object]) -> dict:
 
 
 def in_fresh_process(fn: Callable, *args):
-    """``fn(*args)`` (a module-level function) in a newly spawned interpreter; its result. Freed
-    heap pages of this process go back to the system first, so that it does not crowd the child."""
+    """``fn(*args)`` (a module-level function) in a newly spawned interpreter, after returning this
+    process's freed heap pages to the system."""
     gc.collect()
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -109,10 +107,8 @@ class _Counter(TorchDispatchMode):
 
 
 def count_ops(step: Callable[[], object], device: torch.device) -> dict:
-    """Run ``step`` once: aten ops dispatched (``ops``, ``top``: the ten commonest) and host reads.
-    On CUDA a host read is ``aten._local_scalar_dense`` or a copy from the device to the CPU; on
-    the CPU, where nothing is copied, a call of item/tolist/bool/float/int/numpy/cpu on a tensor
-    made by the package's code (outside this benchmark)."""
+    """Run ``step``: aten ops dispatched (``top``: the ten commonest) and host reads: on CUDA scalar
+    reads and device-to-host copies, on the CPU the package's item/tolist/bool/float/int/numpy/cpu calls."""
     calls = {"n": 0}
     saved = {name: getattr(torch.Tensor, name) for name in READ_METHODS}
 
@@ -133,15 +129,15 @@ def count_ops(step: Callable[[], object], device: torch.device) -> dict:
     finally:
         for name, method in saved.items():
             setattr(torch.Tensor, name, method)
-    top = dict(sorted(counter.by_op.items(), key=lambda kv: -kv[1])[:10])
     cpu = torch.device(device).type == "cpu"
-    return {"ops": counter.ops, "top": top, "host_reads": calls["n"] if cpu else counter.reads,
+    return {"ops": counter.ops, "top": dict(sorted(counter.by_op.items(), key=lambda kv: -kv[1])[:10]),
+            "host_reads": calls["n"] if cpu else counter.reads,
             "host_reads_method": "package calls of item/tolist/bool/float/int/numpy/cpu" if cpu
             else "aten._local_scalar_dense and device-to-host copies"}
 
 
 def union_seconds(intervals: Sequence[tuple[float, float]]) -> float:
-    """The length of the union of ``(start, end)`` intervals (overlaps counted once)."""
+    """The length of the union of ``(start, end)`` intervals."""
     total, end = 0.0, float("-inf")
     for start, stop in sorted(intervals):
         if stop > end:
@@ -151,8 +147,8 @@ def union_seconds(intervals: Sequence[tuple[float, float]]) -> float:
 
 
 def gpu_busy(step: Callable[[], object], device: torch.device, iterations: int = 20) -> dict:
-    """``iterations`` calls of ``step`` under torch.profiler (after one untimed call): the time
-    some CUDA kernel was running (the union of the kernels' intervals) over the wall time."""
+    """``iterations`` calls of ``step`` under torch.profiler after one untimed call: the time some
+    CUDA kernel ran (the union of their intervals) over the wall time."""
     step()
     sync(device)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:

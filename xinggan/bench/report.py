@@ -3,7 +3,6 @@ code's reference cost, read from ``benchmarks/reference_cost.json``."""
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Union
 
@@ -12,8 +11,8 @@ REFERENCE_COST = REPO / "benchmarks" / "reference_cost.json"
 
 
 def resolve_out(out: Union[str, Path, None], name: str) -> Path:
-    """The output prefix: ``out`` (relative to the repository root; a ``.json``/``.md`` suffix is
-    dropped), or ``runs/benchmarks/<name>`` (ignored by git) when not given."""
+    """The output prefix: ``out`` (relative to the repository root, without ``.json``/``.md``), else
+    ``runs/benchmarks/<name>``."""
     out = Path(out) if out is not None else Path("runs") / "benchmarks" / name
     out = out.with_suffix("") if out.suffix in (".json", ".md") else out
     return out if out.is_absolute() else REPO / out
@@ -28,26 +27,24 @@ def write_pair(out: Path, data: dict, md: str) -> tuple[Path, Path]:
     return paths
 
 
-@lru_cache(maxsize=None)
-def _reference_rows(path: Path) -> list:
-    return json.loads(path.read_text())["rows"]
-
-
 def reference_cost(dataset: str, batch: int, path: Path = REFERENCE_COST) -> Optional[dict]:
     """``{"g_eval", "g_train", "peak_gb"}`` of the released generator (s, s, GB), or None."""
-    return next(({k: r[k] for k in ("g_eval", "g_train", "peak_gb")} for r in _reference_rows(Path(path))
-                 if (r["dataset"], r["batch"]) == (dataset, batch)), None)
+    return next(({k: r[k] for k in ("g_eval", "g_train", "peak_gb")} for r in json.loads(Path(path).read_text())
+                 ["rows"] if (r["dataset"], r["batch"]) == (dataset, batch)), None)
 
 
 def schedule_projection(cfg, batch: int, seconds_per_iteration: float) -> Optional[dict]:
     """Hours of the config's whole schedule at this iteration time, only at the config's batch size."""
-    if batch != cfg.train.batch_size:
-        return None
-    return {"iterations": cfg.train.iterations, "hours": seconds_per_iteration * cfg.train.iterations / 3600}
+    its = cfg.train.iterations
+    return {"iterations": its, "hours": seconds_per_iteration * its / 3600} if batch == cfg.train.batch_size else None
 
 
 def _s(v: Optional[dict]) -> str:
     return f"{v['median_s']:.3f}" if v else "-"
+
+
+def _gb(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def _x(fast: Optional[dict], slow: Optional[dict]) -> str:
@@ -66,33 +63,33 @@ def markdown(results: dict) -> str:
     """The Markdown report of a results dict."""
     m, rows = results["machine"], results["rows"]
     where = m.get("gpu") or f"{m['cpu']}, {m['torch_threads']} threads"
-    amp_off = {True: "amp off on CUDA = float32 weights with TF32 matmuls (and TF32 cuDNN convolutions), as "
-                     "`train.tf32: true` trains; `--tf32 off` times strict float32.",
-               False: "amp off on CUDA = strict float32 (TF32 off: `--tf32 off` or `train.tf32: false`)."}
+    amp_off = ("amp off on CUDA = float32 weights with TF32 matmuls (and TF32 cuDNN convolutions), as `train.tf32: "
+               "true` trains; `--tf32 off` times strict float32." if results.get("tf32") else
+               "amp off on CUDA = strict float32 (TF32 off: `--tf32 off` or `train.tf32: false`).")
     cuda = str(results.get("device", "")).startswith("cuda") and "tf32" in results
 
     def cell(v):  # with a CUDA peak, and the schedule's projected hours at the config's batch size
-        hours = f"; {v['peak_memory_gb']:.1f} GB" if v and "peak_memory_gb" in v else ""
-        hours += f"; {v['projected']['hours']:.1f} h for {v['projected']['iterations']}" if v and "projected" in v else ""
-        return f"{v['median_s']:.3f} [{v['min_s']:.3f}-{v['max_s']:.3f}] ({v['images_per_s']:.2f}{hours})" if v else "-"
+        if not v:
+            return "-"
+        extra = f"; {v['peak_memory_gb']:.1f} GB" if "peak_memory_gb" in v else ""
+        extra += f"; {v['projected']['hours']:.1f} h for {v['projected']['iterations']}" if "projected" in v else ""
+        return f"{v['median_s']:.3f} [{v['min_s']:.3f}-{v['max_s']:.3f}] ({v['images_per_s']:.2f}{extra})"
 
     def key(r):
         return f"| {r['dataset']} | {r['model']} | {r['batch']} | {r['amp']} |"
 
     out = [f"# Benchmark ({where}; torch {m['torch']}; commit {m['commit']})", "",
-           f"Command: `{results.get('command', '')}`", "",
-           *([f"Backends: {'; '.join(results['backends'])}.", ""] if results.get("backends") else []),
-           *([amp_off[bool(results["tf32"])], ""] if cuda else []),
-           *(["**Incomplete: the run stopped before the end of its plan.**", ""] if results.get("complete") is False
-             else []),
-           "Seconds per call, median of the repeated runs after a warm-up, [min-max], (images/s). Peak memory: "
-           + results.get("memory_method", "-") + ".", "",
-           "| dataset | model | batch | amp | attention | G eval | G fwd+bwd | iteration (G + both D) "
-           "| peak memory GB |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        peak = "-" if r.get("peak_memory_gb") is None else f"{r['peak_memory_gb']:.2f}"
-        out.append(f"{key(r)} {r['attention']} | {cell(r.get('g_eval'))} | {cell(r.get('g_train'))} | "
-                   f"{cell(r.get('iteration'))} | {peak} |" + (f" error: {r['error']}" if r.get("error") else ""))
+           f"Command: `{results.get('command', '')}`",
+           *(["", f"Backends: {'; '.join(results['backends'])}."] if results.get("backends") else []),
+           *(["", amp_off] if cuda else []),
+           *(["", "**Incomplete: the run stopped before the end of its plan.**"] if results.get("complete") is False
+             else [])]
+    out += _table("Timings", "Seconds per call, median of the repeated runs after a warm-up, [min-max], (images/s). "
+                  f"Peak memory: {results.get('memory_method', '-')}.", "| dataset | model | batch | amp | attention "
+                  "| G eval | G fwd+bwd | iteration (G + both D) | peak memory GB |",
+                  [f"{key(r)} {r['attention']} | {cell(r.get('g_eval'))} | {cell(r.get('g_train'))} | "
+                   f"{cell(r.get('iteration'))} | {_gb(r.get('peak_memory_gb'))} |"
+                   + (f" error: {r['error']}" if r.get("error") else "") for r in rows])
     out += _table("Measured per training iteration", "Aten ops dispatched and host reads in one iteration; "
                   "loader: bytes of one dataset item, items/s of one worker, and the workers this row's "
                   "iteration speed needs.", "| dataset | model | batch | amp | aten ops | host reads | "
@@ -109,25 +106,20 @@ def markdown(results: dict) -> str:
 
 
 def _released_section(rows: list) -> list:
-    def pair(r, k):
-        a, b = r.get(k), r["released"].get(k)
-        return f"{_s(a)} / {_s(b)} ({_x(a, b)})" if a and b else "-"
-
-    def peak(r):
-        a, b = r.get("peak_memory_gb"), r["released"].get("peak_memory_gb")
-        return "-" if a is None or b is None else f"{a:.2f} / {b:.2f}"
-
-    def ref(r):
-        return " / ".join(str(r["reference"][k]) for k in ("g_eval", "g_train", "peak_gb")) if r.get("reference") else "-"
-
+    lines = []
+    for r, rel in ((r, r["released"]) for r in rows if r.get("released")):
+        cells = [f"{_s(r[k])} / {_s(rel[k])} ({_x(r[k], rel[k])})" if r.get(k) and rel.get(k) else "-"
+                 for k in ("g_eval", "g_train")]
+        cells.append(f"{_gb(r.get('peak_memory_gb'))} / {_gb(rel.get('peak_memory_gb'))}")
+        cells.append(" / ".join(str(r["reference"][k]) for k in ("g_eval", "g_train", "peak_gb"))
+                     if r.get("reference") else "-")
+        lines.append(f"| {r['dataset']} | {r['batch']} | {r['attention']} | " + " | ".join(cells) + " |")
     return _table("Side by side with the released forward pass (XingGAN, same machine)",
                   "`released`: the literal released forward (`xinggan/released/network.py`, N x N maps materialised) "
                   "on the same weights and inputs, timed interleaved with ours. `reference`: the released code's cost "
                   "(`benchmarks/reference_cost.json`). xN: how many times faster ours is.",
                   "| dataset | batch | attention | G eval ours / released s | G fwd+bwd ours / released s "
-                  "| peak GB ours / released | reference eval / fwd+bwd / peak |",
-                  [f"| {r['dataset']} | {r['batch']} | {r['attention']} | {pair(r, 'g_eval')} | {pair(r, 'g_train')} "
-                   f"| {peak(r)} | {ref(r)} |" for r in rows if r.get("released")])
+                  "| peak GB ours / released | reference eval / fwd+bwd / peak |", lines)
 
 
 def amp_section(rows: list) -> list:
@@ -138,11 +130,10 @@ def amp_section(rows: list) -> list:
         f = fp32.get((r["dataset"], r["model"], r["batch"], r["attention"]), {})
         rel, dev = f.get("released") or {}, r.get("deviation") or {}
 
-        def cell(k):
+        def cell(k):  # the released pass has no training iteration
             a, b, c = r.get(k), f.get(k), rel.get(k)
-            if k == "iteration":
-                return f"{_s(a)} / {_s(b)} ({_x(a, b)})"
-            return f"{_s(a)} / {_s(b)} / {_s(c)} ({_x(a, b)}" + (f", {_x(a, c)})" if c else ")")
+            return (f"{_s(a)} / {_s(b)}" + (f" / {_s(c)}" if k != "iteration" else "") + f" ({_x(a, b)}"
+                    + (f", {_x(a, c)})" if c else ")"))
         ssim = f"{dev['ssim_vs_fp32']:.4f} ({dev['ssim_vs_fp32_min']:.4f}; {dev['ssim_pairs']})" if dev else "-"
         lines.append(f"| {r['dataset']} | {r['model']} | {r['batch']} | {r['amp']} | {cell('g_eval')} | "
                      f"{cell('g_train')} | {cell('iteration')} | {dev.get('max_abs', float('nan')):.4f} | "

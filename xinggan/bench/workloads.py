@@ -1,9 +1,8 @@
-"""What the benchmark measures: our generator beside the released forward pass, the training
-iteration with its ops and host reads, the data loader. A *setting* (:func:`plan`) is a dataset x
-model x batch x attention implementation with its AMP settings timed together; every batch comes
-from :func:`model_batch`, the one place that makes the networks' inputs."""
+"""What the benchmark measures: our generator beside the released forward pass, the training iteration
+with its ops and host reads, the data loader. A *setting* (:func:`plan`) is timed together."""
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,23 +26,20 @@ from xinggan.training import build_parts, train_step
 from xinggan.visualize import to_uint8
 
 REPO = Path(__file__).resolve().parents[2]  # the configs are read from the repository
-CONFIGS = {("market", "xinggan"): "configs/market.yaml", ("deepfashion", "xinggan"): "configs/deepfashion.yaml",
-           ("market", "xingganpp"): "configs/market_xingganpp.yaml",
-           ("deepfashion", "xingganpp"): "configs/deepfashion_xingganpp.yaml", ("toy", "xinggan"): "configs/toy.yaml"}
+CONFIGS = {(d, m): f"configs/{d}{'_xingganpp' * (m == 'xingganpp')}.yaml"
+           for d, m in (("market", "xinggan"), ("deepfashion", "xinggan"), ("market", "xingganpp"),
+                        ("deepfashion", "xingganpp"), ("toy", "xinggan"))}
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def load(paths, overrides: Sequence[str] = ()):
     """A config from a path relative to the repository (or a list of overlaid paths)."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    return load_config([REPO / p for p in paths], list(overrides))
+    return load_config([REPO / p for p in ([paths] if isinstance(paths, (str, Path)) else paths)], list(overrides))
 
 
 def model_batch(cfg, batch: int, device: torch.device, seed: int = 0) -> dict:
-    """A seeded batch as the loader collates it (uint8 images, (18, 2) keypoints), turned into
-    the networks' inputs on ``device`` by :func:`xinggan.data.model_inputs`."""
-    g = torch.Generator().manual_seed(seed)
-    h, w = cfg.data.height, cfg.data.width
+    """A seeded batch as the loader collates it, made the networks' inputs by :func:`model_inputs`."""
+    g, h, w = torch.Generator().manual_seed(seed), cfg.data.height, cfg.data.width
     raw = {f"{side}_{key}": torch.randint(0, 256, (batch, 3, h, w), generator=g, dtype=torch.uint8) if key == "image"
            else torch.rand(batch, 18, 2, generator=g) * torch.tensor([h - 1.0, w - 1.0])
            for side in ("source", "target") for key in ("image", "keypoints")}
@@ -51,58 +47,50 @@ def model_batch(cfg, batch: int, device: torch.device, seed: int = 0) -> dict:
 
 
 def released_forward(cfg, device: torch.device):
-    """The released forward pass on our generator's initial weights (seed 0): a callable
-    ``(image, pose, pose2, training) -> output`` and the weights that take gradients."""
+    """The released forward ``(image, pose, pose2, training) -> output`` on our generator's initial
+    weights (seed 0), and the weights that take gradients."""
     torch.manual_seed(0)
     generator, gen = build_generator(cfg), cfg.model.generator
     names = set(to_released_state_dict("generator", dict(generator.named_parameters())))
     sd = {k: v.detach().clone().to(device).requires_grad_(k in names)
           for k, v in to_released_state_dict("generator", generator.state_dict()).items()}
-
-    def forward(image, pose, pose2, training):
-        return released_generator_forward(sd, image, pose, pose2, cfg.model.norm, n_blocks=gen.n_blocks,
-                                          n_images=gen.num_candidates, training=training, dropout=gen.dropout)
+    forward = functools.partial(released_generator_forward, sd, norm=cfg.model.norm, n_blocks=gen.n_blocks,
+                                n_images=gen.num_candidates, dropout=gen.dropout)
     return forward, [v for v in sd.values() if v.requires_grad]
 
 
 def generator_steps(cfg, batch: int, device: torch.device, amps: Sequence[str], released: bool):
-    """``(evals, trains, generator, inputs)``: callables per AMP setting (and ``released``) running
-    the generator in eval mode and the forward + L1 backward in train mode."""
+    """``(evals, trains, generator)``: per AMP setting (and ``released``), the eval-mode call and the
+    train-mode forward + L1 backward."""
     torch.manual_seed(0)
     generator = build_generator(cfg).to(device)
     b = model_batch(cfg, batch, device)
     x, target = (b["source_image"], b["source_pose"], b["target_pose"]), b["target_image"]
 
-    def evaluate(fn, dtype, mode):
-        def step():
+    def step(fn, dtype, mode, params=None):  # with params: train mode, forward + L1 backward
+        def run():
             mode()
-            with torch.no_grad(), autocast(device, dtype):
-                return fn(*x)
-        return step
-
-    def train(fn, dtype, params, mode):
-        def step():
-            mode()
-            for p in params:
+            for p in params or ():
                 p.grad = None
-            with autocast(device, dtype):
+            with torch.set_grad_enabled(params is not None), autocast(device, dtype):
                 out = fn(*x)
-            (out.float() - target).abs().mean().backward()
-        return step
+            if params is not None:
+                (out.float() - target).abs().mean().backward()
+        return run
 
-    evals = {a: evaluate(generator, AMP_DTYPES[a], generator.eval) for a in amps}
-    trains = {a: train(generator, AMP_DTYPES[a], list(generator.parameters()), generator.train) for a in amps}
+    evals = {a: step(generator, AMP_DTYPES[a], generator.eval) for a in amps}
+    trains = {a: step(generator, AMP_DTYPES[a], generator.train, list(generator.parameters())) for a in amps}
     if released:
         forward, params = released_forward(cfg, device)
-        evals["released"] = evaluate(lambda *x: forward(*x, False), None, lambda: None)
-        trains["released"] = train(lambda *x: forward(*x, True), None, params, lambda: None)
-    return evals, trains, generator, x
+        evals["released"] = step(functools.partial(forward, training=False), None, lambda: None)
+        trains["released"] = step(functools.partial(forward, training=True), None, lambda: None, params)
+    return evals, trains, generator
 
 
 @torch.no_grad()
 def deviation(generator, cfg, batch: int, device: torch.device, dtype, pairs: int) -> dict:
-    """The eval output under autocast ``dtype`` against fp32 on the same inputs: max and mean abs
-    over the first batch, and the SSIM (PATN setting, uint8) over ``pairs`` seeded inputs."""
+    """The eval output under autocast ``dtype`` against fp32: max and mean abs over the first batch,
+    SSIM (PATN setting) over ``pairs`` seeded inputs."""
     generator.eval()
     lows, refs, seed = [], [], 0
     while seed == 0 or sum(len(r) for r in refs) < pairs:
@@ -120,21 +108,17 @@ def deviation(generator, cfg, batch: int, device: torch.device, dtype, pairs: in
 
 
 def iteration_steps(cfg, batch: int, device: torch.device, amps: Sequence[str]) -> dict:
-    """One full training iteration per AMP setting (:func:`xinggan.training.train_step`), each with
-    its own parts from the config's seed, on one batch."""
-    steps = {}
-    for amp in amps:
+    """One training iteration (:func:`train_step`) per AMP setting, each with its own parts, on one batch."""
+    def step(amp):
         c = cfg.replace(f"train.batch_size={batch}", f"train.amp={amp}", "loss.vgg_weights=random",
                         f"train.device={device}")
-        parts = build_parts(c, device, notice=lambda line: None)
-        b = model_batch(c, batch, device)
-        steps[amp] = (lambda p, x: lambda: train_step(p, x, c.optim.lr, 1))(parts, b)
-    return steps
+        parts, b = build_parts(c, device, notice=lambda line: None), model_batch(c, batch, device)
+        return lambda: train_step(parts, b, c.optim.lr, 1)
+    return {amp: step(amp) for amp in amps}
 
 
 def cpu_peak_rise(paths, overrides: Sequence[str], batch: int, threads: Optional[int], released: bool) -> dict:
-    """In this process (meant to be a fresh one, :func:`harness.in_fresh_process`): the peak-RSS
-    rise over one generator forward + L1 backward in train mode on the CPU."""
+    """The peak-RSS rise over one generator forward + L1 backward on the CPU (run in a fresh process)."""
     if threads:
         torch.set_num_threads(threads)
     cfg = load(paths, overrides)
@@ -144,8 +128,8 @@ def cpu_peak_rise(paths, overrides: Sequence[str], batch: int, threads: Optional
 
 
 def loader_rate(cfg, samples: int = 8) -> dict:
-    """Bytes of one dataset item (its tensors) and items per second read by one process (one loader
-    worker): the config's training data where it is there, else toy images of the config's size."""
+    """Bytes of one dataset item and items per second one loader worker reads: the config's training
+    data where it is there, else toy images of its size."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
             dataset, source = PairDataset.from_config(cfg.data, "train"), str(cfg.data.root)
@@ -153,8 +137,7 @@ def loader_rate(cfg, samples: int = 8) -> dict:
             h, w = cfg.data.height, cfg.data.width
             make_toy_dataset(tmp, identities=2, test_identities=1, poses=3, test_pairs=2, height=h, width=w)
             dataset, source = PairDataset(tmp, "train", h, w, sigma=cfg.data.heatmap_sigma), f"toy images {h} x {w}"
-        item = dataset[0]
-        start = time.perf_counter()
+        item, start = dataset[0], time.perf_counter()
         for i in range(samples):
             dataset[i % len(dataset)]
         rate = samples / (time.perf_counter() - start)
@@ -180,10 +163,7 @@ class Setting:
     attention: str
     released: bool = False  # time the released forward pass beside this one
     iteration: bool = True  # time the full training iteration (first attention only)
-
-    @property
-    def config(self) -> str:
-        return CONFIGS[(self.dataset, self.model)]
+    config = property(lambda self: CONFIGS[(self.dataset, self.model)])
 
 
 @dataclass(frozen=True)
@@ -198,28 +178,24 @@ class Options:
 
 
 def plan(datasets, models, batches, amps, impls, device: torch.device, released: bool = True) -> list:
-    """The settings of a run. On CPU the AMP settings are timed together, on GPU one at a time;
-    every attention implementation on the first batch size (the others in fp32 only), later
-    batches with the first; the released pass beside the first fp32 setting of each XingGAN
-    dataset x batch. Unknown dataset x model pairs are left out."""
+    """The settings of a run: AMP settings together on CPU, one at a time on GPU; every attention
+    implementation at the first batch size (the others fp32 only); the released pass beside the first
+    fp32 setting of each XingGAN dataset x batch. Unknown dataset x model pairs are left out."""
     groups = [tuple(amps)] if device.type == "cpu" else [(amp,) for amp in amps]
     settings, released_done = [], set()
     for ds, model in ((d, m) for d in datasets for m in models if (d, m) in CONFIGS):
         for bi, batch in enumerate(batches):
             for group in groups:
-                for impl in impls if bi == 0 else impls[:1]:
-                    if impl != impls[0] and "off" not in group:
-                        continue
-                    group = group if impl == impls[0] else ("off",)
-                    side = released and model == "xinggan" and "off" in group and (ds, batch) not in released_done
+                others = [(("off",), impl) for impl in impls[1:] if bi == 0 and "off" in group]
+                for timed, impl in [(group, impls[0]), *others]:
+                    side = released and model == "xinggan" and "off" in timed and (ds, batch) not in released_done
                     released_done |= {(ds, batch)} if side else set()
-                    settings.append(Setting(ds, model, batch, group, impl, side, impl == impls[0]))
+                    settings.append(Setting(ds, model, batch, timed, impl, side, impl == impls[0]))
     return settings
 
 
 def measure_setting(s: Setting, device: torch.device, options: Options) -> list[dict]:
-    """The report rows of one setting, one per AMP setting; an error (e.g. out of memory) is
-    recorded in the rows rather than raised."""
+    """The report rows of one setting, one per AMP setting; an error (out of memory) is recorded in them."""
     overrides = [f"model.generator.attention_impl={s.attention}"]
     cfg = load(s.config, overrides)
     rows = {a: {"dataset": s.dataset, "model": s.model, "batch": s.batch, "amp": a, "attention": s.attention,
@@ -227,10 +203,10 @@ def measure_setting(s: Setting, device: torch.device, options: Options) -> list[
     sdpa_kernel_report()  # this setting's record starts afresh
     try:
         if device.type == "cpu" and options.memory and "off" in s.amps:  # fresh processes, this one idle
-            peaks = [harness.in_fresh_process(cpu_peak_rise, s.config, overrides, s.batch, options.threads, rel)
-                     ["rise_kb"] / 2**20 for rel in (False, True)[:1 + s.released]]
-            rows["off"]["peak_memory_gb"] = peaks[0]
-            rows["off"].update({"released": {"peak_memory_gb": peaks[1]}} if s.released else {})
+            for rel in (False, True)[:1 + s.released]:
+                rise = harness.in_fresh_process(cpu_peak_rise, s.config, overrides, s.batch, options.threads, rel)
+                row = rows["off"].setdefault("released", {}) if rel else rows["off"]
+                row["peak_memory_gb"] = rise["rise_kb"] / 2**20
         _generator_rows(cfg, s, device, options, rows)
         if options.iteration and s.iteration:
             _iteration_rows(cfg, s, device, options, rows)
@@ -245,11 +221,10 @@ def measure_setting(s: Setting, device: torch.device, options: Options) -> list[
 
 
 def _generator_rows(cfg, s: Setting, device: torch.device, options: Options, rows: dict) -> None:
-    evals, trains, generator, _ = generator_steps(cfg, s.batch, device, s.amps, s.released)
-    names = [*s.amps, *(["released"] if s.released else [])]
+    evals, trains, generator = generator_steps(cfg, s.batch, device, s.amps, s.released)
     for key, fns in (("g_eval", evals), ("g_train", trains)):
         times = harness.timed_interleaved(fns, device, options.repeats, options.warmup)
-        for name in names:
+        for name in fns:
             row = rows["off"].setdefault("released", {}) if name == "released" else rows[name]
             row[key] = {**times[name], "images_per_s": s.batch / times[name]["median_s"]}
     for amp in s.amps:
@@ -267,9 +242,8 @@ def _iteration_rows(cfg, s: Setting, device: torch.device, options: Options, row
         it = {**times[amp], "images_per_s": s.batch / times[amp]["median_s"]}
         if device.type == "cuda":
             it["peak_memory_gb"] = harness.cuda_peak_gb(step, device)
-        projected = report.schedule_projection(cfg, s.batch, it["median_s"])
-        it.update({"projected": projected} if projected else {})
-        rows[amp]["iteration"] = it
-        rows[amp]["counts"] = harness.count_ops(step, device)
-        rows[amp]["loader"] = {**loader, "consumed_per_s": it["images_per_s"],
-                               "workers_needed": it["images_per_s"] / loader["samples_per_s_per_worker"]}
+        if projected := report.schedule_projection(cfg, s.batch, it["median_s"]):
+            it["projected"] = projected
+        rows[amp].update(iteration=it, counts=harness.count_ops(step, device), loader={
+            **loader, "consumed_per_s": it["images_per_s"],
+            "workers_needed": it["images_per_s"] / loader["samples_per_s_per_worker"]})
