@@ -57,20 +57,6 @@ def landmarks_to_keypoints(landmarks: np.ndarray, height: int, width: int,
     return out
 
 
-def _import_pose_solution():
-    try:
-        import mediapipe as mp  # optional: the requirements-pose.txt extra
-    except ImportError as exc:
-        raise DetectorUnavailable(f"the mediapipe detector needs MediaPipe, which is not installed "
-                                  f"({exc}); {INSTALL_HINT}") from None
-    solutions = getattr(mp, "solutions", None)
-    if solutions is None or not hasattr(solutions, "pose"):
-        version = getattr(mp, "__version__", "unknown")
-        raise DetectorUnavailable(f"MediaPipe {version} has no legacy Pose solution (removed from "
-                                  f"0.10.30 on); {INSTALL_HINT}")
-    return solutions.pose
-
-
 class MediaPipeDetector:
     """18 keypoints of the most prominent person in an RGB uint8 image, with MediaPipe Pose."""
 
@@ -78,7 +64,15 @@ class MediaPipeDetector:
 
     def __init__(self, min_detection_confidence: float = 0.5,
                  visibility_threshold: float = VISIBILITY_THRESHOLD):
-        pose = _import_pose_solution()
+        try:
+            import mediapipe as mp  # optional: the requirements-pose.txt extra
+        except ImportError as exc:
+            raise DetectorUnavailable(f"the mediapipe detector needs MediaPipe, which is not installed "
+                                      f"({exc}); {INSTALL_HINT}") from None
+        pose = getattr(getattr(mp, "solutions", None), "pose", None)
+        if pose is None:
+            raise DetectorUnavailable(f"MediaPipe {getattr(mp, '__version__', 'unknown')} has no legacy Pose "
+                                      f"solution (removed from 0.10.30 on); {INSTALL_HINT}")
         self.visibility_threshold = float(visibility_threshold)
         try:
             # Complexity 1: the full landmark model inside the wheel (0 and 2 would download).
