@@ -29,6 +29,8 @@ from .weights import MetricWeights, WeightsUnavailable
 
 __all__ = ["MetricUnavailable", "MetricPlan", "select_metrics", "plan_metrics", "evaluate_folder"]
 
+PathLike = Union[str, Path]
+
 
 class MetricUnavailable(RuntimeError):
     """A metric asked for explicitly cannot be computed; the message says what to provide."""
@@ -87,13 +89,9 @@ class MetricPlan:
     def needs_masks(self) -> bool:
         return any(METRICS[m].masked for m in self.active)
 
-    def runs(self, metric: str) -> bool:
-        return metric in self.requested and metric not in self.skipped
-
     def running(self, need: str = "", network: str = "") -> list:
         """The metrics that still run and have ``need`` among their needs, or use ``network``."""
-        return [m for m in self.requested if self.runs(m)
-                and (need in METRICS[m].needs if need else METRICS[m].network == network)]
+        return [m for m in self.active if (need in METRICS[m].needs if need else METRICS[m].network == network)]
 
     def unavailable(self, metric: str, reason: str) -> None:
         """Record that ``metric`` cannot run; an error when it was asked for explicitly."""
@@ -186,28 +184,15 @@ def plan_metrics(protocol: Protocol, inputs: EvaluationInputs, requested: Sequen
     return plan
 
 
-def evaluate_folder(
-    protocol: str,
-    generated_dir: Union[str, Path],
-    targets_dir: Union[str, Path, None] = None,
-    pairs_csv: Union[str, Path, None] = None,
-    annotations_csv: Union[str, Path, None] = None,
-    metrics: Optional[Sequence[str]] = None,
-    jpeg_roundtrip: Optional[bool] = None,
-    detected_keypoints: Union[str, Path, None] = None,
-    real_dir: Union[str, Path, None] = None,
-    weights: Union[MetricWeights, dict, None] = None,
-    device: Union[str, torch.device] = "cpu",
-    batch_size: int = 64,
-    progress: bool = True,
-    cache_dir: Union[str, Path, None] = None,
-    layout: Optional[str] = None,
-    panel: Optional[int] = None,
-    file_order: str = "sorted",
-    pose_weights: Union[str, Path, None] = None,
-    detections_csv: Union[str, Path, None] = None,
-    log: Optional[Callable[[str], None]] = print,
-) -> dict:
+def evaluate_folder(protocol: str, generated_dir: PathLike, targets_dir: Optional[PathLike] = None,
+                    pairs_csv: Optional[PathLike] = None, annotations_csv: Optional[PathLike] = None,
+                    metrics: Optional[Sequence[str]] = None, jpeg_roundtrip: Optional[bool] = None,
+                    detected_keypoints: Optional[PathLike] = None, real_dir: Optional[PathLike] = None,
+                    weights: Union[MetricWeights, dict, None] = None, device: Union[str, torch.device] = "cpu",
+                    batch_size: int = 64, progress: bool = True, cache_dir: Optional[PathLike] = None,
+                    layout: Optional[str] = None, panel: Optional[int] = None, file_order: str = "sorted",
+                    pose_weights: Optional[PathLike] = None, detections_csv: Optional[PathLike] = None,
+                    log: Optional[Callable[[str], None]] = print) -> dict:
     """The protocol's metrics (or ``metrics``) of a folder: ``{'protocol', 'num_pairs', 'jpeg_roundtrip',
     'layout', <metric>: value, 'skipped': {metric: reason}, 'details'}``. Inputs: docs/data_and_metrics.md."""
     spec = get_protocol(protocol)
@@ -224,7 +209,7 @@ def evaluate_folder(
                         detections_csv=detections_csv)
     # strict float32 on CUDA (no TF32), whatever the caller set
     with strict_float32(), torch.no_grad():
-        accumulators = [build_accumulator(metric, plan) for name, metric in METRICS.items() if plan.runs(name)]
+        accumulators = [build_accumulator(metric, plan) for name, metric in METRICS.items() if name in plan.active]
         streaming = [acc for acc in accumulators if acc.streams]
         reader = BatchReader(inputs, spec, roundtrip, plan.device,
                              plan.target_keypoints if plan.needs_masks else None)

@@ -1,12 +1,8 @@
 """Result folders as the pose-transfer repositories publish them: which file holds which pair.
 
-A folder is recognised from its file names (:func:`infer_layout`) or named with ``layout=``:
-``stems`` (``<from stem>___<to stem>.png|jpg``, this project's output), ``strips`` (the 5-panel
-``<from>.jpg___<to>.jpg_vis.jpg`` of PATN / XingGAN / BiGraphGAN: target in panel 2, generated
-in panel 4), ``names`` (``<from>.jpg___<to>.jpg.png|jpg``) and ``2`` (``<from>_2_<to>[_vis]``
-of GFLA .. CFLD). :func:`resolve_results` matches the files to the pairs of a pairs CSV or takes
-the pairs from the names (image extensions ignored); without a CSV the order is sorted names, or
-``os.listdir`` as the released scripts had it (it decides the IS splits).
+Layouts ``stems`` (ours), ``strips`` (PATN / XingGAN 5-panel strips), ``names`` and ``2`` (GFLA ..
+CFLD) are described in docs/data_and_metrics.md; :func:`resolve_results` matches a folder's files to
+the pairs of a pairs CSV or takes the pairs from the names (sorted, or ``os.listdir`` order).
 """
 from __future__ import annotations
 
@@ -22,7 +18,7 @@ from PIL import Image
 from ..data.pairs import PAIR_SEPARATOR
 
 __all__ = ["LAYOUTS", "Layout", "LayoutError", "PanelRef", "ResultSet", "infer_layout", "resolve_results",
-           "strip_image_name", "STRIP_PANELS", "STRIP_TARGET_PANEL", "STRIP_GENERATED_PANEL"]
+           "strip_image_name"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 STRIP_PANELS = 5            # source | source pose | target | target pose | generated
@@ -53,17 +49,11 @@ class Layout:
     example: str
     strips: Optional[bool]  # True: 5-panel strips; False: single images; None: from the image width
     description: str
+    template: str         # the file name(s) of the pair (a, b), a and b without extensions
 
     def expected(self, source: str, target: str) -> str:
         """The file name(s) this layout gives the pair (source, target)."""
-        a, b = strip_image_name(source), strip_image_name(target)
-        if self.name == "stems":
-            return f"{a}{PAIR_SEPARATOR}{b}.png|.jpg"
-        if self.name == "strips":
-            return f"{a}.jpg{PAIR_SEPARATOR}{b}.jpg_vis.jpg|.png"
-        if self.name == "names":
-            return f"{a}.jpg{PAIR_SEPARATOR}{b}.jpg.png|.jpg"
-        return f"{a}_2_{b}[_vis].png|.jpg"
+        return self.template.format(a=strip_image_name(source), b=strip_image_name(target))
 
     def parse(self, filename: str) -> Optional[list[tuple[str, str]]]:
         """Every (source, target) reading of ``filename`` (several when a separator repeats)."""
@@ -88,15 +78,18 @@ _NO_EXT = r"(?:(?!\.(?:jpe?g|png)(?:___|_vis|$)).)+?"
 LAYOUTS = {
     "stems": Layout("stems", rf"(?P<source>{_NO_EXT})___(?P<target>{_NO_EXT})\.(?:png|jpe?g)",
                     "0002_c1s1_000451_03___0002_c5s1_000551_01.png", False,
-                    "<from stem>___<to stem>.png|jpg, one image per pair (this project's output)"),
+                    "<from stem>___<to stem>.png|jpg, one image per pair (this project's output)",
+                    "{a}" + PAIR_SEPARATOR + "{b}.png|.jpg"),
     "strips": Layout("strips", r"(?P<source>.+?\.jpe?g)___(?P<target>.+?\.jpe?g)_vis\.(?:png|jpe?g)",
                      "0002_c1s1_000451_03.jpg___0002_c5s1_000551_01.jpg_vis.jpg", True,
-                     "PATN / XingGAN / BiGraphGAN 5-panel strips <from>.jpg___<to>.jpg_vis.jpg"),
+                     "PATN / XingGAN / BiGraphGAN 5-panel strips <from>.jpg___<to>.jpg_vis.jpg",
+                     "{a}.jpg" + PAIR_SEPARATOR + "{b}.jpg_vis.jpg|.png"),
     "names": Layout("names", r"(?P<source>.+?\.jpe?g)___(?P<target>.+?\.jpe?g)\.(?:png|jpe?g)",
                     "0002_c1s1_000451_03.jpg___0002_c5s1_000551_01.jpg.png", False,
-                    "<from>.jpg___<to>.jpg.png|jpg, one image per pair"),
+                    "<from>.jpg___<to>.jpg.png|jpg, one image per pair", "{a}.jpg" + PAIR_SEPARATOR + "{b}.jpg.png|.jpg"),
     "2": Layout("2", "", "0002_c1s1_000451_03_2_0002_c5s1_000551_01_vis.png", None,
-                "GFLA / PISE / DPTN / NTED / PIDM / CFLD <from>_2_<to>[_vis].png, single images or strips"),
+                "GFLA / PISE / DPTN / NTED / PIDM / CFLD <from>_2_<to>[_vis].png, single images or strips",
+                "{a}_2_{b}[_vis].png|.jpg"),
 }
 
 
@@ -260,21 +253,11 @@ def _panels(chosen: Layout, first: Path, image_width: Optional[int], panel: Opti
     return panels, panel
 
 
-def resolve_results(
-    generated_dir,
-    pairs: Optional[list] = None,
-    pairs_csv=None,
-    layout: Optional[str] = None,
-    panel: Optional[int] = None,
-    image_width: Optional[int] = None,
-    file_order: str = "sorted",
-) -> ResultSet:
-    """Match the files of ``generated_dir`` to ``pairs`` (or take the pairs from the names).
-
-    ``image_width``: the width of one image of the dataset (the protocol's), used to tell strips of
-    the ``2`` layout from single images. ``panel``: the generated image's panel in a strip (default
-    4 for 5-panel strips; required for other strips).
-    """
+def resolve_results(generated_dir, pairs: Optional[list] = None, pairs_csv=None, layout: Optional[str] = None,
+                    panel: Optional[int] = None, image_width: Optional[int] = None,
+                    file_order: str = "sorted") -> ResultSet:
+    """Match the files of ``generated_dir`` to ``pairs`` (or take the pairs from the names); ``image_width``
+    (one dataset image's) tells strips from single images; ``panel``: the generated one's (default 4)."""
     folder = Path(generated_dir)
     names = _image_files(folder, file_order)
     if layout is None:
