@@ -32,8 +32,6 @@ def format_value(value) -> str:
         return MISSING
     if isinstance(value, str):
         return value
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
     return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
 
 

@@ -58,8 +58,6 @@ class RunningStatistics:
 
     def add(self, features) -> None:
         x = np.asarray(features.cpu() if torch.is_tensor(features) else features, dtype=np.float64)
-        if x.ndim != 2:
-            raise ValueError(f"features must be (N, D), got {x.shape}")
         if len(x) == 0:
             return
         if self._shift is None:

@@ -116,16 +116,11 @@ def _check_images(generated: list, targets: list, protocol: Protocol) -> tuple[i
 
 def _target_files(targets_dir: Path, pairs: list) -> list[Path]:
     """``targets_dir/<target>``; a target named without extension (pairs from stems) is found as .jpg/.png."""
-    paths = []
-    for _, target in pairs:
-        path = targets_dir / target
-        if not path.is_file() and not Path(target).suffix:
-            for ext in (".jpg", ".png", ".jpeg"):
-                if (targets_dir / (target + ext)).is_file():
-                    path = targets_dir / (target + ext)
-                    break
-        paths.append(path)
-    return paths
+    def find(target: str) -> Path:
+        found = [targets_dir / (target + ext) for ext in (".jpg", ".png", ".jpeg") if not Path(target).suffix]
+        return next((p for p in [targets_dir / target] + found if p.is_file()), targets_dir / target)
+
+    return [find(target) for _, target in pairs]
 
 
 def resolve_inputs(protocol: Protocol, generated_dir: Union[str, Path], targets_dir: Union[str, Path, None],

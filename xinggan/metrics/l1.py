@@ -13,7 +13,5 @@ def to_signed_unit(images: torch.Tensor) -> torch.Tensor:
 
 def l1_distance(generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-pair mean absolute difference (float64 ``(B,)``) of two ``(B, C, H, W)`` batches in [-1, 1]."""
-    if generated.shape != target.shape:
-        raise ValueError(f"L1 needs equal shapes, got {tuple(generated.shape)} and {tuple(target.shape)}")
     diff = generated.to(torch.float64) - target.to(device=generated.device, dtype=torch.float64)
     return diff.abs().flatten(1).mean(dim=1)

@@ -3,7 +3,6 @@ the papers' numbers, and the note on metrics that could not run."""
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Union
@@ -14,11 +13,7 @@ __all__ = ["format_table", "write_metrics", "report_missing_metrics"]
 
 
 def _fmt(value: float) -> str:
-    """4 decimals below 100, 2 from 100 on."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
+    """4 decimals below 100, 2 from 100 on (nan and inf as such)."""
     return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
 
 
