@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional, Sequence
 
 from xinggan.config import Config, ConfigError, load_config, to_dict
 from xinggan.metric_registry import METRICS, TABLE_ORDER, get_protocol
-from xinggan.tables import Column, Row, Table, write_tables, write_text_atomic
+from xinggan.tables import Row, Table, metric_column, write_tables, write_text_atomic
 
 DEFINITION, RECORD, STATUS, LOCK = "sweep.json", "variant.json", "status.json", "sweep.lock"
 TABLE_NAMES = ("ablation.md", "ablation.csv", "ablation.tex")
@@ -139,7 +139,7 @@ def write_ablation_tables(out: Path) -> list[Path]:
     metrics = [m for m in TABLE_ORDER if m in (eval_cfg["metrics"] or protocol.default_metrics)]
     sets = "".join(f" `{s}`" for s in data["sets"])
     table = Table(f"Ablation of {base} (protocol {protocol.name})", ["variant"],
-                  [Column(m, METRICS[m].label, METRICS[m].better) for m in metrics],
+                  [metric_column(m) for m in metrics],
                   description=f"every variant trained for {data['variants'][0]['config']['train']['iterations']:,} "
                               f"iterations{' with --set' + sets if sets else ''}, scored under protocol {protocol.name}")
     for entry, record in zip(data["variants"], records):
