@@ -2,9 +2,9 @@
 
     python scripts/prepare_deepfashion.py --raw DIR --out DIR [--annotations-dir DIR]
 
---raw holds img/ (or img_highres/), train.lst and test.lst;
-the annotation and pair CSVs are looked up in --annotations-dir, --raw and --out. A prepared folder is only verified (omit --out or give the
-same folder). Exits with status 1 if the result has problems.
+--raw holds img/ (or img_highres/), train.lst and test.lst. The annotation and pair CSVs
+are looked up in --annotations-dir, --raw and --out. A prepared folder is only verified (omit
+--out or give the same folder). Exits with status 1 if the result has problems.
 """
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
     python scripts/prepare_market.py --raw DIR --out DIR [--annotations-dir DIR]
 
---raw holds bounding_box_train/ and bounding_box_test/;
-the annotation and pair CSVs are looked up in --annotations-dir, --raw and --out. A prepared folder is only verified (omit --out or give the
-same folder). Exits with status 1 if the result has problems.
+--raw holds bounding_box_train/ and bounding_box_test/. The annotation and pair CSVs
+are looked up in --annotations-dir, --raw and --out. A prepared folder is only verified (omit
+--out or give the same folder). Exits with status 1 if the result has problems.
 """
 from __future__ import annotations
 
