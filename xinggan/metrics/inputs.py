@@ -37,7 +37,7 @@ class EvaluationInputs:
     generated_dir: Path
     pairs: list                 # (source name, target name)
     generated: list             # PanelRef per pair
-    targets: list               # PanelRef or Path per pair
+    targets: list               # PanelRef per pair
     targets_from_strips: bool   # the targets are panel 2 of the released strips
     layout: str                 # name of the matched layout
     panels: int                 # panels per generated file (1: single images)
@@ -78,8 +78,6 @@ def _panel_size(ref: PanelRef, sizes: dict) -> tuple[int, int]:
 
 def _check_images(generated: list, targets: list, protocol: Protocol) -> tuple[int, int]:
     """Every file readable, every target the size of its generated image (and of the protocol)."""
-    generated = [g if isinstance(g, PanelRef) else PanelRef(Path(g)) for g in generated]
-    targets = [t if isinstance(t, PanelRef) else PanelRef(Path(t)) for t in targets]
     missing = [str(t.path) for t in targets if not t.path.is_file()]
     if missing:
         raise EvaluationInputError(f"{len(missing)} target image(s) are missing:" + listing(missing))
@@ -114,13 +112,13 @@ def _check_images(generated: list, targets: list, protocol: Protocol) -> tuple[i
     return shapes.pop()
 
 
-def _target_files(targets_dir: Path, pairs: list) -> list[Path]:
+def _target_files(targets_dir: Path, pairs: list) -> list[PanelRef]:
     """``targets_dir/<target>``; a target named without extension (pairs from stems) is found as .jpg/.png."""
     def find(target: str) -> Path:
         found = [targets_dir / (target + ext) for ext in (".jpg", ".png", ".jpeg") if not Path(target).suffix]
         return next((p for p in [targets_dir / target] + found if p.is_file()), targets_dir / target)
 
-    return [find(target) for _, target in pairs]
+    return [PanelRef(find(target)) for _, target in pairs]
 
 
 def resolve_inputs(protocol: Protocol, generated_dir: Union[str, Path], targets_dir: Union[str, Path, None],

@@ -10,7 +10,7 @@ import torch
 
 from ..metric_registry import Protocol, get_protocol
 
-__all__ = ["WeightsUnavailable", "MetricWeights", "hub_checkpoint", "locate_weights"]
+__all__ = ["WeightsUnavailable", "MetricWeights", "locate_weights"]
 
 
 class WeightsUnavailable(RuntimeError):
@@ -49,11 +49,6 @@ class MetricWeights:
         return weights or cls()
 
 
-def hub_checkpoint(filename: str) -> Path:
-    """Path of ``filename`` in the torch hub checkpoint cache."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
-
-
 def locate_weights(what: str, filename: str, url: str, explicit: Optional[str], allow_download: bool,
                    option: str) -> Path:
     """A local file holding ``filename``: ``explicit``, else the hub cache, else a download; the error
@@ -63,7 +58,7 @@ def locate_weights(what: str, filename: str, url: str, explicit: Optional[str], 
         if not path.is_file():
             raise WeightsUnavailable(f"{what}: weights file {path} does not exist (expected {filename})")
         return path
-    cached = hub_checkpoint(filename)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if cached.is_file():
         return cached
     if allow_download:
