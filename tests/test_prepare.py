@@ -1,7 +1,6 @@
 """Preparation of Market-1501 and DeepFashion from small synthetic raw downloads."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 
@@ -14,12 +13,7 @@ from xinggan.data import (DataError, build_pairs, deepfashion_flat_name, read_an
 from xinggan.prep.prepare import prepare_deepfashion, prepare_market
 from xinggan.prep.toy import make_toy_dataset
 
-
-def _script(repo_root, name):
-    spec = importlib.util.spec_from_file_location(name, repo_root / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from photo_helpers import load_script
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,7 +72,7 @@ def test_prepare_market_keeps_given_train_pairs(market_raw, tmp_path):
     assert read_pairs(tmp_path / "out" / "market-pairs-train.csv") == given
 
 
-def test_prepare_market_errors(market_raw, tmp_path, repo_root, capsys):
+def test_prepare_market_errors(market_raw, tmp_path, capsys):
     raw, csvs, _ = market_raw
     with pytest.raises(DataError) as info:
         prepare_market(raw, tmp_path / "out", None, progress=False)
@@ -95,14 +89,14 @@ def test_prepare_market_errors(market_raw, tmp_path, repo_root, capsys):
     with pytest.raises(DataError, match="bounding_box_train"):
         prepare_market(tmp_path / "csv", tmp_path / "out2", csvs, progress=False)
 
-    main = _script(repo_root, "prepare_market").main
+    main = load_script("prepare_market").main
     assert main(["--raw", str(raw), "--out", str(tmp_path / "out3"), "--annotations-dir", str(csvs)]) == 2
     assert victim.name in capsys.readouterr().err
 
 
-def test_prepare_market_script(market_raw, tmp_path, repo_root, capsys):
+def test_prepare_market_script(market_raw, tmp_path, capsys):
     raw, csvs, _ = market_raw
-    main = _script(repo_root, "prepare_market").main
+    main = load_script("prepare_market").main
     out = tmp_path / "out"
     assert main(["--raw", str(raw), "--out", str(out), "--annotations-dir", str(csvs)]) == 0
     assert "ready" in capsys.readouterr().out
@@ -186,7 +180,7 @@ def test_prepare_deepfashion(fashion_raw, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
-def test_prepare_deepfashion_errors(fashion_raw, tmp_path, repo_root, capsys):
+def test_prepare_deepfashion_errors(fashion_raw, tmp_path, capsys):
     raw, _ = fashion_raw
     (raw / "train.lst").rename(tmp_path / "train.lst")
     with pytest.raises(DataError, match="missing train.lst") as info:
@@ -198,16 +192,16 @@ def test_prepare_deepfashion_errors(fashion_raw, tmp_path, repo_root, capsys):
     with pytest.raises(DataError, match="1 images of .*test.lst are missing") as info:
         prepare_deepfashion(raw, tmp_path / "out", progress=False)
     assert deepfashion_flat_name(TEST_RAW[1]) in str(info.value) and "DeepFashion" in str(info.value)
-    main = _script(repo_root, "prepare_deepfashion").main
+    main = load_script("prepare_deepfashion").main
     assert main(["--raw", str(raw), "--out", str(tmp_path / "out2")]) == 2
     assert "password" in capsys.readouterr().err
 
 
-def test_prepare_deepfashion_list_mismatch(fashion_raw, tmp_path, repo_root, capsys):
+def test_prepare_deepfashion_list_mismatch(fashion_raw, tmp_path, capsys):
     raw, _ = fashion_raw
     extra = "fashionWOMENSkirtsid0000062904_1front.jpg"
     (raw / "test.lst").write_text((raw / "test.lst").read_text() + extra + "\n")
     problems = prepare_deepfashion(raw, tmp_path / "out", progress=False)
     assert len(problems) == 1 and "only in the list" in problems[0] and extra in problems[0]
-    main = _script(repo_root, "prepare_deepfashion").main
+    main = load_script("prepare_deepfashion").main
     assert main(["--raw", str(raw), "--out", str(tmp_path / "out")]) == 1

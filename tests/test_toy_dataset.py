@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import filecmp
-import importlib.util
 import re
 from pathlib import Path
 
@@ -12,6 +11,8 @@ from PIL import Image
 
 from xinggan.data import build_pairs, read_annotations, read_pairs
 from xinggan.prep.toy import POSES, Identity, _Layer, draw_person, make_toy_dataset, toy_pose
+
+from photo_helpers import load_script
 
 ROW = re.compile(r"^\d{4}_c\d+s1_\d{6}_00\.jpg: \[(-?\d+, ){17}-?\d+\]: \[(-?\d+, ){17}-?\d+\]$")
 
@@ -110,11 +111,8 @@ def test_appearance_is_consistent_across_poses(toy_root, toy_params):
     assert spread[np.triu_indices(len(means), 1)].max() > 40  # identities do differ
 
 
-def test_script(tmp_path, repo_root, capsys):
-    path = repo_root / "scripts" / "make_toy_dataset.py"
-    spec = importlib.util.spec_from_file_location("make_toy_dataset", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_script(tmp_path, capsys):
+    module = load_script("make_toy_dataset")
     args = ["--out", str(tmp_path / "toy"), "--identities", "2", "--test-identities", "1", "--poses", "3"]
     assert module.main(args) == 0
     assert "train: 6 images" in capsys.readouterr().out
