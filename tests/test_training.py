@@ -228,6 +228,17 @@ def test_the_host_reads_nothing_between_sync_points(tiny_data, tmp_path, monkeyp
     assert any(r[0] == 8 for r in reads)  # the end is a sync point: the watch sees reads there
 
 
+def test_checkpoint_minutes_saves_on_time_as_well(tiny_data, tmp_path):
+    """A time-based interval (here a few microseconds: every iteration) beside checkpoint_every;
+    each save is timed in saves.jsonl (the loop blocked, the host copy, the background write)."""
+    cfg = tiny_config(tiny_data, **{"train.iterations": 3, "train.checkpoint_every": 1000,
+                                    "train.checkpoint_minutes": "0.000001"})
+    Trainer(cfg, tmp_path, progress=False, tensorboard=False).fit()
+    saves = [json.loads(line) for line in (tmp_path / "saves.jsonl").read_text().splitlines()]
+    assert [s["iteration"] for s in saves] == [1, 2, 3]
+    assert all(s["loop_blocked_s"] >= s["host_copy_s"] > 0 and s["write_s"] > 0 for s in saves)
+
+
 def test_stale_temporaries_of_a_killed_save_are_removed(tiny_data, tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir(parents=True)
