@@ -421,8 +421,7 @@ def main(argv=None) -> int:
             print(f"note: no keypoint detection ({exc}); the page asks for clicked joints")
     print(f"model frame {frame.height} x {frame.width}, {len(gallery)} gallery poses, on {device}", flush=True)
     page = build_page(Studio(generator, cfg, device, detector, gallery))
-    page.launch(server_name=args.host, server_port=args.port, theme=THEME, show_error=True,
-                inbrowser=False, share=False)
+    page.launch(server_name=args.host, server_port=args.port, theme=THEME, show_error=True)
     return 0
 
 
