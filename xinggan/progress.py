@@ -18,9 +18,8 @@ __all__ = ["PlainProgress", "progress"]
 LOG_INTERVAL_S = 30.0
 
 
-def progress(iterable: Optional[Iterable] = None, *, total: Optional[int] = None,
-             desc: str = "", unit: str = "it", initial: int = 0, disable: bool = False,
-             leave: bool = True, stream: Optional[TextIO] = None,
+def progress(iterable: Optional[Iterable] = None, *, total: Optional[int] = None, desc: str = "", unit: str = "it",
+             initial: int = 0, disable: bool = False, leave: bool = True, stream: Optional[TextIO] = None,
              interval_s: float = LOG_INTERVAL_S):
     """A tqdm bar on a terminal, a :class:`PlainProgress` elsewhere (same calls)."""
     stream = sys.stderr if stream is None else stream

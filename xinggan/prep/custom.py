@@ -123,10 +123,9 @@ def _write_overlay(out: Path, preset: str, height: int, width: int) -> Path:
     return path
 
 
-def prepare_custom(images: str | os.PathLike, out: str | os.PathLike, detector,
-                   preset: str = "deepfashion", test_fraction: float = 0.2,
-                   min_joints: int = MIN_JOINTS, seed: int = 0, margin: float = DEFAULT_MARGIN,
-                   fill: Optional[str] = None, quality: int = 95,
+def prepare_custom(images: str | os.PathLike, out: str | os.PathLike, detector, preset: str = "deepfashion",
+                   test_fraction: float = 0.2, min_joints: int = MIN_JOINTS, seed: int = 0,
+                   margin: float = DEFAULT_MARGIN, fill: Optional[str] = None, quality: int = 95,
                    progress: bool = True) -> CustomDataset:
     """Prepare the photos under ``images`` (one subfolder per identity) into ``out``.
 
