@@ -179,7 +179,7 @@ def _resize(image: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
 
 
 class OpenPoseDetector:
-    """The released multi-scale OpenPose detection of one person (see the module docstring)."""
+    """The released multi-scale OpenPose detection of one person (steps in datasets/README.md)."""
 
     name = "openpose"
 
