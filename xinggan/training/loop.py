@@ -190,16 +190,14 @@ class Trainer:
                 raise TrainingError(failure, agreed=True)
             return
         mine = failure if source in (-1, self.rank) else None
-        flag = torch.tensor([1.0 if mine else 0.0], device=self._collective_device())
+        on = self.device if dist.get_backend() == "nccl" else "cpu"
+        flag = torch.tensor([1.0 if mine else 0.0], device=on)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item():
             messages = [None] * self.world_size
             dist.all_gather_object(messages, mine)
             raise TrainingError("; ".join(f"rank {r}: {m}" for r, m in enumerate(messages) if m),
                                 agreed=True)
-
-    def _collective_device(self) -> torch.device:
-        return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
     def sync_point(self) -> None:
         """Read the health flag and the background save's result on the host; every rank raises
@@ -235,13 +233,13 @@ class Trainer:
         self.settle()
         t0 = time.perf_counter()
         it, folder = self.iteration, self.checkpoint_path.parent
-        own = host_copy(rank_state(self.parts, self.device))
-        if self.world_size == 1:
+        own = rank_state(self.parts, self.device)
+        if self.world_size == 1:  # one process: its part inside latest.pt
             per_rank, own_part = [own], None
         else:
             per_rank = [part_name(r, it) for r in range(self.world_size)]
             own_part = {"rank": self.rank, "iteration": it, "world_size": self.world_size,
-                        "state": own}
+                        "state": host_copy(own)}
         state = (host_copy(training_state(self.cfg, self.parts, it, per_rank, self.world_size))
                  if self.is_main else None)
         copy_s = time.perf_counter() - t0
