@@ -21,13 +21,13 @@ from PIL import Image
 from xinggan.config import load_config
 from xinggan.data import read_pairs
 from xinggan.data.pairs import result_stem
+from xinggan.metric_registry import METRICS, PROTOCOLS
 from xinggan.metrics.evaluate import evaluate_folder
 from xinggan.metrics.report import write_metrics
 from xinggan.precision import resolve_amp
 from xinggan.runtime import pick_device
 
 REPO = Path(__file__).resolve().parents[1]
-HIGHER_IS_BETTER = {"ssim": True, "mask_ssim": True, "l1": False}  # the metrics the summary compares
 
 
 def run(cmd: list[str]) -> None:
@@ -127,12 +127,12 @@ def main(argv=None) -> int:
     model = json.loads((out / "model" / "metrics.json").read_text())
     t_end = time.perf_counter()
 
-    keys = [k for k in HIGHER_IS_BETTER if k in model]
+    keys = [k for k in PROTOCOLS["toy"].default_metrics if k in model]  # what the summary compares
     summary = {
         "protocol": model.get("protocol"), "num_pairs": model.get("num_pairs"),
         "model": {k: model[k] for k in keys}, "copy_source_baseline": {k: baseline[k] for k in keys},
-        "model_beats_baseline": {k: (model[k] > baseline[k]) if HIGHER_IS_BETTER[k] else (model[k] < baseline[k])
-                                 for k in keys},
+        "model_beats_baseline": {k: (model[k] > baseline[k]) if METRICS[k].better == "higher"
+                                 else (model[k] < baseline[k]) for k in keys},
         "seconds": {"dataset": round(t_data - start, 1), "train": round(t_train - t_data, 1),
                     "generate_and_score": round(t_test - t_train, 1),
                     "baseline": round(t_end - t_test, 1), "total": round(t_end - start, 1)},
