@@ -117,6 +117,8 @@ def start(backend: str, timeout_s: float) -> Optional[Watch]:
                            "(torchrun, srun) sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT")
     timeout = timedelta(seconds=timeout_s)
     store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+    # torchrun's agent keeps its store across restarts: each attempt has its own keys
+    store = dist.PrefixStore(f"attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
     dist.init_process_group(backend, store=dist.PrefixStore("pg", store), rank=rank,
                             world_size=world, timeout=timeout)
     return Watch(store, rank, world)
