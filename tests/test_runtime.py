@@ -12,6 +12,7 @@ import torch
 
 from xinggan import runtime
 from xinggan.config import load_config, to_dict
+from xinggan.training import distributed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,20 +128,18 @@ def test_train_configures_backends_from_the_config_before_the_process_group(monk
     """train.py passes train.deterministic and train.tf32 for its device, and does so before
     the process group starts (with deterministic, CUBLAS_WORKSPACE_CONFIG must be in place
     before any CUDA work)."""
-    import torch.distributed as dist
-
     calls = []
 
     def configure(device, *, deterministic=False, tf32=True):
         calls.append(("configure", torch.device(device), deterministic, tf32))
         return ["recorded"]
 
-    def init_process_group(*args, **kwargs):
+    def start(*args, **kwargs):
         calls.append(("init_process_group",))
         raise Stop
 
     monkeypatch.setattr(runtime, "configure_backends", configure)
-    monkeypatch.setattr(dist, "init_process_group", init_process_group)
+    monkeypatch.setattr(distributed, "start", start)
     for key, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
         monkeypatch.setenv(key, value)
     train = load_script("train")

@@ -1,34 +1,6 @@
-"""The process-wide backend flags of a run, set in one place.
-
-:func:`configure_backends` is called by ``train.py``, ``test.py``, ``scripts/benchmark.py``
-and ``scripts/gpu_check.py`` once the device is known, so that the configuration that is
-benchmarked is the one that trains. It sets:
-
-- ``torch.use_deterministic_algorithms(deterministic)``, on every call, both ways: the flags
-  are those of the config at hand, and a second call in the same process (tests, a script
-  that evaluates after training) does not inherit the first one's setting. With
-  ``deterministic`` it also puts ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` in the environment (a
-  value already there is kept), which cuBLAS needs for reproducible matrix products. cuBLAS
-  reads it when it creates its handle, at the first matrix product on a GPU, so the call has
-  to come before any CUDA work: ``train.py`` makes it right after choosing the device, before
-  ``dist.init_process_group`` and before any model is built.
-- On CUDA: TF32 for float32 matrix products and cuDNN convolutions (``tf32``, the config's
-  ``train.tf32``; Ampere and newer GPUs round the inputs of those products to a 10-bit
-  mantissa and accumulate in float32, which is much faster than strict float32),
-  ``cudnn.benchmark`` (autotuned convolution algorithms) unless ``deterministic``, and
-  ``cudnn.deterministic = deterministic``. TF32 is set through
-  ``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32``: PyTorch
-  2.14 takes them without a warning, whereas its newer per-backend
-  ``fp32_precision`` settings, once used, make ``torch.get_float32_matmul_precision()`` and
-  the ``allow_tf32`` getters raise a RuntimeError ("a mix of the legacy and new APIs"), and
-  Inductor (``train.compile``) and other code read those.
-- On the CPU: denormal floats flushed to zero (``torch.set_flush_denormal``). Denormals take
-  a slow path on x86 CPUs; flushing them changes nothing a GAN can notice and made the toy
-  config's training about 30% faster on a 2-core CPU.
-
-It returns one short line per setting, for the caller to print (joined with ``"; "``) or
-keep in a report.
-"""
+"""The process-wide backend flags of a run, set in one place (:func:`configure_backends`, called by
+train.py, test.py and the benchmarks once the device is known and before any CUDA work; what it sets
+and why: docs/determinism.md), this process's device, and what a measurement ran on."""
 from __future__ import annotations
 
 import os
@@ -39,40 +11,28 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
+import torchvision
 
 from xinggan.config import ConfigError
 
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
-
-__all__ = ["CUBLAS_WORKSPACE_CONFIG", "DeviceError", "configure_backends", "distributed_context",
-           "machine", "pick_device", "versions"]
-
 REPO = Path(__file__).resolve().parents[1]
 
 
 def configure_backends(device: Union[torch.device, str], *, deterministic: bool = False,
                        tf32: bool = True) -> list[str]:
-    """Set the process-wide backend flags for a run on ``device``; the lines say what was set.
-
-    Call it before any CUDA work (see the module docstring): with ``deterministic`` it sets
-    ``CUBLAS_WORKSPACE_CONFIG``, which cuBLAS reads only when it starts.
-    """
+    """Set the backend flags for a run on ``device`` (deterministic mode both ways, on every call;
+    TF32 and cuDNN on CUDA; denormals flushed on the CPU); one line per setting."""
     device = torch.device(device)
-    lines = []
+    lines = ["deterministic algorithms off (train.deterministic)"]
     if deterministic:
-        late = "CUBLAS_WORKSPACE_CONFIG" not in os.environ and _cuda_started()
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
-        line = ("deterministic algorithms on (train.deterministic), CUBLAS_WORKSPACE_CONFIG="
-                f"{os.environ['CUBLAS_WORKSPACE_CONFIG']}")
-        if late:
-            line += (" (set after CUDA started: a cuBLAS handle created before now keeps "
-                     "its nondeterministic workspace)")
-        lines.append(line)
-    else:
-        lines.append("deterministic algorithms off (train.deterministic)")
+        late = "CUBLAS_WORKSPACE_CONFIG" not in os.environ and torch.cuda.is_initialized()
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)  # cuBLAS reads it once
+        lines = ["deterministic algorithms on (train.deterministic), CUBLAS_WORKSPACE_CONFIG="
+                 f"{os.environ['CUBLAS_WORKSPACE_CONFIG']}" + (" (set after CUDA started: a cuBLAS handle "
+                 "created before now keeps its nondeterministic workspace)" if late else "")]
     torch.use_deterministic_algorithms(deterministic)
-
-    if device.type == "cuda":
+    if device.type == "cuda":  # the legacy allow_tf32 flags: fp32_precision would break their getters
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cudnn.benchmark = not deterministic
@@ -82,21 +42,9 @@ def configure_backends(device: Union[torch.device, str], *, deterministic: bool 
         lines.append("cuda: cudnn.benchmark off, cudnn.deterministic on" if deterministic else
                      "cuda: cudnn.benchmark on")
     elif device.type == "cpu":
-        if torch.set_flush_denormal(True):
-            lines.append("cpu: denormals flushed to zero")
-        else:
-            lines.append("cpu: flushing denormals is not supported here")
+        lines.append("cpu: denormals flushed to zero" if torch.set_flush_denormal(True) else
+                     "cpu: flushing denormals is not supported here")
     return lines
-
-
-def _cuda_started() -> bool:
-    try:
-        return torch.cuda.is_initialized()
-    except (AttributeError, RuntimeError):
-        return False
-
-
-# -- this process: its rank, its device ------------------------------------------------------
 
 
 class DeviceError(ConfigError):
@@ -105,22 +53,13 @@ class DeviceError(ConfigError):
 
 def distributed_context() -> tuple[int, int, int]:
     """(rank, local_rank, world_size) from torchrun's environment (1 process without it)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    return rank, local, world
+    return tuple(int(os.environ.get(k, d)) for k, d in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")))
 
 
 def pick_device(name: str, local_rank: Optional[int] = None,
                 world_size: Optional[int] = None) -> torch.device:
-    """The device of this process.
-
-    ``auto``: CUDA when there is one, else the CPU; ``cpu`` or ``cuda:N`` as named; ``cuda``: this
-    process's GPU: the only visible one (``srun --gpus-per-task=1``), else the one of its local
-    rank (``LOCAL_RANK``, else Slurm's ``SLURM_LOCALID``, else ``RANK`` modulo the GPU count).
-    Refused with a :class:`DeviceError`: CUDA where there is none, a local rank without its GPU,
-    and ``cuda:N`` in a run of several processes (choose GPUs with ``CUDA_VISIBLE_DEVICES``).
-    """
+    """The device of this process: ``auto`` (CUDA where there is one), ``cpu``, ``cuda:N``, or ``cuda``:
+    the only visible GPU, else that of the local rank (LOCAL_RANK, SLURM_LOCALID, RANK modulo the count)."""
     rank, _, env_world = distributed_context()
     world_size = env_world if world_size is None else world_size
     if name == "auto":
@@ -153,21 +92,11 @@ def pick_device(name: str, local_rank: Optional[int] = None,
     return device
 
 
-# -- describing the machine and the software ------------------------------------------------
-
-
 def versions() -> dict:
     """Python, torch, torchvision, numpy and CUDA versions, and the platform."""
-    import torchvision
-
-    return {
-        "python": platform.python_version(),
-        "torch": str(torch.__version__),
-        "torchvision": str(torchvision.__version__),
-        "numpy": np.__version__,
-        "cuda": torch.version.cuda,
-        "platform": platform.platform(),
-    }
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "torchvision": str(torchvision.__version__), "numpy": np.__version__, "cuda": torch.version.cuda,
+            "platform": platform.platform()}
 
 
 def _cpu_name() -> str:
@@ -182,13 +111,11 @@ def _cpu_name() -> str:
 
 def machine(device: Union[torch.device, str, None] = None) -> dict:
     """What a measurement ran on: CPU, cores, torch threads, GPU, versions and the commit."""
-    info = {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            **versions()}
-    if device is not None:
-        info["device"] = str(device)
-    gpu = torch.device(device) if device is not None else None
-    if torch.cuda.is_available() and (gpu is None or gpu.type == "cuda"):
-        info["gpu"] = torch.cuda.get_device_name(gpu if gpu is not None else 0)
+    info = {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), **versions()}
+    gpu = torch.device(device if device is not None else "cuda:0")
+    info.update({"device": str(device)} if device is not None else {})
+    if torch.cuda.is_available() and gpu.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(gpu)
     try:
         info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                                         capture_output=True, text=True).stdout.strip() or "unknown"
