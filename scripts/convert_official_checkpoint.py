@@ -6,10 +6,8 @@
         [--appearance-discriminator market/latest_net_netD_PP.pth] \
         --out checkpoints/xinggan_market_released.pt
 
-The released files are read with ``torch.load(weights_only=True)``; every key is mapped by an
-explicit rule (``xinggan/released/convert.py``), the weights are loaded strictly into the networks
-the config builds, and the result is written with the config embedded, so that
-``python test.py --checkpoint <out>`` needs nothing else.
+The files are read with ``weights_only=True``, loaded strictly into the networks the config builds,
+and written with the config embedded (``python test.py --checkpoint <out>`` needs nothing else).
 """
 from __future__ import annotations
 
@@ -17,15 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from xinggan.checkpoint import CheckpointError, save_checkpoint
 from xinggan.config import load_config_or_exit
-from xinggan.models import build_discriminators, build_generator, count_parameters
-from xinggan.released.convert import (
-    convert_released_state_dict,
-    load_released_state_dict,
-)
+from xinggan.models import count_parameters
+from xinggan.released.convert import convert_released_state_dict, load_released_state_dict, target_network
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,36 +37,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config_or_exit(args.config, args.overrides)
-
-    sources = {"generator": args.generator,
-               "shape_discriminator": args.shape_discriminator,
+    sources = {"generator": args.generator, "shape_discriminator": args.shape_discriminator,
                "appearance_discriminator": args.appearance_discriminator}
-    state = {"config": cfg.to_dict()}
-    notes: list[str] = []
+    state, notes = {"config": cfg.to_dict()}, []
     try:
-        for kind, path in sources.items():
-            if path is None:
-                continue
-            converted = convert_released_state_dict(kind, load_released_state_dict(path), cfg,
-                                                    notes)
-            # Load strictly into the network as a final check (built on the meta device:
-            # the converted tensors are assigned, nothing is initialised).
-            with torch.device("meta"):
-                if kind == "generator":
-                    network = build_generator(cfg)
-                else:
-                    shape_d, appearance_d = build_discriminators(cfg)
-                    network = shape_d if kind == "shape_discriminator" else appearance_d
+        for kind, path in ((k, p) for k, p in sources.items() if p is not None):
+            converted = convert_released_state_dict(kind, load_released_state_dict(path), cfg, notes)
+            network = target_network(kind, cfg)  # a strict load as the final check
             network.load_state_dict(converted, strict=True, assign=True)
             state[kind] = converted
-            print(f"{kind}: {path} -> {len(converted)} tensors, "
-                  f"{count_parameters(network):,} parameters")
+            print(f"{kind}: {path} -> {len(converted)} tensors, {count_parameters(network):,} parameters")
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for note in notes:
         print(f"note: {note}")
-
     given = ", ".join(f"{kind}={Path(p).name}" for kind, p in sources.items() if p)
     state["source"] = f"converted from the authors' released checkpoints ({given})"
     out = save_checkpoint(state, args.out)

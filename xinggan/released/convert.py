@@ -1,24 +1,6 @@
-"""Map the authors' released XingGAN checkpoints onto our modules.
-
-The released files (``latest_net_netG.pth``, ``latest_net_netD_PB.pth``,
-``latest_net_netD_PP.pth``) are plain ``state_dict`` s of tensors saved by the PATN-style code
-(github.com/Ha0Tang/XingGAN @ 10d6146).  Their keys carry a ``model.`` prefix and
-``nn.Sequential`` indices that count the parameter-free layers (padding, ReLU, dropout).  Every
-key is mapped by an explicit rule below (released module path -> our module path); nothing is
-matched by position.
-
-- ``module.`` prefixes (checkpoints saved from ``DataParallel``) are removed.
-- InstanceNorm running statistics (``running_mean``/``running_var``/``num_batches_tracked`` of
-  layers that are ``InstanceNorm2d(track_running_stats=False)`` here), which PyTorch < 0.4 saved,
-  are dropped.
-- A missing BatchNorm ``num_batches_tracked`` (PyTorch < 0.4.1) is filled with 0, as PyTorch's
-  own loader does; it is not used in eval mode.
-- Every other source key must be consumed and every target key filled with a tensor of the
-  same shape, else :class:`ConversionError` lists the leftovers in both directions.
-
-Transposed convolutions keep PyTorch's [in, out, k, k] weight layout on both sides, so weights
-are copied unchanged.
-"""
+"""Map the authors' released XingGAN checkpoints (github.com/Ha0Tang/XingGAN @ 10d6146, plain state
+dicts) onto our modules and back, each key by an explicit rule (docs/networks.md); nothing is matched by
+position. Transposed convolutions keep PyTorch's [in, out, k, k] layout on both sides."""
 from __future__ import annotations
 
 import re
@@ -30,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from xinggan.checkpoint import CheckpointError
+from xinggan.models import build_discriminators, build_generator
 
 KINDS = ("generator", "shape_discriminator", "appearance_discriminator")
 RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
@@ -39,11 +22,7 @@ class ConversionError(CheckpointError):
     """A released checkpoint does not map onto the network described by the config."""
 
 
-# --------------------------------------------------------------------------------------
-# Explicit rules: released module path -> our module path
-# --------------------------------------------------------------------------------------
-
-# Sequential indices of the released encoders / discriminator stems:
+# Released module path -> our module path. Sequential indices of the released encoders / discriminator stems:
 # 0 pad, 1 conv, 2 norm, 3 relu, 4 conv, 5 norm, 6 relu, 7 conv, 8 norm, 9 relu.
 _STEM = {"1": "conv_in", "2": "norm_in", "4": "conv_down1", "5": "norm_down1",
          "7": "conv_down2", "8": "norm_down2"}
@@ -96,29 +75,15 @@ def _residual_index(released: str) -> int:
     return i
 
 
-def _strip_prefixes(key: str) -> str:
-    """Remove the ``module.`` (DataParallel) and ``model.`` (XingNetwork) wrappers."""
-    while True:
-        for prefix in ("module.", "model."):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-                break
-        else:
-            return key
-
-
 def map_released_key(kind: str, key: str) -> Optional[str]:
-    """Our state-dict key for a released key, or None if no rule matches."""
-    rules = _GENERATOR_RULES if kind == "generator" else _DISCRIMINATOR_RULES
-    module_path, _, param = _strip_prefixes(key).rpartition(".")
-    for pattern, fn in rules:
-        m = pattern.fullmatch(module_path)
-        if m is None:
-            continue
-        try:
-            return f"{fn(m)}.{param}"
-        except KeyError:  # an index that no rule covers
-            return None
+    """Our state-dict key for a released key (``module.`` and ``model.`` wrappers removed), or None."""
+    module_path, _, param = re.sub(r"^((module|model)\.)+", "", key).rpartition(".")
+    for pattern, fn in _GENERATOR_RULES if kind == "generator" else _DISCRIMINATOR_RULES:
+        if m := pattern.fullmatch(module_path):
+            try:
+                return f"{fn(m)}.{param}"
+            except KeyError:  # an index that no rule covers
+                return None
     return None
 
 
@@ -160,13 +125,8 @@ def _released_module(kind: str, module_path: str) -> Optional[str]:
 
 def to_released_state_dict(kind: str, state_dict: Mapping[str, Tensor]
                            ) -> "OrderedDict[str, Tensor]":
-    """Our state dict of a released-architecture network under the released key names.
-
-    The inverse of :func:`convert_released_state_dict` (each key is checked to map back to
-    itself); used to run the literal released forward pass (:mod:`xinggan.released.network`)
-    on our weights.  Raises :class:`ConversionError` for keys the released network lacks
-    (a config that is not the released one).
-    """
+    """Our state dict of a released-architecture network under the released key names (each key
+    checked to map back); :class:`ConversionError` for keys the released network lacks."""
     out: "OrderedDict[str, Tensor]" = OrderedDict()
     unknown = []
     for key, value in state_dict.items():
@@ -183,21 +143,12 @@ def to_released_state_dict(kind: str, state_dict: Mapping[str, Tensor]
     return out
 
 
-# --------------------------------------------------------------------------------------
-# Conversion
-# --------------------------------------------------------------------------------------
-
-
-def _target_network(kind: str, cfg) -> nn.Module:
-    from xinggan.models import build_discriminators, build_generator
-
+def target_network(kind: str, cfg) -> nn.Module:
+    """The network of ``kind`` that ``cfg`` builds, on the meta device (shapes only, no init cost)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    with torch.device("meta"):  # shapes only, no memory, no init cost
-        if kind == "generator":
-            return build_generator(cfg)
-        shape_d, appearance_d = build_discriminators(cfg)
-        return shape_d if kind == "shape_discriminator" else appearance_d
+    with torch.device("meta"):
+        return build_generator(cfg) if kind == "generator" else build_discriminators(cfg)[KINDS.index(kind) - 1]
 
 
 def _describe(items: Mapping[str, tuple], limit: int = 40) -> str:
@@ -209,81 +160,54 @@ def _describe(items: Mapping[str, tuple], limit: int = 40) -> str:
 
 def convert_released_state_dict(kind: str, released_sd: Mapping[str, Tensor], cfg,
                                 notes: Optional[list[str]] = None) -> "OrderedDict[str, Tensor]":
-    """Convert one released state dict to ours.
+    """One released state dict as ours: ``kind`` is ``generator``, ``shape_discriminator`` (netD_PB) or
+    ``appearance_discriminator`` (netD_PP), ``cfg`` a released config. Dropped or filled keys are described
+    in ``notes``; :class:`ConversionError` lists unmatched source keys, unfilled keys and shape mismatches."""
+    net = target_network(kind, cfg)
+    target, modules = {k: tuple(v.shape) for k, v in net.state_dict().items()}, dict(net.named_modules())
 
-    kind: ``"generator"``, ``"shape_discriminator"`` (released ``netD_PB``) or
-    ``"appearance_discriminator"`` (``netD_PP``).  ``cfg`` must describe the released network
-    (``configs/market.yaml`` or ``configs/deepfashion.yaml``).  Dropped or filled keys are
-    described in ``notes`` when a list is given.  Raises :class:`ConversionError` listing every
-    unmatched source key, unfilled target key and shape mismatch.
-    """
-    target_net = _target_network(kind, cfg)
-    target = {k: tuple(v.shape) for k, v in target_net.state_dict().items()}
-    modules = dict(target_net.named_modules())
+    def norm_of(key: str, cls: type) -> bool:
+        return isinstance(modules.get(key.rpartition(".")[0]), cls)
 
-    converted: dict[str, Tensor] = {}
-    origin: dict[str, str] = {}
-    unmatched: dict[str, tuple] = {}
-    mismatched: dict[str, str] = {}  # our key -> description
-    dropped: list[str] = []
-    norm_hint = ""  # the norm the checkpoint seems to have been trained with, if not ours
+    converted, origin, unmatched, mismatched, dropped, norm_hint = {}, {}, {}, {}, 0, ""
     for key, value in released_sd.items():
         if not isinstance(value, Tensor):
-            raise ConversionError(f"{kind}: released entry {key!r} is a {type(value).__name__}, "
-                                  "not a tensor")
+            raise ConversionError(f"{kind}: released entry {key!r} is a {type(value).__name__}, not a tensor")
         ours = map_released_key(kind, key)
         if ours is None or ours not in target:
-            module_path, _, param = (ours or "").rpartition(".")
-            if (ours is not None and param in RUNNING_STATS
-                    and isinstance(modules.get(module_path), nn.InstanceNorm2d)):
-                dropped.append(key)  # InstanceNorm statistics of PyTorch < 0.4
-                continue
-            unmatched[key] = tuple(value.shape)
-            if isinstance(modules.get(module_path), nn.InstanceNorm2d):
+            if ours is not None and norm_of(ours, nn.InstanceNorm2d):
+                if ours.rpartition(".")[2] in RUNNING_STATS:
+                    dropped += 1  # InstanceNorm statistics of PyTorch < 0.4
+                    continue
                 norm_hint = "batch"  # affine norm weights where we have InstanceNorm
-            continue
-        if ours in converted:
+            unmatched[key] = tuple(value.shape)
+        elif ours in converted:
             raise ConversionError(f"{kind}: released keys {origin[ours]!r} and {key!r} both map "
                                   f"to {ours!r} (the file holds the network twice?)")
-        if tuple(value.shape) != target[ours]:
-            mismatched[ours] = (f"    {key} {list(value.shape)} -> {ours} expects "
-                                f"{list(target[ours])}")
-            continue
-        converted[ours] = value.detach().clone()
-        origin[ours] = key
-
+        elif tuple(value.shape) != target[ours]:
+            mismatched[ours] = f"    {key} {list(value.shape)} -> {ours} expects {list(target[ours])}"
+        else:
+            converted[ours], origin[ours] = value.detach().clone(), key
     missing = {k: s for k, s in target.items() if k not in converted and k not in mismatched}
-    if any(isinstance(modules.get(k.rpartition(".")[0]), nn.BatchNorm2d)
-           and not k.endswith("num_batches_tracked") for k in missing):
+    if any(norm_of(k, nn.BatchNorm2d) and not k.endswith("num_batches_tracked") for k in missing):
         norm_hint = "instance"  # no BatchNorm tensors where we have BatchNorm
-    filled = []
-    for k in list(missing):
-        module_path, _, param = k.rpartition(".")
-        if param == "num_batches_tracked" and isinstance(modules.get(module_path), nn.BatchNorm2d):
-            converted[k] = torch.tensor(0, dtype=torch.long)  # PyTorch < 0.4.1 did not save it
-            filled.append(k)
-            del missing[k]
-
+    filled = [k for k in missing if k.endswith(".num_batches_tracked") and norm_of(k, nn.BatchNorm2d)]
+    for k in filled:  # PyTorch < 0.4.1 did not save it
+        converted[k] = torch.tensor(0, dtype=torch.long)
+        del missing[k]
     if unmatched or missing or mismatched:
-        parts = [f"{kind}: the released checkpoint does not match the network of this config"]
-        if mismatched:
-            parts.append("shape mismatches:\n" + "\n".join(mismatched.values()))
-        if unmatched:
-            parts.append(f"released keys with no place in our network ({len(unmatched)}):\n"
-                         + _describe(unmatched))
-        if missing:
-            parts.append(f"our keys the checkpoint does not fill ({len(missing)}):\n"
-                         + _describe(missing))
-        parts.append(_hint(kind, norm_hint, mismatched))
-        raise ConversionError("\n".join(p for p in parts if p))
-
+        raise ConversionError("\n".join([
+            f"{kind}: the released checkpoint does not match the network of this config",
+            *(["shape mismatches:\n" + "\n".join(mismatched.values())] if mismatched else []),
+            *([f"released keys with no place in our network ({len(unmatched)}):\n" + _describe(unmatched)]
+              if unmatched else []),
+            *([f"our keys the checkpoint does not fill ({len(missing)}):\n" + _describe(missing)] if missing else []),
+            _hint(kind, norm_hint, mismatched)]))
     if notes is not None:
-        if dropped:
-            notes.append(f"{kind}: dropped {len(dropped)} InstanceNorm running-statistics "
-                         "entries (saved by PyTorch < 0.4, unused)")
-        if filled:
-            notes.append(f"{kind}: filled {len(filled)} missing BatchNorm num_batches_tracked "
-                         "entries with 0")
+        notes += [text for n, text in (
+            (dropped, f"{kind}: dropped {dropped} InstanceNorm running-statistics entries (saved by PyTorch < 0.4, "
+                      "unused)"),
+            (filled, f"{kind}: filled {len(filled)} missing BatchNorm num_batches_tracked entries with 0")) if n]
     return OrderedDict((k, converted[k]) for k in target)
 
 

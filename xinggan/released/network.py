@@ -1,20 +1,7 @@
-"""The released XingGAN forward pass, literally, in functional ops on the released key names.
-
-This is a second, independent description of the released networks (``docs/architecture.md``,
-layer by layer): plain ``F.conv2d`` / ``F.batch_norm`` / ``torch.bmm`` calls that read the tensors of an
-released state dict (``model.stream1_down.1.weight``, ``model.att.0.query_conv.weight``, ...)
-and materialise the N x N attention maps as the released code does.  It shares no code with the
-modules in :mod:`xinggan.models`, which makes it
-
-- the numerical reference that the converted modules must equal, and
-- the side-by-side reference for speed and memory in ``scripts/benchmark.py`` (same machine,
-  same timing loop; :func:`xinggan.released.convert.to_released_state_dict` gives it the weights
-  of one of our generators).
-
-``training=True`` runs the training-mode forward: BatchNorm on batch statistics (updating the
-running statistics in place, as the released code does) and dropout with ``dropout`` in the Xing
-blocks' conv paths.
-"""
+"""The released XingGAN forward passes, literally, in functional ops on the released key names, with
+the N x N attention maps materialised: sharing no code with :mod:`xinggan.models`, the numerical and
+speed reference for it. ``training=True``: BatchNorm on batch statistics (running statistics updated in
+place, as released) and dropout in the Xing blocks' conv paths."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -22,9 +9,6 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-__all__ = ["released_generator_forward", "released_discriminator_forward"]
-
 
 def _ops(sd: Mapping[str, Tensor], norm: str, training: bool):
     def conv(x, name, stride=1, padding=0):
