@@ -1,18 +1,7 @@
-"""Inference: load a generator from a checkpoint, generate test pairs, and name the results.
-
-A checkpoint embeds its resolved config, so ``load_generator(path)`` needs nothing else:
-
-    >>> generator = xinggan.load_generator("converted.pt", device="cuda")
-    >>> image = generator(source_image, source_pose, target_pose)  # (B, 3, H, W) in [-1, 1]
-
-``generate_pairs`` runs a generator over every pair of a dataset and writes one image per pair,
-named by the project's single naming rule, :func:`result_stem`: the generated image of pair
-(a, b) is ``<stem a>___<stem b>.png``. PNG keeps the 8-bit values exact; an evaluation protocol
-applies its own JPEG round trip where the paper's scripts did.
-"""
+"""Inference: :func:`load_generator` (a checkpoint embeds its config, so the path is enough) and
+:func:`generate_pairs`, which writes one PNG per test pair, named by :func:`result_stem`."""
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Optional, Union
 
@@ -25,6 +14,7 @@ from xinggan.checkpoint import CheckpointError, load_checkpoint
 from xinggan.config import ConfigError, config_from_dict
 from xinggan.data.dataset import model_inputs
 from xinggan.data.pairs import result_stem
+from xinggan.models import build_generator
 from xinggan.precision import autocast
 from xinggan.progress import progress as progress_bar
 from xinggan.visualize import pair_grid, to_uint8
@@ -44,17 +34,9 @@ def embedded_config(state: dict, path: Union[str, Path]):
 
 def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
                    state: Optional[dict] = None) -> nn.Module:
-    """The generator of checkpoint ``path`` with its weights, on ``device``, in eval mode.
-
-    The file is read safely (tensors and plain values only); a caller that has read it already
-    passes its contents as ``state``, so that it is not read twice.  A checkpoint whose weights
-    do not fit the network of its own config raises :class:`CheckpointError` listing the
-    mismatches.
-    """
-    from xinggan.models import build_generator
-
-    if state is None:
-        state = load_checkpoint(path)
+    """The generator of checkpoint ``path`` (or of its contents ``state``, read already), on ``device``,
+    in eval mode; :class:`CheckpointError` lists weights that do not fit its config's network."""
+    state = load_checkpoint(path) if state is None else state
     cfg = embedded_config(state, path)
     with torch.device("meta"):  # shapes only: the checkpoint provides every value
         generator = build_generator(cfg)
@@ -62,28 +44,18 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     if not isinstance(weights, dict):
         raise CheckpointError(f"{path}: 'generator' is not a state dict")
     expected = generator.state_dict()
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    wrong_shape = [
-        f"{k}: checkpoint {list(weights[k].shape)}, model {list(expected[k].shape)}"
-        for k in expected if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or wrong_shape:
-        lines = [f"{path}: the generator weights do not match the network of the embedded "
-                 "config (a checkpoint of another model?)"]
-        for title, items in (("missing", missing), ("unexpected", unexpected),
-                             ("shape mismatch", wrong_shape)):
-            if items:
-                shown = items[:20]
-                if len(items) > 20:
-                    shown.append(f"... and {len(items) - 20} more")
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(shown))
+    problems = {"missing": [k for k in expected if k not in weights],
+                "unexpected": [k for k in weights if k not in expected],
+                "shape mismatch": [f"{k}: checkpoint {list(weights[k].shape)}, model {list(expected[k].shape)}"
+                                   for k in expected if k in weights and weights[k].shape != expected[k].shape]}
+    if any(problems.values()):
+        lines = [f"{path}: the generator weights do not match the network of the embedded config (a checkpoint "
+                 "of another model?)"]
+        for title, items in problems.items():
+            more = f", ... and {len(items) - 20} more" if len(items) > 20 else ""
+            lines += [f"  {title} ({len(items)}): " + ", ".join(items[:20]) + more] if items else []
         raise CheckpointError("\n".join(lines))
     generator.load_state_dict(weights, strict=True, assign=True)
-    left = [name for name, t in itertools.chain(generator.named_parameters(),
-                                                generator.named_buffers()) if t.is_meta]
-    if left:  # pragma: no cover - every tensor of the network is in its state dict
-        raise CheckpointError(f"{path}: no values for {', '.join(left)}")
     return generator.to(device).eval()
 
 
