@@ -44,26 +44,16 @@ def pair_grid(source: torch.Tensor, source_pose: torch.Tensor, target_pose: torc
 
 def draw_skeleton(keypoints, height: int, width: int, background: np.ndarray | None = None,
                   thickness: int | None = None) -> np.ndarray:
-    """An (H, W, 3) uint8 picture of the pose: limbs and joints in the OpenPose colours.
-
-    ``keypoints`` (18, 2) of (y, x) pixels, ``-1`` missing: a limb is drawn when both its ends
-    are present, each present joint as a dot. Drawn on black, or over a copy of ``background``
-    (an (H, W, 3) uint8 image) with the limbs blended at 60 % as OpenPose's demo does.
-    ``thickness`` defaults to 4 pixels per 256 rows of height (at least 1).
-    """
+    """An (H, W, 3) uint8 picture of ``keypoints`` ((K, 2) of (y, x), -1 missing) in the OpenPose colours,
+    on black or over ``background`` with the limbs blended at 60 %; ``thickness``: 4 px per 256 rows."""
     kp = np.asarray(keypoints)
     if kp.ndim != 2 or kp.shape[1] != 2:
         raise ValueError(f"keypoints must have shape (K, 2) of (y, x), got {kp.shape}")
-    if thickness is None:
-        thickness = max(1, round(4 * height / 256))
-    if background is None:
-        base = np.zeros((height, width, 3), np.uint8)
-    else:
-        base = np.asarray(background, dtype=np.uint8)
-        if base.shape != (height, width, 3):
-            raise ValueError(f"background must be ({height}, {width}, 3), got {base.shape}")
-    present = (kp[:, 0] != -1) & (kp[:, 1] != -1)
-    colours = JOINT_COLOURS
+    thickness = max(1, round(4 * height / 256)) if thickness is None else thickness
+    base = np.zeros((height, width, 3), np.uint8) if background is None else np.asarray(background, dtype=np.uint8)
+    if base.shape != (height, width, 3):
+        raise ValueError(f"background must be ({height}, {width}, 3), got {base.shape}")
+    present, colours = (kp[:, 0] != -1) & (kp[:, 1] != -1), JOINT_COLOURS
     limbs = Image.fromarray(base.copy())
     draw = ImageDraw.Draw(limbs)
     for i, (a, b) in enumerate(SKELETON_LIMBS):
