@@ -55,6 +55,16 @@ def children(pid: int) -> list[int]:
     return found
 
 
+
+@pytest.fixture(autouse=True)
+def environment_as_it_was():
+    """The jobs run in this process export torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR...);
+    they must not reach the tests that come after."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
 @pytest.fixture
 def in_repo(monkeypatch):
     monkeypatch.chdir(REPO)
