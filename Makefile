@@ -54,19 +54,21 @@ install: $(STAMP)
 pose-install: $(STAMP_POSE)
 	$(call install_here,$(PY_POSE))
 
+# $(call make_venv,FOLDER,REQUIREMENTS): a virtual environment with what REQUIREMENTS pins
+define make_venv
+	@test -x $(1)/bin/python || $(PYTHON_BOOT) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -r $(2)
+	@touch $(1)/.requirements-installed
+endef
+
 $(STAMP): requirements.txt
-	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	@touch $(STAMP)
+	$(call make_venv,$(VENV),requirements.txt)
 
 pose-venv: $(STAMP_POSE)
 
 $(STAMP_POSE): requirements.txt requirements-pose.txt
-	@test -x $(PY_POSE) || $(PYTHON_BOOT) -m venv $(VENV_POSE)
-	$(PY_POSE) -m pip install --quiet --upgrade pip
-	$(PY_POSE) -m pip install --quiet -r requirements-pose.txt
-	@touch $(STAMP_POSE)
+	$(call make_venv,$(VENV_POSE),requirements-pose.txt)
 
 test-pose: pose-install
 	$(PY_POSE) -m pytest -q $(POSE_TESTS)
@@ -77,10 +79,7 @@ studio-install: $(STAMP_STUDIO)
 	$(call install_here,$(PY_STUDIO))
 
 $(STAMP_STUDIO): requirements.txt requirements-studio.txt
-	@test -x $(PY_STUDIO) || $(PYTHON_BOOT) -m venv $(VENV_STUDIO)
-	$(PY_STUDIO) -m pip install --quiet --upgrade pip
-	$(PY_STUDIO) -m pip install --quiet -r requirements-studio.txt
-	@touch $(STAMP_STUDIO)
+	$(call make_venv,$(VENV_STUDIO),requirements-studio.txt)
 
 test-studio: studio-install
 	$(PY_STUDIO) -m pytest -q tests/test_studio.py

@@ -26,6 +26,21 @@ def tiny_training_overrides(root: Path, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
 
 
+# Random draws in every network (dropout) and in the image pools: a resume that restores a random
+# stream wrongly gives other weights.
+RANDOM_DRAWS = {"model.generator.dropout": 0.5, "model.discriminator.dropout": 0.5,
+                "loss.pool_size": 2}
+
+
+def random_toy_config(root: Path, **extra):
+    """configs/toy.yaml for a tiny run on ``root`` with :data:`RANDOM_DRAWS`, 4 iterations,
+    a checkpoint every 2."""
+    from xinggan.config import load_config
+
+    return load_config(REPO / "configs" / "toy.yaml", tiny_training_overrides(
+        root, **{**RANDOM_DRAWS, "train.iterations": 4, "train.checkpoint_every": 2, **extra}))
+
+
 def smooth_image(rng, height: int = 128, width: int = 64):
     """A uint8 RGB image with natural-image-like structure (smooth colour fields plus noise)."""
     import numpy as np

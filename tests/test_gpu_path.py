@@ -9,20 +9,14 @@ import torch
 import torch.serialization
 
 from xinggan.checkpoint import load_checkpoint, save_checkpoint
-from xinggan.config import ConfigError, load_config
+from xinggan.config import ConfigError
 from xinggan.training import Trainer, pick_device
 from xinggan.training.state import rng_state, set_rng_state
 
-from helpers import tiny_training_overrides
+from helpers import random_toy_config
 
 REPO = Path(__file__).resolve().parents[1]
-RANDOM = {"model.generator.dropout": 0.5, "model.discriminator.dropout": 0.5,
-          "loss.pool_size": 2}
-
-
-def config(root: Path, **extra):
-    return load_config(REPO / "configs" / "toy.yaml", tiny_training_overrides(
-        root, **{**RANDOM, "train.iterations": 4, "train.checkpoint_every": 2, **extra}))
+config = random_toy_config
 
 
 def trained_checkpoint(root: Path, run: Path) -> dict:

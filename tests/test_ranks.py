@@ -15,19 +15,12 @@ import pytest
 import torch
 
 from xinggan.checkpoint import load_checkpoint
-from xinggan.config import load_config
 from xinggan.training import Trainer, TrainingError, distributed
 
-from helpers import tiny_training_overrides
+from helpers import random_toy_config, tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-RANDOM = {"model.generator.dropout": 0.5, "model.discriminator.dropout": 0.5,
-          "loss.pool_size": 2}
-
-
-def config(root: Path, **extra):
-    return load_config(REPO / "configs" / "toy.yaml", tiny_training_overrides(
-        root, **{**RANDOM, "train.iterations": 4, "train.checkpoint_every": 2, **extra}))
+config = random_toy_config
 
 
 def run_two_ranks(worker, root: Path, out: Path, limit_s: float = 180) -> None:

@@ -1,6 +1,7 @@
 """The training loop: schedule, exact resume, DDP on CPU, stops, logging, full-size smoke."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -334,21 +335,40 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tiny_data, tmp_path):
 # -- command line ---------------------------------------------------------------------------
 
 
-def test_dry_run_prints_config_and_summary():
-    out = subprocess.run([sys.executable, "train.py", "--config", "configs/market.yaml",
-                          "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "lambda_perceptual: 50.0" in out.stdout
-    assert "generator total" in out.stdout and "44,853,189" in out.stdout
-    assert "(1, 3, 128, 64)" in out.stdout
+def run_train(capsys, *argv: str) -> tuple[int, str, str]:
+    """train.py's main() in this process: (exit code, stdout, stderr)."""
+    spec = importlib.util.spec_from_file_location("train_entry_point", REPO / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    try:
+        code = train.main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_bad_override_fails_before_work(tmp_path):
-    out = subprocess.run([sys.executable, "train.py", "--config", "configs/toy.yaml", "--set",
-                          "train.batchsize=3", "--run-dir", str(tmp_path / "r")], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2
-    assert "train.batch_size" in out.stderr and not (tmp_path / "r").exists()
+def test_dry_run_prints_config_and_summary(capsys):
+    code, out, err = run_train(capsys, "--config", str(REPO / "configs/market.yaml"), "--dry-run")
+    assert code == 0, err
+    assert "lambda_perceptual: 50.0" in out
+    assert "generator total" in out and "44,853,189" in out
+    assert "(1, 3, 128, 64)" in out
+
+
+def test_set_takes_several_values_after_one_flag(capsys):
+    code, out, err = run_train(capsys, "--config", str(REPO / "configs/toy.yaml"), "--dry-run",
+                               "--set", "train.batch_size=6", "model.generator.ngf=8",
+                               "--set", "train.seed=3")
+    assert code == 0, err
+    assert "batch_size: 6" in out and "ngf: 8" in out and "seed: 3" in out
+
+
+def test_bad_override_fails_before_work(tmp_path, capsys):
+    code, _, err = run_train(capsys, "--config", str(REPO / "configs/toy.yaml"), "--set",
+                             "train.batchsize=3", "--run-dir", str(tmp_path / "r"))
+    assert code == 2
+    assert "train.batch_size" in err and not (tmp_path / "r").exists()
 
 
 # DeepFashion's generator at full size trains forward and backward in the released-equivalence
