@@ -1,18 +1,5 @@
-"""XingGAN's training losses (paper Sec. 3.4) and the history pool of generated samples.
-
-- :class:`GANLoss`: ``"bce"`` (Market-1501: the discriminators end in a sigmoid, and the loss is
-  ``BCELoss`` on those probabilities, as released) or ``"lsgan"`` (DeepFashion: least squares on
-  the raw outputs).  The target is a tensor of ones (real) or zeros (fake) shaped like the
-  prediction, and the loss is the mean over the whole output map.
-- L1: ``mean |generated - target|`` in [-1, 1] space (``torch.nn.L1Loss``).
-- :class:`PerceptualLoss`: L1 between VGG19 ``features[0:4]`` (up to relu1_2) activations of the
-  generated and target images, inputs mapped from [-1, 1] to [0, 1] then normalised with the
-  ImageNet mean/std, target features detached, VGG frozen.
-- :class:`ImagePool`: pix2pix's history of generated samples for the discriminator steps, a
-  tensor on the device with a state dict, so that resumed training is bit-exact.
-
-The lambdas (``lambda_gan``, ``lambda_l1``, ``lambda_perceptual``) are applied by the training
-loop; these modules return unweighted means.  Pure modules: no device handling.
+"""XingGAN's training losses (paper Sec. 3.4): GAN (BCE or least squares), L1, VGG19 perceptual,
+and pix2pix's history pool of generated samples. The training loop applies the lambdas.
 """
 from __future__ import annotations
 
@@ -40,22 +27,11 @@ class VGGWeightsError(RuntimeError):
     """The ImageNet VGG19 weights of the perceptual loss cannot be found or read."""
 
 
-# --------------------------------------------------------------------------------------
-# Adversarial loss
-# --------------------------------------------------------------------------------------
-
-
 class GANLoss(nn.Module):
-    """``loss(prediction, target_is_real)``: mean over the whole discriminator output map.
+    """``loss(prediction, target_is_real)``: mean over the output map against a 1/0 target.
 
-    ``"bce"`` expects probabilities (the discriminator's sigmoid output), as released; it is
-    computed in float32 outside autocast because ``binary_cross_entropy`` on probabilities is
-    not autocast-safe (CUDA autocast refuses it).  The probabilities must come from a float32
-    sigmoid, as the discriminators' :class:`~xinggan.models.discriminator.Float32Sigmoid` gives
-    them: a bfloat16 / float16 sigmoid rounds confident scores to exactly 1.0 (or 0.0), where
-    this loss's gradient is lost (0) or overflows (inf, then NaN), and casting here cannot bring
-    the lost digits back.  ``"lsgan"`` is the mean squared error to the 1/0 target (autocast
-    runs ``mse_loss`` in float32 on CPU and CUDA).
+    ``"bce"`` takes float32 sigmoid probabilities (a half-precision sigmoid rounds confident
+    scores to 1.0 and loses the gradient) and runs outside autocast; ``"lsgan"`` is the MSE.
     """
 
     def __init__(self, mode: str, real_label: float = 1.0, fake_label: float = 0.0) -> None:
@@ -79,11 +55,6 @@ class GANLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"
-
-
-# --------------------------------------------------------------------------------------
-# Perceptual loss
-# --------------------------------------------------------------------------------------
 
 
 def _vgg19_relu1_2() -> nn.Sequential:
@@ -118,13 +89,8 @@ def _exclusive(lock: Path):
 
 
 def load_vgg19_relu1_2(weights: str = "") -> nn.Sequential:
-    """VGG19 ``features[0:4]`` with ImageNet weights.
-
-    weights: ``""`` (torchvision's weights API: the torch hub cache, downloaded when missing, by
-    one process at a time), a path to ``vgg19-dcbb9e9d.pth``, or ``"random"`` (torchvision's
-    initialisation; tests).
-    Only the four layers are built; the other VGG19 tensors in the file are ignored.
-    """
+    """VGG19 ``features[0:4]`` with ImageNet weights: ``""`` (the torch hub cache, downloaded
+    when missing), a path to ``vgg19-dcbb9e9d.pth``, or ``"random"`` (tests)."""
     vgg = _vgg19_relu1_2()
     if weights == "random":
         for m in vgg.modules():
@@ -194,21 +160,11 @@ class PerceptualLoss(nn.Module):
         return F.l1_loss(self.features(generated), target_features)
 
 
-# --------------------------------------------------------------------------------------
-# History pool
-# --------------------------------------------------------------------------------------
-
-
 class ImagePool:
-    """History of generated samples (pix2pix / PATN): ``pool.query(batch)``, on the device.
+    """History of generated samples (pix2pix / PATN) on the device: ``pool.query(batch)``.
 
-    size 0: the batch is returned unchanged.  Until the pool holds ``size`` samples, every
-    sample is stored and returned.  Then each sample, with probability 0.5, is swapped with a
-    random stored one (the stored one is returned, the new one stored); otherwise it is returned
-    itself.  Unlike pix2pix's loop over samples, the draws of one batch see the pool as it was
-    before the batch's swaps, and of two swaps into one slot the later sample stays.  Random
-    numbers come from the default generator of the images' device (kept in checkpoints), with
-    no read on the host.  Returned samples are detached.
+    Fills up first; then each sample is swapped with probability 0.5 with a random stored one.
+    The draws of one batch see the pool as before the batch; returned samples are detached.
     """
 
     def __init__(self, size: int) -> None:
@@ -271,16 +227,9 @@ class ImagePool:
             self.images[:count] = images
 
 
-# --------------------------------------------------------------------------------------
-# All of them from the config
-# --------------------------------------------------------------------------------------
-
-
 def build_losses(cfg) -> nn.ModuleDict:
-    """``{"gan": GANLoss, "l1": L1Loss, "perceptual": PerceptualLoss}`` from ``cfg.loss``.
-
-    The perceptual loss (and its VGG weights) is left out when ``lambda_perceptual`` is 0.
-    """
+    """``{"gan", "l1", "perceptual"}`` losses from ``cfg.loss`` (no perceptual loss when
+    ``lambda_perceptual`` is 0)."""
     losses = nn.ModuleDict({"gan": GANLoss(cfg.loss.gan_mode), "l1": nn.L1Loss()})
     if cfg.loss.lambda_perceptual > 0:
         losses["perceptual"] = PerceptualLoss(cfg.loss.vgg_weights)
