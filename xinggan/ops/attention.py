@@ -1,31 +1,13 @@
-"""Dot-product attention kernels behind the paper's SA / AS blocks: ``softmax(q k^T) v``.
+"""Dot-product attention behind the paper's SA / AS blocks: ``softmax(q k^T) v``, unscaled.
 
-XingGAN's maths (no ``1/sqrt(d)`` scaling, softmax over the keys) in equivalent implementations,
-chosen by ``model.generator.attention_impl``:
+``model.generator.attention_impl`` picks ``sdpa`` (``F.scaled_dot_product_attention``, scale 1),
+``reference`` (``bmm`` + ``softmax``), ``chunked`` (query chunks, softmax recomputed in backward:
+no N x N matrix outlives a chunk) or ``auto``: ``chunked`` on CPU; on CUDA ``sdpa`` restricted
+to the flash or memory-efficient kernel PyTorch reports for the shapes, else ``chunked`` with a
+warning, so SDPA never runs its math path unseen.
 
-- ``sdpa``: ``F.scaled_dot_product_attention(q, k, v, scale=1.0)`` (fused kernels on GPUs; on
-  CPU the value width C != C/8 forces SDPA's math path, which keeps the N x N maps);
-- ``reference``: explicit ``bmm`` + ``softmax``, the N x N matrix in memory;
-- ``chunked``: the forward runs over chunks of ``attention_chunk`` queries and keeps q, k, v and
-  one log-sum-exp per query; the backward recomputes each chunk's softmax
-  (:class:`ChunkedAttention`).  No N x N matrix outlives a chunk;
-- ``auto``: ``chunked`` on CPU; on CUDA ``sdpa`` restricted (``sdpa_kernel``) to the flash or
-  memory-efficient kernels PyTorch reports for these tensors (kept in :data:`SDPA_KERNELS`),
-  else ``chunked`` with a warning, so SDPA never falls back to its math path unseen.  cuDNN
-  attention is left out: PyTorch's default dispatch ranks it after the math path.  Under
-  ``torch.compile`` the answer of an eager pass with the same shapes is reused, else ``chunked``.
-
-Precision of the energies.  The energies ``q k^T`` are not scaled by ``1/sqrt(d)`` (as released),
-so trained projections give large energies.  Where the products run in float16 or bfloat16, the
-``reference`` and ``chunked`` paths form them in float32 from the half-precision q and k
-(:func:`energy_dtype`): in float16 they would overflow (``|q . k| <= d * 65504^2`` fits float32),
-and in bfloat16 their rounding (8 bits) shifts the softmax by up to ``|E| * 2^-9``, which
-doubles the output error at energy spreads of 20 and more.  The softmax is float32 and its
-probabilities meet v in the product dtype.  SDPA keeps float32 scores in its fused kernels and
-upcasts half inputs on its math path, so it needs nothing.
-
-Every implementation computes what the reference path computes, forward and backward, in
-float32, float64 and under autocast.
+The unscaled energies ``q k^T`` are formed in float32 from half-precision q and k
+(:func:`energy_dtype`): float16 would overflow and bfloat16 rounding shifts the softmax.
 """
 from __future__ import annotations
 
@@ -37,12 +19,10 @@ from torch import Tensor
 
 ATTENTION_IMPLS = ("auto", "sdpa", "reference", "chunked")
 
-# (device, dtype, q shape, k shape, v shape, grad) -> {"flash": bool, "efficient": bool,
-# "cudnn": bool}: the fused SDPA kernels PyTorch said it could use, filled by ``auto`` on CUDA.
+# (device, dtype, shapes, grad) -> the fused SDPA kernels PyTorch can use, filled by ``auto``.
 SDPA_KERNELS: dict = {}
 
-# The probed kernels ``auto`` runs SDPA with, in PyTorch's priority order (cuDNN is left out:
-# see the module docstring).  Keys of SDPA_KERNELS -> names of torch.nn.attention.SDPBackend.
+# Kernels ``auto`` may run SDPA with, in PyTorch's priority order -> SDPBackend names.
 AUTO_SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
 
 
@@ -72,18 +52,10 @@ def attention_energies(q: Tensor, k: Tensor) -> Tensor:
 
 
 class ChunkedAttention(torch.autograd.Function):
-    """softmax(q k^T) v over query chunks, with a backward that recomputes the softmax.
+    """softmax(q k^T) v over query chunks, keeping q, k, v and the row log-sum-exp L.
 
-    Saved for backward: q, k, v and the row log-sum-exp L (B, Nq); not the output.  Backward,
-    per chunk c of queries: P = exp(q_c k^T - L_c); dV += P^T dO_c; dP = dO_c V^T;
-    dS = P * (dP - rowsum(P * dP)); dq_c = dS k; dk += dS^T q_c (rowsum(P * dP) equals
-    rowsum(dO * O), so the output need not be kept).  Memory O(chunk * Nk) on top of the
-    inputs, at the cost of one extra (chunk x d) x (d x Nk) product per chunk.
-
-    Runs without autocast (:func:`dot_product_attention` casts the inputs as autocast would).
-    With half-precision inputs the products with v and the gradient products run in that
-    precision, as autocast runs the reference's; the energies (forward and recomputed), the
-    softmax, L, P, dS and the dK / dV sums are float32.
+    Backward per chunk c: P = exp(q_c k^T - L_c); dV += P^T dO_c; dS = P * (dP - rowsum(P * dP))
+    with dP = dO_c V^T; dq_c = dS k; dk += dS^T q_c.  Energies, softmax and sums in float32.
     """
 
     @staticmethod
@@ -146,11 +118,8 @@ class ChunkedAttention(torch.autograd.Function):
 
 
 def sdpa_kernels(q: Tensor, k: Tensor, v: Tensor) -> dict:
-    """Which fused kernels ``scaled_dot_product_attention`` could run on these ``(B, H, N, d)``
-    tensors, as PyTorch itself decides (``torch.backends.cuda.can_use_*``; all False off CUDA).
-    ``scaled_dot_product_attention`` falls back to its math path, which keeps the N x N
-    attention maps, when none of them can; ``auto`` runs SDPA only with the flash or
-    memory-efficient kernel (:data:`AUTO_SDPA_BACKENDS`)."""
+    """Which fused SDPA kernels PyTorch could run on these ``(B, H, N, d)`` tensors
+    (``torch.backends.cuda.can_use_*``; all False off CUDA)."""
     from torch.backends import cuda as backends
 
     if q.device.type != "cuda":
@@ -162,9 +131,8 @@ def sdpa_kernels(q: Tensor, k: Tensor, v: Tensor) -> dict:
 
 
 def auto_sdpa_backends(kernels: dict) -> list:
-    """The ``torch.nn.attention.SDPBackend`` members ``auto`` restricts SDPA to, given what
-    :func:`sdpa_kernels` found (a value of :data:`SDPA_KERNELS`); empty: ``auto`` uses
-    ``chunked``."""
+    """The ``SDPBackend`` members ``auto`` restricts SDPA to, given :func:`sdpa_kernels`' answer
+    (empty: ``chunked``)."""
     from torch.nn.attention import SDPBackend
 
     return [getattr(SDPBackend, member) for name, member in AUTO_SDPA_BACKENDS.items()
@@ -179,12 +147,11 @@ def _probe_key(q: Tensor, k: Tensor, v: Tensor) -> tuple:
 
 
 def _fused_backends(q: Tensor, k: Tensor, v: Tensor) -> list:
-    """For ``(B, N, d)`` CUDA tensors as :func:`dot_product_attention` passes them to SDPA: the
-    fused backends ``auto`` may run them with (probed once per shape; a warning when none)."""
+    """The fused backends ``auto`` may run these ``(B, N, d)`` CUDA tensors with (probed once per
+    shape; a warning when none)."""
     key = _probe_key(q, k, v)
     found = SDPA_KERNELS.get(key)
-    if found is None:  # once per shape: the (B, 1, N, d) contiguous layout and the dtype (autocast
-        # casts SDPA's inputs) that the SDPA path runs with
+    if found is None:  # probed in the layout and dtype the SDPA path runs with
         found = SDPA_KERNELS[key] = sdpa_kernels(
             *(t.unsqueeze(1).to(product_dtype(t)).contiguous() for t in (q, k, v)))
         if not auto_sdpa_backends(found):
@@ -212,8 +179,7 @@ def _resolve(impl: str, q: Tensor, k: Tensor, v: Tensor) -> tuple[str, list | No
     if q.device.type != "cuda":
         return "sdpa", None  # other accelerators pick their own kernels
     if torch.compiler.is_compiling():
-        # While tracing, the tensors hold no data to probe: take the answer an eager pass of the
-        # same shapes found, else chunked, never SDPA's math path with its N x N maps.
+        # nothing to probe while tracing: an eager pass's answer for these shapes, else chunked
         backends = auto_sdpa_backends(SDPA_KERNELS.get(_probe_key(q, k, v)) or {})
     else:
         backends = _fused_backends(q, k, v)
@@ -229,17 +195,11 @@ def resolve_attention_impl(impl: str, q: Tensor, k: Tensor, v: Tensor) -> str:
 
 def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
                           chunk: int = 1024) -> Tensor:
-    """softmax(q k^T) v without scaling.
-
-    q: (B, Nq, d), k: (B, Nk, d), v: (B, Nk, Cv) -> (B, Nq, Cv).  The softmax runs over the
-    key axis.  ``impl`` picks the implementation (see the module docstring); all three agree to
-    floating-point rounding.  ``auto`` on CUDA runs SDPA only inside
-    ``sdpa_kernel(<the fused kernels it probed>)``, so never on the math path.
-    """
+    """softmax(q k^T) v without scaling: q (B, Nq, d), k (B, Nk, d), v (B, Nk, Cv) -> (B, Nq, Cv),
+    by the implementation ``impl`` (see the module docstring)."""
     impl, backends = _resolve(impl, q, k, v)
     if impl == "sdpa":
         # (B, 1, N, d) with a unit-stride last axis: what the fused GPU kernels accept
-        # (otherwise PyTorch falls back to the math path and its N x N matrix).
         q, k, v = (t.unsqueeze(1).contiguous() for t in (q, k, v))
         if backends is None:
             return F.scaled_dot_product_attention(q, k, v, scale=1.0).squeeze(1)

@@ -1,12 +1,5 @@
-"""Memory-lean versions of two layer pairs of the XingGAN networks.
-
-Each computes exactly what the plain PyTorch layers compute, and keeps less for backward:
-
-- :func:`reflect_pad_conv2d`: ``conv2d(reflection_pad(x))`` keeping the unpadded input; the
-  pad's backward is deterministic under ``torch.use_deterministic_algorithms``
-  (:mod:`xinggan.ops.reflection`);
-- :func:`relu_dropout`: ``dropout(relu(x))`` keeping only its output
-  (:class:`ReLUDropoutFunction`).
+"""Reflection pad + conv and ReLU + dropout computing what PyTorch's layers compute while keeping
+less for backward (the unpadded input; the dropout output only).
 """
 from __future__ import annotations
 
@@ -20,13 +13,8 @@ from xinggan.ops.reflection import reflect_pad
 
 
 def reflect_pad_conv2d(x: Tensor, weight: Tensor, bias, pad: int, stride: int) -> Tensor:
-    """``conv2d(F.pad(x, pad, 'reflect'), weight, bias, stride)``, keeping ``x`` for backward.
-
-    The pad and the conv are PyTorch's own, under the caller's autocast (whose weight cache then
-    casts each weight once per autocast region); only the conv's saved input is swapped for
-    ``x`` and padded (and cast) again in backward.  Under ``torch.compile`` the compiler picks
-    what to keep.
-    """
+    """``conv2d(F.pad(x, pad, 'reflect'), weight, bias, stride)``, keeping ``x`` for backward
+    (padded and cast again there) instead of the padded input."""
     device = x.device.type
     padded = reflect_pad(x, pad)
     dtype = padded.dtype
@@ -48,14 +36,8 @@ def reflect_pad_conv2d(x: Tensor, weight: Tensor, bias, pad: int, stride: int) -
 
 
 class ReLUDropoutFunction(torch.autograd.Function):
-    """dropout(relu(x)) that keeps only its output for backward.
-
-    The output y = relu(x) * noise, with noise in {0, 1/(1-p)} drawn as ``nn.Dropout`` draws it
-    on CPU (``bernoulli_(1 - p)`` then ``div_(1 - p)``: the same random numbers).  y > 0 exactly
-    where x > 0 and the unit was kept, so dx = dy / (1 - p) where y > 0, else 0: the same
-    products autograd forms through ReLU and dropout, without keeping the ReLU output and the
-    dropout noise (two activations per conv path).
-    """
+    """dropout(relu(x)) keeping only its output y: dx = dy / (1 - p) where y > 0, else 0.
+    The noise is drawn as ``nn.Dropout`` draws it on CPU (the same random numbers)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, p: float) -> Tensor:

@@ -1,18 +1,8 @@
-"""Reflection padding with a backward that stays deterministic under deterministic algorithms.
+"""Reflection padding whose backward stays deterministic under deterministic algorithms.
 
-The gradient of ``F.pad(x, pad, mode="reflect")`` adds the gradient of every border row and
-column of the padded tensor onto the row or column of ``x`` it mirrors.  PyTorch's CUDA kernel
-for that (``aten::reflection_pad2d_backward``) scatters with ``atomicAdd``, so with
-deterministic algorithms switched on it raises instead of running (see ``docs/determinism.md``).
-
-:func:`reflection_pad2d_fold` computes the same gradient with slices, ``flip`` and in-place
-adds only, in a fixed order on every device: first the rows (the centre rows plus the mirrored
-top and bottom borders), then the columns of that result (the centre plus the mirrored left and
-right borders).  :func:`reflection_pad2d_backward` picks it whenever
-``torch.are_deterministic_algorithms_enabled()`` is true, on any device (so a CPU run takes the
-same path as a CUDA run), and PyTorch's own kernel otherwise.  :func:`reflect_pad` is
-``F.pad(x, pad, mode="reflect")`` with that backward; the fold gives exactly what PyTorch's
-kernel gives.
+PyTorch's CUDA ``reflection_pad2d_backward`` uses ``atomicAdd`` and so refuses to run with
+deterministic algorithms on; :func:`reflection_pad2d_fold` gives the same gradient with slices,
+``flip`` and adds, and :func:`reflection_pad2d_backward` takes it whenever they are on.
 """
 from __future__ import annotations
 
@@ -40,14 +30,8 @@ def _pad4(pad: Pad) -> tuple[int, int, int, int]:
 
 
 def reflection_pad2d_fold(grad: Tensor, pad: Pad) -> Tensor:
-    """The gradient of ``x`` from the gradient of ``F.pad(x, pad, mode="reflect")``.
-
-    ``grad`` is (..., H + top + bottom, W + left + right); the result is (..., H, W).  Padded
-    row ``top - i`` (i = 1..top) is a copy of row ``i`` of ``x`` and padded row
-    ``top + H - 1 + i`` (i = 1..bottom) a copy of row ``H - 1 - i``, and the same for columns;
-    so each border, flipped, is added onto the rows (columns) next to the edge it mirrors.
-    Slices, ``flip`` and adds only: every element is summed in the same order on every run.
-    """
+    """The (..., H, W) gradient of ``x`` from that of ``F.pad(x, pad, mode="reflect")``: each
+    border, flipped, added onto the rows (then columns) it mirrors, in a fixed order."""
     left, right, top, bottom = _pad4(pad)
     if min(left, right, top, bottom) < 0:
         raise ValueError(f"reflection pad: negative padding {(left, right, top, bottom)}")
@@ -57,8 +41,7 @@ def reflection_pad2d_fold(grad: Tensor, pad: Pad) -> Tensor:
         raise ValueError(
             f"reflection pad {(left, right, top, bottom)}: each pad must be smaller than the "
             f"input size ({height} x {width}) it mirrors")
-    # rows: centre, plus the top border onto rows 1..top, the bottom one onto the rows above
-    # the last (both mirrored)
+    # rows: centre, plus the mirrored top and bottom borders
     rows = grad[..., top:top + height, :].clone()
     if top:
         rows[..., 1:top + 1, :] += grad[..., :top, :].flip(-2)
