@@ -1,16 +1,8 @@
-"""Re-posing a person of one's own photo: "put this person in that pose".
+"""Re-posing the person of one's own photo: "put this person in that pose".
 
-XingGAN renders the person of a source image in a target pose given as 18 keypoints. Here the
-source is any photo: its keypoints come from a detector (:mod:`xinggan.keypoints`) or from a
-file; the person is fitted into the model's frame (:mod:`xinggan.prep.framing`: the size of the
-checkpoint's config, with the fill of its dataset: repeated border pixels for Market-1501,
-white for DeepFashion); the target pose comes from another photo, a row of an annotation CSV
-(``CSV:NAME``) or a JSON file, and is fitted into the same frame. The pose heatmaps are the
-datasets' own (:func:`xinggan.data.pose_heatmaps` with the config's sigma). Several target
-poses make an animated GIF (:func:`save_gif`).
-
-A keypoints JSON holds either ``{"keypoints_y": [18 ints], "keypoints_x": [18 ints]}`` (the
-two columns of an annotation row) or a list of 18 ``[y, x]`` pairs; ``-1`` marks a missing joint.
+Source and target keypoints come from a detector, an annotation CSV row (``CSV:NAME``) or a JSON
+file (``{"keypoints_y": [...], "keypoints_x": [...]}`` or 18 ``[y, x]`` pairs, -1 missing);
+both are fitted into the model's frame (:mod:`xinggan.prep.framing`). Several targets make a GIF.
 """
 from __future__ import annotations
 

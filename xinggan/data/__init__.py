@@ -1,12 +1,5 @@
-"""Data layer: what training and testing read.
-
-``annotations`` (file formats, Market pair rule, DeepFashion names), ``pairs`` (the
-``<from>___<to>`` name of a generated result), ``heatmaps`` (the 18-channel pose input),
-``dataset`` (:class:`PairDataset` over the prepared layout: uint8 images and keypoints;
-:func:`model_inputs`, the networks' inputs made on the device) and ``sampler``
-(:class:`IterationSampler`, the seeded resumable pair stream). The 18-joint layout lives in
-:mod:`xinggan.joints`. The offline tools that make or check a dataset (preparation, the toy set,
-whole-dataset verification) are :mod:`xinggan.prep`, which this package never imports.
+"""Data layer of training and testing: annotation and pair files, result names, pose heatmaps,
+:class:`PairDataset`, :func:`model_inputs` and the resumable :class:`IterationSampler`.
 """
 from .annotations import (
     ANNOTATION_HEADER,

@@ -1,21 +1,8 @@
-"""Keypoint annotations, training pairs and DeepFashion image names.
+"""Keypoint annotation files, pair files, the Market pair rule and DeepFashion flat names.
 
-Reads and writes the two text formats shared by every pose-transfer codebase since
-Deformable GANs and PATN (Zhu et al., CVPR 2019), which XingGAN trains and tests on:
-
-* annotation files ``*-annotation-*.csv``: separator ``:``, header
-  ``name:keypoints_y:keypoints_x``, one row per image
-  ``<name>: [y0, ..., y17]: [x0, ..., x17]`` with 18 OpenPose COCO-18 joints
-  (:mod:`xinggan.joints`) in pixels of the stored image, ``-1`` for a missing joint. Some
-  public copies write the header with trailing commas (``name:keypoints_y:keypoints_x,,,,``)
-  and the lists without spaces; both spellings are accepted.
-* pair files ``*-pairs-*.csv``: ordinary CSV with header ``from,to``; one ordered
-  (source, target) pair per row.
-
-It also holds the rule that rebuilds the Market-1501 training pairs (:func:`build_pairs`) and
-the mapping from raw DeepFashion In-shop paths to the flat names used by PATN and XingGAN
-(:func:`deepfashion_flat_name`). Every malformed input raises :class:`DataError` naming the
-file and the 1-based line number.
+Annotation files (PATN's format): header ``name:keypoints_y:keypoints_x`` (trailing commas
+accepted), rows ``<name>: [y0, ..., y17]: [x0, ..., x17]``, -1 for a missing joint. Pair files:
+CSV with header ``from,to``. Malformed input raises :class:`DataError` naming file and line.
 """
 from __future__ import annotations
 

@@ -1,21 +1,8 @@
-"""The paired dataset: (source image, source pose, target pose) -> target image.
+"""The paired dataset of XingGAN (Sec. 3): (source image, source pose, target pose) -> target image.
 
-XingGAN (Sec. 3) learns to render the person of a source image in a target pose; each training
-or test sample is one (source, target) pair of images of the same person (Market-1501) or the
-same outfit (DeepFashion). This module reads the prepared layout shared by PATN, XingGAN and
-later works::
-
-    <root>/train/<name>.jpg    <root>/test/<name>.jpg
-    <root>/market-annotation-{train,test}.csv        <root>/market-pairs-{train,test}.csv
-    <root>/fasion-resize-annotation-{train,test}.csv <root>/fasion-resize-pairs-{train,test}.csv
-
-An item holds the two images as uint8 and the two poses as (18, 2) keypoints (0.26 MiB at
-256 x 176, against 7.2 MiB as float images and heatmaps); :func:`model_inputs` turns an item
-or a batch into the networks' inputs on the device: images in [-1, 1] with the released
-arithmetic (``ToTensor`` then ``Normalize(0.5, 0.5)``) and pose heatmaps (:mod:`.heatmaps`).
-The released code draws training pairs at random inside ``__getitem__``; here the index picks
-the pair and the random draw belongs to :class:`xinggan.data.sampler.IterationSampler`. No flip
-augmentation: the released recipes train with ``--no_flip``.
+Reads the prepared PATN layout (``<root>/{train,test}/``, ``*-annotation-*.csv``,
+``*-pairs-*.csv``). Items hold uint8 images and (18, 2) keypoints; :func:`model_inputs` makes
+the networks' inputs on the device. The index picks the pair; no flip augmentation (as released).
 """
 from __future__ import annotations
 
@@ -130,12 +117,8 @@ _ITEM_TENSORS = ("source_image", "target_image", "source_keypoints", "target_key
 
 def model_inputs(batch: dict, device: str | torch.device, sigma: float,
                  memory_format: torch.memory_format = torch.contiguous_format) -> dict:
-    """The networks' inputs, on ``device``, from a :class:`PairDataset` item or a collated batch.
-
-    Images become float32 in [-1, 1] (bit for bit :func:`image_tensor`), keypoints (..., 18, 2)
-    pose heatmaps (..., 18, H, W); the names pass through. Copies are non-blocking and nothing
-    is read back to the host; ``memory_format`` applies to batched (4-D) tensors.
-    """
+    """The networks' inputs on ``device`` from an item or batch: images in [-1, 1] (as
+    :func:`image_tensor`), pose heatmaps (..., 18, H, W); names pass through."""
     out = {k: v for k, v in batch.items() if k not in _ITEM_TENSORS}
     for side in ("source", "target"):
         pixels = batch[f"{side}_image"].to(device, non_blocking=True)
@@ -149,12 +132,7 @@ def model_inputs(batch: dict, device: str | torch.device, sigma: float,
 
 class PairDataset(Dataset):
     """(source, target) pairs of one split: uint8 images and (18, 2) keypoints (y, x), -1 missing.
-
-    ``sigma``, the heatmap width of this data, is for :func:`model_inputs`. ``pairs`` overrides
-    the pairs file. DeepFashion names written as raw In-shop paths are mapped to flat names.
-    Construction checks that every pair has annotations and images and reports all problems at
-    once; loading checks each image's readability and size.
-    """
+    Construction reports every missing annotation or image at once."""
 
     def __init__(self, root: str | os.PathLike, split: str, height: int, width: int,
                  annotations_file: str | os.PathLike | None = None,

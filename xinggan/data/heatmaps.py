@@ -1,11 +1,5 @@
-"""Pose heatmaps: the shape-branch input of XingGAN (Sec. 3.1; 18 channels per pose).
-
-One Gaussian channel per OpenPose joint, exactly as the released code's precomputed ``.npy``
-maps (PATN's ``cords_to_map``): ``exp(-((y - y_k)^2 + (x - x_k)^2) / (2 sigma^2))`` on the
-integer pixel grid with sigma = 6, peak 1 at the joint, an all-zero channel for a missing joint.
-Joints outside the frame (DeepFashion x from -31 to 205) keep their Gaussian, which is then
-partly or wholly outside the map. The 2-D Gaussian is the outer product of a row profile and a
-column profile, so a pose costs K x (H + W) exponentials, on whatever device holds the keypoints.
+"""Pose heatmaps, XingGAN's shape-branch input (Sec. 3.1): one Gaussian channel (sigma 6, peak 1)
+per joint as PATN's ``cords_to_map``, all zeros for a missing joint.
 """
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The name of a generated result: the one ``<from>___<to>`` rule shared by generation and evaluation.
-
-The generated image of pair (source ``a``, target ``b``) is named ``<stem of a>___<stem of b>``
-(:data:`PAIR_SEPARATOR` is three underscores, as in the released PATN / XingGAN strips
-``<a>.jpg___<b>.jpg_vis.jpg``); :mod:`xinggan.inference` writes ``<result_stem(a, b)>.png`` and
-:mod:`xinggan.metrics.layouts` reads the names back.
+"""The ``<from stem>___<to stem>`` name of a generated result, shared by generation and evaluation
+(three underscores, as in the released PATN / XingGAN strips).
 """
 from __future__ import annotations
 

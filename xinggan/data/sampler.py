@@ -1,24 +1,9 @@
 """Seeded, resumable, infinite sampling of training pairs by iteration.
 
-The released XingGAN/PATN code counts training in "epochs" of 4,000 randomly drawn pairs
-(its dataset reports a length of 4,000 and picks a random pair in ``__getitem__``). With batch
-32 one official epoch is 4,000 / 32 = 125 iterations: Market's 500 + 200 epochs are 87,500
-iterations, DeepFashion's 200 + 100 epochs are 37,500. We count iterations instead and draw
-pairs from an endless stream.
-
-The stream is a pure function of the seed: the concatenation of permutations of all pairs,
-block ``e`` being ``numpy.random.default_rng([seed, e]).permutation(num_items)``. Iteration
-``it`` takes the global batch ``stream[it * B : (it + 1) * B]`` (B = ``batch_size``, the global
-batch); with ``world_size`` > 1, rank ``r`` takes the ``r``-th contiguous share of
-``B // world_size`` indices of it, so ranks never overlap within a batch and together see
-exactly the single-process batch. Resuming is therefore exact: call ``set_iteration(it)`` (or
-``load_state_dict``) before creating the DataLoader iterator and the indices continue as if
-training had never stopped, even with a different number of ranks.
-
-Use it as ``DataLoader(dataset, batch_size=sampler.per_rank_batch, sampler=sampler)``. The
-sampler also counts the batches it has handed out, but a DataLoader with workers prefetches
-ahead of the training loop, so the loop's own iteration count is the reliable position: store
-that count (``state_dict()`` after ``set_iteration(it)`` holds it with the seed).
+The released code counts "epochs" of 4,000 random pairs (125 iterations at batch 32); we count
+iterations. The stream concatenates permutations ``default_rng([seed, e]).permutation(n)``;
+iteration ``it`` takes ``stream[it * B:(it + 1) * B]`` and rank ``r`` its ``r``-th contiguous
+share, so resuming with ``set_iteration(it)`` is exact, even with another number of ranks.
 """
 from __future__ import annotations
 
