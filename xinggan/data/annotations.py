@@ -118,11 +118,8 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def parse_annotation_file(path: str | os.PathLike, errors: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Parse an annotation file; with ``errors`` given, collect every problem instead of raising.
-
-    Malformed rows are skipped (and reported) in collecting mode, so the result holds the
-    well-formed rows only.
-    """
+    """Parse an annotation file; with ``errors`` given, collect every problem instead of raising
+    and keep the well-formed rows only."""
     path = Path(path)
 
     fail = _reporter(errors)
@@ -162,12 +159,8 @@ def parse_annotation_file(path: str | os.PathLike, errors: list[str] | None = No
 
 
 def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read an annotation CSV into ``{image name: int64 array (18, 2) of (y, x)}``.
-
-    ``-1`` marks a missing joint; out-of-frame values (DeepFashion x from -31 to 205) are kept.
-    Raises :class:`DataError` naming the file and the 1-based line of the first malformed row
-    (wrong field count, not 18 integers, non-integer value, duplicate name).
-    """
+    """Read an annotation CSV into ``{image name: int64 array (18, 2) of (y, x)}``; out-of-frame
+    values are kept. Raises :class:`DataError` at the first malformed row."""
     return parse_annotation_file(path)
 
 
@@ -227,13 +220,8 @@ def person_id(name: str) -> str:
 
 
 def build_pairs(annotations: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
-    """Rebuild the Market-1501 training pairs from the training annotations.
-
-    Every ordered pair (a, b), a != b, of images of the same person id whose annotation has
-    both shoulders and both hips (joints 2, 5, 8, 11) and whose name does not start with
-    ``-1`` (distractor) or ``0000`` (junk). On the real 12,936 training annotations this gives
-    the 263,632 pairs reported by PATN and XingGAN. Returned sorted.
-    """
+    """The Market-1501 training pairs, sorted: every ordered pair of distinct images of one person
+    id with both shoulders and hips annotated, distractors (``-1``) and junk (``0000``) left out."""
     by_person: dict[str, list[str]] = defaultdict(list)
     for name, keypoints in annotations.items():
         if name.startswith(_EXCLUDED_PREFIXES):
@@ -249,15 +237,9 @@ def build_pairs(annotations: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
 
 
 def deepfashion_flat_name(raw_path: str) -> str:
-    """Map a raw DeepFashion In-shop path to the flat image name used by PATN and XingGAN.
-
-    ``fashion/WOMEN/Blouses_Shirts/id_00003372/03_3_back.jpg`` ->
-    ``fashionWOMENBlouses_Shirtsid0000337203_3back.jpg``: drop the ``/``, the ``_`` of
-    ``id_``, and the second ``_`` of the ``NN_k_view.jpg`` file name; the category keeps its
-    underscores. The leading folder (``fashion``, ``img``, ``img_highres`` or any longer
-    prefix) is replaced by ``fashion``. A name without ``/`` is taken as already flat and
-    returned unchanged.
-    """
+    """The flat PATN / XingGAN name of a raw DeepFashion In-shop path (a flat name is returned as is):
+    ``img/WOMEN/Blouses_Shirts/id_00003372/03_3_back.jpg`` ->
+    ``fashionWOMENBlouses_Shirtsid0000337203_3back.jpg``."""
     parts = [p for p in raw_path.replace("\\", "/").split("/") if p and p != "."]
     if len(parts) == 1:
         return parts[0]
