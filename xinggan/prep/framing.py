@@ -1,9 +1,5 @@
-"""Fitting a person of any photo into a model's frame, keypoints and image together.
-
-Market-1501 crops are 128 x 64 pedestrian boxes (street around the person); DeepFashion images
-are 256 x 176 on a white studio background. :func:`fit_to_frame` crops a box of the frame's
-aspect around the keypoints with a margin, scales it to the frame and fills what lies beyond
-the photo with its border pixels or white; the keypoints go through the same mapping.
+"""Fitting the person of any photo into a model's frame (Market 128 x 64, border fill; DeepFashion
+256 x 176, white), keypoints and image through the same crop and scale.
 """
 from __future__ import annotations
 
@@ -23,8 +19,7 @@ __all__ = ["FILLS", "FRAME_PRESETS", "DEFAULT_MARGIN", "MIN_JOINTS", "Framed", "
 # Frame size (H, W) and the fill of each dataset's framing.
 FRAME_PRESETS = {"market": {"size": (128, 64), "fill": "border"}, "deepfashion": {"size": (256, 176), "fill": "white"}}
 FILLS = ("border", "white")
-# Margin around the keypoints' box, as a fraction of the box height: room for the top of the
-# head above the eyes and ears, and for the feet below the ankles.
+# Margin around the keypoints' box, a fraction of its height: room for the head top and the feet.
 DEFAULT_MARGIN = 0.12
 # Fewest joints a pose must have to frame a person and drive a model.
 MIN_JOINTS = 8
@@ -129,11 +124,8 @@ def fit_keypoints(keypoints: np.ndarray, height: int, width: int,
 
 def fit_to_frame(image: np.ndarray, keypoints: np.ndarray, height: int, width: int,
                  fill: str = "border", margin: float = DEFAULT_MARGIN) -> Framed:
-    """Crop the person of ``image`` by its ``keypoints`` and scale it to ``height`` x ``width``.
-
-    ``fill`` is what the frame shows beyond the photo's edges: ``"border"`` repeats the edge
-    pixels, ``"white"`` paints white. Raises ValueError with fewer than two present joints.
-    """
+    """Crop the person of ``image`` by its ``keypoints`` and scale it to ``height`` x ``width``,
+    ``fill`` (``"border"`` or ``"white"``) beyond the photo's edges."""
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
     image = np.asarray(image)

@@ -1,11 +1,5 @@
-"""A procedurally drawn toy dataset in the Market-1501 layout, for demos and tests.
-
-Cartoon people drawn from the 18 COCO-18 keypoints: each identity has a fixed appearance and
-body and is drawn in several poses over a random background, so same-identity images differ
-only by pose and background, as in Market-1501. ``make_toy_dataset`` writes ``train/`` and
-``test/`` JPEGs with Market names, split by identity, and the Market annotation CSVs (joints
-hidden by the view and a few random drops missing, as from a detector) and pair CSVs; the files
-are a pure function of the arguments.
+"""A procedurally drawn toy dataset in the Market-1501 layout, for demos and tests: cartoon people
+of fixed appearance per identity in several poses; the files are a pure function of the arguments.
 """
 from __future__ import annotations
 
