@@ -16,6 +16,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.backends import cuda as cuda_backends
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 ATTENTION_IMPLS = ("auto", "sdpa", "reference", "chunked")
 
@@ -120,21 +122,17 @@ class ChunkedAttention(torch.autograd.Function):
 def sdpa_kernels(q: Tensor, k: Tensor, v: Tensor) -> dict:
     """Which fused SDPA kernels PyTorch could run on these ``(B, H, N, d)`` tensors
     (``torch.backends.cuda.can_use_*``; all False off CUDA)."""
-    from torch.backends import cuda as backends
-
     if q.device.type != "cuda":
         return {"flash": False, "efficient": False, "cudnn": False}
-    params = backends.SDPAParams(q, k, v, None, 0.0, False, False)
-    return {"flash": backends.can_use_flash_attention(params),
-            "efficient": backends.can_use_efficient_attention(params),
-            "cudnn": backends.can_use_cudnn_attention(params)}
+    params = cuda_backends.SDPAParams(q, k, v, None, 0.0, False, False)
+    return {"flash": cuda_backends.can_use_flash_attention(params),
+            "efficient": cuda_backends.can_use_efficient_attention(params),
+            "cudnn": cuda_backends.can_use_cudnn_attention(params)}
 
 
 def auto_sdpa_backends(kernels: dict) -> list:
     """The ``SDPBackend`` members ``auto`` restricts SDPA to, given :func:`sdpa_kernels`' answer
     (empty: ``chunked``)."""
-    from torch.nn.attention import SDPBackend
-
     return [getattr(SDPBackend, member) for name, member in AUTO_SDPA_BACKENDS.items()
             if kernels.get(name)]
 
@@ -203,8 +201,6 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
         q, k, v = (t.unsqueeze(1).contiguous() for t in (q, k, v))
         if backends is None:
             return F.scaled_dot_product_attention(q, k, v, scale=1.0).squeeze(1)
-        from torch.nn.attention import sdpa_kernel
-
         with sdpa_kernel(backends):
             return F.scaled_dot_product_attention(q, k, v, scale=1.0).squeeze(1)
     if impl == "reference":

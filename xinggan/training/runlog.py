@@ -63,7 +63,7 @@ class RunLog:
             self._append_notice(line)
         self._started = True
         if self.tensorboard and self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional: seconds to import
 
             self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
