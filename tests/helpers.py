@@ -51,10 +51,11 @@ def smooth_image(rng, height: int = 128, width: int = 64):
     return np.clip(field, 0, 255).astype(np.uint8)
 
 
-def load_script(name: str, module_name: str = ""):
-    """``scripts/<name>.py`` imported as a module (the scripts are not a package)."""
+def load_script(name: str, module_name: str = "", folder: str = "scripts"):
+    """``<folder>/<name>.py`` imported as a module (the scripts are not a package; train.py and
+    test.py sit at the top: ``folder=""``)."""
     spec = importlib.util.spec_from_file_location(module_name or f"script_{name}",
-                                                  REPO / "scripts" / f"{name}.py")
+                                                  REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -3,7 +3,6 @@ set them. The CUDA branch is exercised without a GPU: the cuDNN and TF32 switche
 process flags that can be set and read on any machine."""
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import torch
 from xinggan import runtime
 from xinggan.config import load_config, to_dict
 from xinggan.training import distributed
+
+from helpers import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,13 +118,6 @@ class Stop(Exception):
     """Raised by a stand-in to end an entry point once the call under test was made."""
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_entry_point", REPO / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_train_configures_backends_from_the_config_before_the_process_group(monkeypatch):
     """train.py passes train.deterministic and train.tf32 for its device, and does so before
     the process group starts (with deterministic, CUBLAS_WORKSPACE_CONFIG must be in place
@@ -142,7 +136,7 @@ def test_train_configures_backends_from_the_config_before_the_process_group(monk
     monkeypatch.setattr(distributed, "start", start)
     for key, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
         monkeypatch.setenv(key, value)
-    train = load_script("train")
+    train = load_script("train", folder="")
     with pytest.raises(Stop):
         train.main(["--config", str(REPO / "configs/toy.yaml"), "--no-progress", "--set",
                     "train.device=cpu", "train.deterministic=true", "train.tf32=false"])
@@ -159,7 +153,7 @@ def test_train_passes_the_defaults_of_a_config(monkeypatch):
     monkeypatch.setattr(runtime, "configure_backends", configure)
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
-    train = load_script("train")
+    train = load_script("train", folder="")
     with pytest.raises(Stop):
         train.main(["--config", str(REPO / "configs/market.yaml"), "--set", "train.device=cpu"])
     cfg = load_config(REPO / "configs/market.yaml")
@@ -184,7 +178,7 @@ def test_test_py_uses_train_tf32_without_the_deterministic_mode(monkeypatch, tmp
         raise Stop
 
     monkeypatch.setattr(runtime, "configure_backends", configure)
-    test_py = load_script("test")
+    test_py = load_script("test", folder="")
     with pytest.raises(Stop):
         test_py.main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "out"),
                       "--device", "cpu", "--no-progress", *sets])

@@ -1,7 +1,6 @@
 """The training loop: schedule, exact resume, DDP on CPU, stops, logging, full-size smoke."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from xinggan.training import Trainer, TrainingError, lr_factor
 from xinggan.training.loop import ranks_recipe
 from xinggan.training.state import read_rank_part, rng_state
 
-from helpers import tiny_training_overrides
+from helpers import load_script, tiny_training_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -244,6 +243,7 @@ def test_stale_temporaries_of_a_killed_save_are_removed(tiny_data, tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir(parents=True)
     (folder / ".latest.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    (folder / ".rank1-000000004.pt.a9b8.tmp").write_bytes(b"half a rank's part")
     Trainer(tiny_config(tiny_data, **{"train.iterations": 1}), tmp_path, progress=False,
             tensorboard=False).fit()
     assert sorted(p.name for p in folder.iterdir()) == ["latest.pt"]
@@ -337,9 +337,7 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tiny_data, tmp_path):
 
 def run_train(capsys, *argv: str) -> tuple[int, str, str]:
     """train.py's main() in this process: (exit code, stdout, stderr)."""
-    spec = importlib.util.spec_from_file_location("train_entry_point", REPO / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_script("train", folder="")
     try:
         code = train.main(list(argv))
     except SystemExit as exit_:

@@ -72,9 +72,9 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> Path:
     return path
 
 
-def remove_stale_temporaries(folder: Union[str, Path], name: str) -> list[Path]:
-    """Delete the temporary files a killed save of ``name`` left in ``folder``."""
-    stale = sorted(Path(folder).glob(f".{name}.*.tmp"))
+def remove_stale_temporaries(folder: Union[str, Path]) -> list[Path]:
+    """Delete the temporary files killed saves left in ``folder`` (``latest.pt`` and rank parts)."""
+    stale = sorted(Path(folder).glob(".*.pt.*.tmp"))
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

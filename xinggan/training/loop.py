@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, default_collate
 from xinggan.checkpoint import atomic_save, load_checkpoint, remove_stale_temporaries
 from xinggan.config import Config, ConfigError
 from xinggan.data import IterationSampler, PairDataset, model_inputs
-from xinggan.losses import ImagePool, build_losses
+from xinggan.losses import build_image_pools, build_losses
 from xinggan.models import build_discriminators, build_generator
 from xinggan.ops import attention
 from xinggan.precision import PrecisionError, autocast, resolve_amp
@@ -100,7 +100,7 @@ def build_parts(cfg: Config, device: torch.device, rank: int = 0, world_size: in
     opts = [torch.optim.Adam(m.parameters(), lr=o.lr, betas=(o.beta1, o.beta2),
                              weight_decay=o.weight_decay, fused=True) for m in nets]
     losses = build_losses(cfg).to(device)
-    pools = (ImagePool(pool_size), ImagePool(pool_size))  # shape D, appearance D
+    pools = build_image_pools(cfg, size=pool_size)  # shape D, appearance D
     seed_process(cfg.train.seed, rank)  # per-rank streams for everything random from here on
     if cfg.train.compile:
         for module in (*nets, losses):
@@ -389,7 +389,7 @@ class Trainer:
         cfg = self.cfg.train
         self.log.start(self.cfg)
         if self.is_main:
-            remove_stale_temporaries(self.checkpoint_path.parent, "latest.pt")
+            remove_stale_temporaries(self.checkpoint_path.parent)
         if resume and self.resume() and self.is_main:
             print(f"resumed from {self.checkpoint_path} at iteration {self.iteration}")
         self.end = cfg.iterations if max_iterations is None else min(cfg.iterations, max_iterations)
