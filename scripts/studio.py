@@ -1,7 +1,8 @@
 """The re-pose studio: a browser page to re-pose a photo, draw the target pose, animate a sequence.
 
     python scripts/studio.py --checkpoint CKPT [--config CFG] [--host 127.0.0.1] [--port 7860]
-                             [--device cpu|cuda|auto] [--gallery CSV|JSON]
+                             [--device cpu|cuda|auto] [--gallery CSV|JSON] [--amp auto|off|bf16|fp16]
+                             [--compile]
 
 The page (Gradio) takes a photo; its keypoints are detected (MediaPipe, where the pose extra is
 installed) and drawn over it, and a click places the chosen joint. The target pose is detected
@@ -17,6 +18,12 @@ of the photo (source) or of any frame (target, fitted as repose.py fits it); it 
 and the panel. Requests are served one at a time (Gradio's queue). Nothing is fetched from the
 network: no analytics, system fonts only. ``--checkpoint`` with ``--config`` loads the authors'
 released netG file, converted on load.
+
+``--amp auto`` runs the generator under bfloat16 autocast where the device multiplies bfloat16
+natively (a CPU with AMX or AVX-512 BF16, a recent GPU), else in float32. ``--compile`` compiles
+the generator (``torch.compile``, weights frozen into the graph) and runs it once before
+serving, a minute or so on a small CPU; a failed compile leaves it eager, with one line saying
+so. What each costs and saves: benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -25,12 +32,14 @@ import json
 import os
 import sys
 import tempfile
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from xinggan.checkpoint import CheckpointError, save_checkpoint
@@ -39,6 +48,7 @@ from xinggan.data.annotations import MISSING, DataError, read_annotations
 from xinggan.joints import FLIP_PERMUTATION, JOINT_NAMES, NUM_JOINTS
 from xinggan.keypoints import DetectorUnavailable, build_detector
 from xinggan.models import build_generator
+from xinggan.precision import AMP_CHOICES, PrecisionError, autocast, resolve_amp
 from xinggan.prep.framing import MIN_JOINTS, fit_keypoints, present_joints, read_photo
 from xinggan.prep.toy import POSES, Identity, toy_pose
 from xinggan.repose import (ModelFrame, check_inside, frame_source, frame_target, generate,
@@ -56,6 +66,24 @@ THEME = gr.themes.Default(font=["system-ui", "Segoe UI", "Helvetica", "Arial", "
 def random_checkpoint(cfg, path: str | Path) -> Path:
     """A checkpoint of ``cfg``'s generator with random weights (for tests and timing)."""
     return save_checkpoint({"config": cfg.to_dict(), "generator": build_generator(cfg).state_dict()}, path)
+
+
+def compiled(generator, frame: ModelFrame, device, amp_dtype=None):
+    """``generator`` compiled for inference (weights frozen into the graph) and run once through
+    :func:`generate` at the frame's size, so that requests find it ready; where the compile fails
+    (no C++ compiler, say) the generator as it is, with one line saying why."""
+    start = time.perf_counter()
+    fast = torch.compile(generator, dynamic=False, options={"freezing": True})
+    blank = np.zeros((frame.height, frame.width, 3), np.uint8)
+    nobody = np.full((NUM_JOINTS, 2), MISSING, np.int64)
+    try:
+        generate(fast, frame, blank, nobody, nobody, device, amp_dtype)
+    except Exception as exc:  # compilers and platforms fail in many ways; eager still works
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"note: the generator runs uncompiled (torch.compile failed: {reason[:200]})", flush=True)
+        return generator
+    print(f"generator compiled in {time.perf_counter() - start:.0f} s", flush=True)
+    return fast
 
 
 def to_json(kp: np.ndarray) -> str:
@@ -133,8 +161,8 @@ class Studio:
     Each action raises ``gr.Error`` with a one-line message on bad input; the server keeps serving.
     """
 
-    def __init__(self, generator, cfg, device="cpu", detector=None, gallery=None):
-        self.generator, self.device, self.detector = generator, device, detector
+    def __init__(self, generator, cfg, device="cpu", detector=None, gallery=None, amp_dtype=None):
+        self.generator, self.device, self.detector, self.amp_dtype = generator, device, detector, amp_dtype
         self.frame = ModelFrame.from_config(cfg)
         self.gallery = gallery if gallery is not None else load_gallery(None, cfg, self.frame)
         self.zoom = zoom_for(self.frame.height)
@@ -188,7 +216,8 @@ class Studio:
         """The /repose endpoint: (result, panel) at the model's size."""
         framed = self.source(path, source_json)[0]
         target = self.target(target_json)
-        result = generate(self.generator, self.frame, framed.image, framed.keypoints, target, self.device)
+        result = generate(self.generator, self.frame, framed.image, framed.keypoints, target, self.device,
+                          self.amp_dtype)
         return result, panel(framed.image, target, result)
 
     def details(self, path, source_json: str, result, board):
@@ -224,7 +253,7 @@ class Studio:
             raise gr.Error("sequence: add target poses first (one keypoints JSON a line)")
         framed = self.source(path, source_json)[0]
         targets = [self.target(line, f"sequence line {k}") for k, line in enumerate(lines, 1)]
-        frames = [generate(self.generator, self.frame, framed.image, framed.keypoints, t, self.device)
+        frames = [generate(self.generator, self.frame, framed.image, framed.keypoints, t, self.device, self.amp_dtype)
                   for t in targets]
         gif = str(save_gif(frames, self.out_dir / f"sequence_{uuid.uuid4().hex[:8]}.gif"))
         return gif, gif
@@ -403,6 +432,9 @@ def main(argv=None) -> int:
     p.add_argument("--gallery", default=None, help="gallery poses: an annotation CSV or a {name: keypoints} JSON")
     p.add_argument("--detector", default="mediapipe", help="keypoint detector (mediapipe, openpose, none)")
     p.add_argument("--weights", default=None, help="weights file of the detector, where it needs one")
+    p.add_argument("--amp", default="auto", choices=AMP_CHOICES,
+                   help="autocast of the generator (auto: bfloat16 where the device multiplies it natively)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the generator before serving")
     args = p.parse_args(argv)
     config = load_config_or_exit(args.config) if args.config else None
     try:
@@ -410,7 +442,8 @@ def main(argv=None) -> int:
         generator, cfg = load_model(args.checkpoint, config, device)
         frame = ModelFrame.from_config(cfg)
         gallery = load_gallery(args.gallery, cfg, frame)
-    except (CheckpointError, DataError, DeviceError) as exc:
+        amp_dtype, precision = resolve_amp(args.amp, device)
+    except (CheckpointError, DataError, DeviceError, PrecisionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     detector = None
@@ -419,8 +452,11 @@ def main(argv=None) -> int:
             detector = build_detector(args.detector, weights=args.weights)
         except (DetectorUnavailable, ValueError) as exc:
             print(f"note: no keypoint detection ({exc}); the page asks for clicked joints")
-    print(f"model frame {frame.height} x {frame.width}, {len(gallery)} gallery poses, on {device}", flush=True)
-    page = build_page(Studio(generator, cfg, device, detector, gallery))
+    print(f"model frame {frame.height} x {frame.width}, {len(gallery)} gallery poses, on {device}; {precision}",
+          flush=True)
+    if args.compile:
+        generator = compiled(generator, frame, device, amp_dtype)
+    page = build_page(Studio(generator, cfg, device, detector, gallery, amp_dtype))
     page.launch(server_name=args.host, server_port=args.port, theme=THEME, show_error=True)
     return 0
 

@@ -22,6 +22,7 @@ from xinggan.data.heatmaps import pose_heatmaps
 from xinggan.inference import embedded_config, load_generator
 from xinggan.joints import JOINT_NAMES, NUM_JOINTS
 from xinggan.models import build_generator
+from xinggan.precision import autocast
 from xinggan.prep.framing import (FRAME_PRESETS, Framed, check_joints, fit_keypoints, fit_to_frame,
                                   present_joints)
 from xinggan.released.convert import convert_released_state_dict, load_released_state_dict
@@ -172,14 +173,16 @@ def frame_target(keypoints: np.ndarray, frame: ModelFrame, where: str, as_is: bo
 @torch.no_grad()
 def generate(generator: torch.nn.Module, frame: ModelFrame, source_image: np.ndarray,
              source_keypoints: np.ndarray, target_keypoints: np.ndarray,
-             device: str | torch.device = "cpu") -> np.ndarray:
-    """The generated (H, W, 3) uint8 image: the source person in the target pose (float32)."""
+             device: str | torch.device = "cpu", amp_dtype: Optional[torch.dtype] = None) -> np.ndarray:
+    """The generated (H, W, 3) uint8 image: the source person in the target pose (float32, or
+    under autocast to ``amp_dtype``)."""
     device = torch.device(device)
     src = image_tensor(source_image)[None].to(device)
     sp = pose_heatmaps(source_keypoints, frame.height, frame.width, frame.sigma)[None].to(device)
     tp = pose_heatmaps(target_keypoints, frame.height, frame.width, frame.sigma)[None].to(device)
     generator.eval()
-    fake = generator(src, sp, tp).float()
+    with autocast(device, amp_dtype):
+        fake = generator(src, sp, tp).float()
     return to_uint8(fake[0])
 
 
