@@ -1,15 +1,14 @@
 """Time the studio's /repose answer, from request to image, for models of the real configs.
 
     python scripts/benchmark_studio.py [--configs configs/market.yaml configs/deepfashion.yaml]
-                                       [--compile off on] [--repeats 10]
+                                       [--repeats 10]
 
 Each config's generator, with random weights (the time does not depend on their values), is
-served by ``scripts/studio.py`` in its own process, as a user starts it: one server without and
-one with its ``--compile`` flag, side by side. A gradio_client call from this process sends a
-toy photo drawn at the model's size with its keypoints and a target pose, and waits for the
-image and the panel; the calls alternate between the servers, so that both see the same
-machine. No detector runs (the keypoints are given). Prints the median and the slowest of
---repeats calls after one warm-up call, each server's start-up time, and the load average.
+served by ``scripts/studio.py`` in its own process, as a user starts it; a gradio_client call
+from this process sends a toy photo drawn at the model's size with its keypoints and a target
+pose, and waits for the image and the panel. No detector runs (the keypoints are given). Prints
+the median and the slowest of --repeats calls after one warm-up call, the server's start-up
+time, the machine's load average (other jobs slow it) and the precision the studio chose.
 """
 from __future__ import annotations
 
@@ -36,20 +35,15 @@ from xinggan.runtime import machine
 SCRIPT = Path(__file__).resolve().parent / "studio.py"
 
 
-def free_port() -> int:
+def serve(checkpoint: Path, log: Path, timeout: float = 300.0):
+    """(process, URL, seconds to the first page) of the studio serving ``checkpoint``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(checkpoint: Path, mode: str, log: Path, timeout: float = 600.0):
-    """(process, URL, seconds to the first page) of the studio serving ``checkpoint``."""
-    port = free_port()
+        port = s.getsockname()[1]
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, str(SCRIPT), "--checkpoint", str(checkpoint),
-                                 "--port", str(port), "--detector", "none"] + (["--compile"] if mode == "on" else []),
-                                stdout=out, stderr=subprocess.STDOUT)
+                                 "--port", str(port), "--detector", "none"], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     while True:
         try:
@@ -62,58 +56,44 @@ def serve(checkpoint: Path, mode: str, log: Path, timeout: float = 600.0):
             time.sleep(0.2)
 
 
-def log_of(tmp: Path, h: int, w: int, mode: str) -> list[str]:
-    return (tmp / f"server-{h}x{w}-{mode}.log").read_text().splitlines()
-
-
-def time_config(config: str, modes: list[str], repeats: int, tmp: Path) -> None:
-    """Print the /repose times of the model of ``config`` served in each of ``modes``."""
+def time_config(config: str, repeats: int, tmp: Path) -> str:
+    """One line: the /repose times of the model of ``config``, served by the studio."""
     cfg = load_config(config, [f"data.root={tmp}/none"])
     h, w = cfg.data.height, cfg.data.width
-    checkpoint = random_checkpoint(cfg, tmp / f"{h}x{w}.pt")
     toy = tmp / f"toy{h}x{w}"
     make_toy_dataset(toy, identities=1, test_identities=1, poses=2, test_pairs=1, height=h, width=w)
-    rows = read_annotations(toy / "market-annotation-test.csv")
-    (source, source_kp), (_, target_kp) = sorted(rows.items())[:2]
-    load = os.getloadavg()[0]
-    servers = {}
+    (source, source_kp), (_, target_kp) = sorted(read_annotations(toy / "market-annotation-test.csv").items())[:2]
+    load, log = os.getloadavg()[0], tmp / f"server-{h}x{w}.log"
+    proc, url, startup = serve(random_checkpoint(cfg, tmp / f"{h}x{w}.pt"), log)
     try:
-        for mode in modes:
-            servers[mode] = serve(checkpoint, mode, tmp / f"server-{h}x{w}-{mode}.log")
-        clients = {mode: Client(url, verbose=False) for mode, (_, url, _) in servers.items()}
+        client = Client(url, verbose=False)
         args = (handle_file(str(toy / "test" / source)), json.dumps(source_kp.tolist()),
                 json.dumps(target_kp.tolist()))
-        times = {mode: [] for mode in modes}
-        for client in clients.values():
-            client.predict(*args, api_name="/repose")  # warm-up
+        client.predict(*args, api_name="/repose")  # warm-up
+        times = []
         for _ in range(repeats):
-            for mode, client in clients.items():
-                start = time.perf_counter()
-                client.predict(*args, api_name="/repose")
-                times[mode].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            client.predict(*args, api_name="/repose")
+            times.append(time.perf_counter() - start)
     finally:
-        for proc, _, _ in servers.values():
-            proc.terminate()
-            proc.wait(timeout=30)
-    for mode in modes:
-        precision = next((line.split("; ")[-1] for line in log_of(tmp, h, w, mode) if "precision:" in line), "?")
-        print(f"{config} ({h} x {w}), {precision}, compile {mode}: median {statistics.median(times[mode]):.3f} s, "
-              f"slowest {max(times[mode]):.3f} s over {repeats} calls; page served {servers[mode][2]:.0f} s "
-              f"after start (load average {load:.1f} before, {os.getloadavg()[0]:.1f} after)", flush=True)
+        proc.terminate()
+        proc.wait(timeout=30)
+    precision = next((line.split("; ")[-1] for line in log.read_text().splitlines() if "precision:" in line), "?")
+    return (f"{config} ({h} x {w}): median {statistics.median(times):.3f} s, slowest {max(times):.3f} s over "
+            f"{repeats} calls; page served {startup:.0f} s after start; load average {load:.1f} before, "
+            f"{os.getloadavg()[0]:.1f} after; {precision}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=["configs/market.yaml", "configs/deepfashion.yaml"])
-    p.add_argument("--compile", nargs="+", default=["off", "on"], choices=("off", "on"),
-                   help="serve without (off) and/or with (on) the studio's --compile")
     p.add_argument("--repeats", type=int, default=10)
     args = p.parse_args(argv)
     info = machine()
     print(f"{info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, torch {info['torch']}")
     with tempfile.TemporaryDirectory() as tmp:
         for config in args.configs:
-            time_config(config, args.compile, args.repeats, Path(tmp))
+            print(time_config(config, args.repeats, Path(tmp)), flush=True)
     return 0
 
 

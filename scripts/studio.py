@@ -2,7 +2,6 @@
 
     python scripts/studio.py --checkpoint CKPT [--config CFG] [--host 127.0.0.1] [--port 7860]
                              [--device cpu|cuda|auto] [--gallery CSV|JSON] [--amp auto|off|bf16|fp16]
-                             [--compile]
 
 The page (Gradio) takes a photo; its keypoints are detected (MediaPipe, where the pose extra is
 installed) and drawn over it, and a click places the chosen joint. The target pose is detected
@@ -20,10 +19,7 @@ network: no analytics, system fonts only. ``--checkpoint`` with ``--config`` loa
 released netG file, converted on load.
 
 ``--amp auto`` runs the generator under bfloat16 autocast where the device multiplies bfloat16
-natively (a CPU with AMX or AVX-512 BF16, a recent GPU), else in float32. ``--compile`` compiles
-the generator (``torch.compile``, weights frozen into the graph) and runs it once before
-serving, a minute or so on a small CPU; a failed compile leaves it eager, with one line saying
-so. What each costs and saves: benchmarks/README.md.
+natively (a CPU with AMX or AVX-512 BF16, a recent GPU), else in float32.
 """
 from __future__ import annotations
 
@@ -32,14 +28,12 @@ import json
 import os
 import sys
 import tempfile
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from xinggan.checkpoint import CheckpointError, save_checkpoint
@@ -48,7 +42,7 @@ from xinggan.data.annotations import MISSING, DataError, read_annotations
 from xinggan.joints import FLIP_PERMUTATION, JOINT_NAMES, NUM_JOINTS
 from xinggan.keypoints import DetectorUnavailable, build_detector
 from xinggan.models import build_generator
-from xinggan.precision import AMP_CHOICES, PrecisionError, autocast, resolve_amp
+from xinggan.precision import AMP_CHOICES, PrecisionError, resolve_amp
 from xinggan.prep.framing import MIN_JOINTS, fit_keypoints, present_joints, read_photo
 from xinggan.prep.toy import POSES, Identity, toy_pose
 from xinggan.repose import (ModelFrame, check_inside, frame_source, frame_target, generate,
@@ -66,24 +60,6 @@ THEME = gr.themes.Default(font=["system-ui", "Segoe UI", "Helvetica", "Arial", "
 def random_checkpoint(cfg, path: str | Path) -> Path:
     """A checkpoint of ``cfg``'s generator with random weights (for tests and timing)."""
     return save_checkpoint({"config": cfg.to_dict(), "generator": build_generator(cfg).state_dict()}, path)
-
-
-def compiled(generator, frame: ModelFrame, device, amp_dtype=None):
-    """``generator`` compiled for inference (weights frozen into the graph) and run once through
-    :func:`generate` at the frame's size, so that requests find it ready; where the compile fails
-    (no C++ compiler, say) the generator as it is, with one line saying why."""
-    start = time.perf_counter()
-    fast = torch.compile(generator, dynamic=False, options={"freezing": True})
-    blank = np.zeros((frame.height, frame.width, 3), np.uint8)
-    nobody = np.full((NUM_JOINTS, 2), MISSING, np.int64)
-    try:
-        generate(fast, frame, blank, nobody, nobody, device, amp_dtype)
-    except Exception as exc:  # compilers and platforms fail in many ways; eager still works
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(f"note: the generator runs uncompiled (torch.compile failed: {reason[:200]})", flush=True)
-        return generator
-    print(f"generator compiled in {time.perf_counter() - start:.0f} s", flush=True)
-    return fast
 
 
 def to_json(kp: np.ndarray) -> str:
@@ -434,7 +410,6 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=None, help="weights file of the detector, where it needs one")
     p.add_argument("--amp", default="auto", choices=AMP_CHOICES,
                    help="autocast of the generator (auto: bfloat16 where the device multiplies it natively)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the generator before serving")
     args = p.parse_args(argv)
     config = load_config_or_exit(args.config) if args.config else None
     try:
@@ -454,8 +429,6 @@ def main(argv=None) -> int:
             print(f"note: no keypoint detection ({exc}); the page asks for clicked joints")
     print(f"model frame {frame.height} x {frame.width}, {len(gallery)} gallery poses, on {device}; {precision}",
           flush=True)
-    if args.compile:
-        generator = compiled(generator, frame, device, amp_dtype)
     page = build_page(Studio(generator, cfg, device, detector, gallery, amp_dtype))
     page.launch(server_name=args.host, server_port=args.port, theme=THEME, show_error=True)
     return 0

@@ -156,37 +156,6 @@ def test_gallery_sources_and_the_sequence_gif(studio_script, studio, toy, tiny_d
     assert "sequence line 2" in error_of(studio.animate, src, as_json(src_kp), walk.splitlines()[0] + "\n[1]")
 
 
-def test_compiled_generator_draws_what_the_eager_one_draws(studio_script, studio, toy, capsys):
-    """--compile: the compiled generator's image equals the eager one's within one grey level, and
-    the first request finds it compiled (no second compile); a compile that fails leaves the
-    generator eager, saying why."""
-    import torch
-
-    (src, src_kp), (_, tgt_kp) = list(toy.values())[:2]
-    eager = studio.generator
-    expected = studio.repose(src, as_json(src_kp), as_json(tgt_kp))[0].astype(int)
-    torch._dynamo.reset()
-    fast = studio_script.compiled(eager, studio.frame, "cpu")
-    assert fast is not eager and "generator compiled in" in capsys.readouterr().out
-    studio.generator = fast
-    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    assert graphs > 0
-    try:
-        got = studio.repose(src, as_json(src_kp), as_json(tgt_kp))[0].astype(int)
-    finally:
-        studio.generator = eager
-    assert np.abs(got - expected).max() <= 1
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
-
-    class Broken(torch.nn.Module):
-        def forward(self, *inputs):
-            raise RuntimeError("no C++ compiler\nsecond line")
-
-    assert studio_script.compiled(Broken(), studio.frame, "cpu").__class__ is Broken
-    out = capsys.readouterr().out
-    assert "note: the generator runs uncompiled (torch.compile failed: " in out and "second line" not in out
-
-
 def test_bf16_autocast_reaches_the_generator(studio, toy):
     """With amp_dtype bfloat16 the generator's convolutions run in bfloat16 (a hook sees their
     outputs), and the image stays within two grey levels of the float32 one."""
