@@ -86,7 +86,8 @@ def test_the_generator_gets_the_framed_source_and_both_poses():
         assert peaks == {tuple(p) for p in kp if p[0] >= 0}, channel
 
 
-def test_keypoints_from_csv_and_json_through_the_command_line(checkpoint, photos, tmp_path):
+def test_keypoints_from_csv_and_json_through_the_command_line(checkpoint, photos, tmp_path, capsys):
+    """The CSV row through a real command line; both JSON forms through the script's main()."""
     root, annotations, names = photos
     csv = root / "market-annotation-test.csv"
     target = annotations[names[2]]
@@ -95,16 +96,19 @@ def test_keypoints_from_csv_and_json_through_the_command_line(checkpoint, photos
                                      "keypoints_x": target[:, 1].tolist()}))
     pairs_json = tmp_path / "pairs.json"
     pairs_json.write_text(json.dumps(target.tolist()))
-    results = []
-    for spec in (f"{csv}:{names[2]}", str(json_path), str(pairs_json)):
-        out = tmp_path / "out.png"
-        run = subprocess.run([sys.executable, "scripts/repose.py", "--checkpoint", str(checkpoint),
-                              "--source", str(root / "test" / names[0]),
-                              "--source-keypoints", f"{csv}:{names[0]}", "--target", spec,
-                              "--out", str(out)], cwd=REPO, capture_output=True, text=True,
-                             timeout=300)
-        assert run.returncode == 0, run.stderr
-        assert "model frame 64 x 32 (fill: border)" in run.stdout
+    script, results = load_script("repose"), []
+    for k, spec in enumerate((f"{csv}:{names[2]}", str(json_path), str(pairs_json))):
+        out = tmp_path / f"out{k}.png"
+        argv = ["--checkpoint", str(checkpoint), "--source", str(root / "test" / names[0]),
+                "--source-keypoints", f"{csv}:{names[0]}", "--target", spec, "--out", str(out)]
+        if k == 0:
+            run = subprocess.run([sys.executable, "scripts/repose.py", *argv], cwd=REPO, capture_output=True,
+                                 text=True, timeout=300)
+            code, stdout = run.returncode, run.stdout + run.stderr
+        else:
+            code, stdout = script.main(argv), capsys.readouterr().out
+        assert code == 0, stdout
+        assert "model frame 64 x 32 (fill: border)" in stdout
         results.append(np.asarray(Image.open(out)))
     assert results[0].shape == (64, 32, 3)
     assert np.array_equal(results[0], results[1]) and np.array_equal(results[0], results[2])
