@@ -52,8 +52,13 @@ def assert_same_tree(a, b, where="checkpoint") -> int:
 
 
 def _resume_worker(rank: int, world: int, init_file: str, root: str, out_dir: str) -> None:
+    import multiprocessing
+
     import torch.distributed as dist
 
+    # The loader workers start as under train.py run by srun or torchrun: forked. A child of
+    # mp.spawn would spawn them, each importing torch again (seconds apiece on 2 cores).
+    multiprocessing.set_start_method("fork", force=True)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
