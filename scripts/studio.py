@@ -192,9 +192,12 @@ class Studio:
         """The /repose endpoint: (result, panel) at the model's size."""
         framed = self.source(path, source_json)[0]
         target = self.target(target_json)
-        result = generate(self.generator, self.frame, framed.image, framed.keypoints, target, self.device,
-                          self.amp_dtype)
+        result = self.render(framed, target)
         return result, panel(framed.image, target, result)
+
+    def render(self, framed, target: np.ndarray) -> np.ndarray:
+        """The framed source person in the ``target`` pose, at the model's size."""
+        return generate(self.generator, self.frame, framed.image, framed.keypoints, target, self.device, self.amp_dtype)
 
     def details(self, path, source_json: str, result, board):
         """(enlarged panel, PNG download of the result, framing picture) once a result is there."""
@@ -229,8 +232,7 @@ class Studio:
             raise gr.Error("sequence: add target poses first (one keypoints JSON a line)")
         framed = self.source(path, source_json)[0]
         targets = [self.target(line, f"sequence line {k}") for k, line in enumerate(lines, 1)]
-        frames = [generate(self.generator, self.frame, framed.image, framed.keypoints, t, self.device, self.amp_dtype)
-                  for t in targets]
+        frames = [self.render(framed, t) for t in targets]
         gif = str(save_gif(frames, self.out_dir / f"sequence_{uuid.uuid4().hex[:8]}.gif"))
         return gif, gif
 

@@ -226,13 +226,13 @@ def test_sdpa_kernel_probe_off_cuda_warns_and_falls_back(monkeypatch):
     assert torch.backends.cuda.can_use_efficient_attention(params) is False
     assert torch.backends.cuda.can_use_flash_attention(params) is False
     with pytest.warns(UserWarning, match="using 'chunked'"):
-        assert attention._fused_sdpa_ok(q, k, v) is False
+        assert attention._fused_backends(q, k, v) == []
     assert len(attention.SDPA_KERNELS) == 1
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert attention._fused_sdpa_ok(q, k, v) is False
-    assert attention.resolve_attention_impl("auto", q, k, v) == "chunked"
+        assert attention._fused_backends(q, k, v) == []
+    assert attention._resolve("auto", q, k, v)[0] == "chunked"
 
 
 def test_explicit_impl_is_honoured_where_auto_picks_another(monkeypatch):
@@ -248,7 +248,7 @@ def test_explicit_impl_is_honoured_where_auto_picks_another(monkeypatch):
     monkeypatch.setattr(attention.F, "scaled_dot_product_attention", counting_sdpa)
     q, k, v = random_qkv(torch.float64, n=12)
     expected = torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v  # no 1/sqrt(d) scaling
-    assert attention.resolve_attention_impl("auto", q, k, v) == "chunked"
+    assert attention._resolve("auto", q, k, v)[0] == "chunked"
     for impl, runs_sdpa in (("auto", False), ("chunked", False), ("reference", False),
                             ("sdpa", True)):
         calls.clear()

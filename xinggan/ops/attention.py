@@ -162,12 +162,6 @@ def _fused_backends(q: Tensor, k: Tensor, v: Tensor) -> list:
     return auto_sdpa_backends(found)
 
 
-def _fused_sdpa_ok(q: Tensor, k: Tensor, v: Tensor) -> bool:
-    """Whether ``auto`` runs SDPA on these ``(B, N, d)`` CUDA tensors
-    (:func:`_fused_backends`)."""
-    return bool(_fused_backends(q, k, v))
-
-
 def _resolve(impl: str, q: Tensor, k: Tensor, v: Tensor) -> tuple[str, list | None]:
     """(implementation, SDPA backends to restrict to; None: SDPA chooses) for ``impl``."""
     if impl != "auto":
@@ -182,13 +176,6 @@ def _resolve(impl: str, q: Tensor, k: Tensor, v: Tensor) -> tuple[str, list | No
     else:
         backends = _fused_backends(q, k, v)
     return ("sdpa", backends) if backends else ("chunked", None)
-
-
-def resolve_attention_impl(impl: str, q: Tensor, k: Tensor, v: Tensor) -> str:
-    """The implementation ``impl`` stands for on these ``(B, N, d)`` tensors (``auto``:
-    ``chunked`` on CPU; on CUDA ``sdpa`` when the flash or memory-efficient kernel takes them,
-    else ``chunked``)."""
-    return _resolve(impl, q, k, v)[0]
 
 
 def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, impl: str = "sdpa",
